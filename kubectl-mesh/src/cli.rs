@@ -1,0 +1,82 @@
+//! Command-line surface of `kubectl mesh`.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Join Kubernetes clusters into one Istio service mesh that spans networks.
+///
+/// One cluster runs the control plane (the primary); the others are remotes whose
+/// traffic crosses an east-west gateway. Every command checks before it changes
+/// anything and can be re-run safely.
+#[derive(Debug, Parser)]
+#[command(
+    name = "kubectl mesh",
+    bin_name = "kubectl mesh",
+    version,
+    propagate_version = true,
+    after_help = "Run `kubectl mesh COMMAND --help` for the options of a command."
+)]
+pub struct Cli {
+    /// Options every command takes (kubectl does not parse them for plugins).
+    #[command(flatten)]
+    pub global: GlobalArgs,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// kubectl's global options, which plugins must parse themselves.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// The kubeconfig context to use (default: the current context).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub context: Option<String>,
+
+    /// The Istio namespace.
+    #[arg(
+        short = 'n',
+        long,
+        global = true,
+        default_value = "istio-system",
+        value_name = "NAMESPACE"
+    )]
+    pub namespace: String,
+
+    /// How long to wait for a single API request before giving up (e.g. 30s, 1m).
+    #[arg(long, global = true, value_name = "DURATION")]
+    pub request_timeout: Option<String>,
+
+    /// More diagnostics on stderr: -v info, -vv debug, -vvv trace.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+/// The commands of `kubectl mesh`.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the version, git commit and build target.
+    Version(crate::cmd::version::VersionArgs),
+}
+
+/// Output formats shared by commands that print objects or reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// Human-readable text.
+    Text,
+    /// JSON, for machines.
+    Json,
+    /// YAML, for `kubectl apply -f -` and GitOps.
+    Yaml,
+}
+
+/// Colour only on a terminal, and never when `NO_COLOR` is set (https://no-color.org).
+pub fn color_enabled() -> bool {
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal()
+}

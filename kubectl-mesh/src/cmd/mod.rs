@@ -1,0 +1,14 @@
+//! One module per command; each turns parsed arguments into calls on the libraries.
+
+pub mod version;
+
+use std::process::ExitCode;
+
+use crate::cli::{Cli, Command};
+
+/// Runs the chosen command and returns the process exit code.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Version(args) => version::run(&args),
+    }
+}
