@@ -1,0 +1,398 @@
+//! The one error type of this crate.
+//!
+//! Every message names the context, cluster, file or object concerned and says what to
+//! do. No message ever contains a token: tokens are only ever held in
+//! [`secrecy::SecretString`] and are never formatted.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong while reading kubeconfigs, talking to a cluster about
+/// reader credentials, or building a remote secret.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A kubeconfig named explicitly (`--kubeconfig`) does not exist.
+    #[error("kubeconfig {} does not exist; pass --kubeconfig with an existing file", path.display())]
+    KubeconfigMissing {
+        /// The file.
+        path: PathBuf,
+    },
+
+    /// Neither `KUBECONFIG` nor `~/.kube/config` names an existing file.
+    #[error("no kubeconfig found (looked at {tried}); pass --kubeconfig FILE or set KUBECONFIG")]
+    NoKubeconfig {
+        /// The places looked at.
+        tried: String,
+    },
+
+    /// A kubeconfig file could not be read.
+    #[error("cannot read kubeconfig {}: {reason}", path.display())]
+    KubeconfigRead {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+
+    /// A kubeconfig file is not valid YAML of the expected shape.
+    #[error("cannot parse kubeconfig {}: {reason}", path.display())]
+    KubeconfigParse {
+        /// The file.
+        path: PathBuf,
+        /// Why (without a snippet of the file, which may hold credentials).
+        reason: String,
+    },
+
+    /// No context was given and the kubeconfig sets no `current-context`.
+    #[error(
+        "no context given and {files} sets no current-context; pass a context (available: {available})"
+    )]
+    NoCurrentContext {
+        /// The kubeconfig files read.
+        files: String,
+        /// The contexts that exist.
+        available: String,
+    },
+
+    /// The context does not exist.
+    #[error("context {context:?} not found in {files}; available contexts: {available}")]
+    ContextNotFound {
+        /// The context asked for.
+        context: String,
+        /// The kubeconfig files read.
+        files: String,
+        /// The contexts that exist.
+        available: String,
+    },
+
+    /// The context names a cluster the kubeconfig does not define.
+    #[error(
+        "context {context:?} refers to cluster {cluster:?}, which {files} does not define; fix the kubeconfig"
+    )]
+    ClusterNotFound {
+        /// The context.
+        context: String,
+        /// The missing cluster entry.
+        cluster: String,
+        /// The kubeconfig files read.
+        files: String,
+    },
+
+    /// The cluster of a context has no usable server URL.
+    #[error(
+        "context {context:?} has no valid server URL ({reason}); fix the cluster entry in the kubeconfig or pass --server"
+    )]
+    InvalidServer {
+        /// The context (or `--server`).
+        context: String,
+        /// Why.
+        reason: String,
+    },
+
+    /// The certificate authority of a context could not be loaded.
+    #[error("cannot load the certificate authority of context {context:?}: {reason}")]
+    CertificateAuthority {
+        /// The context.
+        context: String,
+        /// Why.
+        reason: String,
+    },
+
+    /// A kube client could not be built for a context.
+    #[error("cannot build a Kubernetes client for {context:?} ({server}): {reason}")]
+    Client {
+        /// The context.
+        context: String,
+        /// Its server URL.
+        server: String,
+        /// Why.
+        reason: String,
+    },
+
+    /// The API server did not answer.
+    #[error("cannot reach the API server of {cluster:?}{} while trying to {action}: {reason}; check that the cluster is running and that the server URL is right", at_server(.server.as_deref()))]
+    Unreachable {
+        /// The context or cluster name.
+        cluster: String,
+        /// The server URL, when known.
+        server: Option<String>,
+        /// What was being done.
+        action: String,
+        /// The connection error.
+        reason: String,
+    },
+
+    /// The API server rejected the credentials (HTTP 401).
+    #[error(
+        "{cluster:?} rejected the credentials while trying to {action} (401 Unauthorized): the token or certificate is invalid or expired; refresh the credentials of that context"
+    )]
+    Unauthorized {
+        /// The context or cluster name.
+        cluster: String,
+        /// What was being done.
+        action: String,
+    },
+
+    /// The API server refused a request (HTTP 403).
+    #[error(
+        "{cluster:?} refused to {action}: {message}; use a context whose user may do that (e.g. cluster-admin)"
+    )]
+    Forbidden {
+        /// The context or cluster name.
+        cluster: String,
+        /// What was being done.
+        action: String,
+        /// The server's message.
+        message: String,
+    },
+
+    /// Any other failed API request.
+    #[error("{cluster:?}: cannot {action}: {message}")]
+    Api {
+        /// The context or cluster name.
+        cluster: String,
+        /// What was being done.
+        action: String,
+        /// The server's or client's message.
+        message: String,
+        /// The HTTP status code, when the server answered.
+        code: Option<u16>,
+    },
+
+    /// A cluster name is not a DNS-1123 label.
+    #[error(
+        "invalid cluster name {name:?}: it must be a DNS-1123 label (lowercase letters, digits and '-', at most 63 characters); pass --name"
+    )]
+    InvalidClusterName {
+        /// The name.
+        name: String,
+    },
+
+    /// A duration flag could not be parsed.
+    #[error("invalid duration {value:?}: {reason}")]
+    InvalidDuration {
+        /// The text given.
+        value: String,
+        /// Why.
+        reason: String,
+    },
+
+    /// A token lifetime outside what Kubernetes accepts.
+    #[error(
+        "token TTL {ttl:?} is too short: Kubernetes issues TokenRequest tokens for at least 10m"
+    )]
+    TokenTtlTooShort {
+        /// The TTL asked for.
+        ttl: Duration,
+    },
+
+    /// The ServiceAccount does not exist (and was not to be created).
+    #[error(
+        "ServiceAccount {namespace}/{name} does not exist in {cluster:?}; create it, or let kubectl mesh create it"
+    )]
+    ServiceAccountMissing {
+        /// The context or cluster name.
+        cluster: String,
+        /// Its namespace.
+        namespace: String,
+        /// Its name.
+        name: String,
+    },
+
+    /// The ServiceAccount's legacy `secrets[]` list references no usable token Secret.
+    #[error(
+        "ServiceAccount {namespace}/{name} in {cluster:?} references no token Secret in .secrets[] (Kubernetes 1.24 and later create none); let kubectl mesh create a token Secret, or use --token-ttl"
+    )]
+    NoLegacyTokenSecret {
+        /// The context or cluster name.
+        cluster: String,
+        /// The ServiceAccount's namespace.
+        namespace: String,
+        /// The ServiceAccount's name.
+        name: String,
+    },
+
+    /// No existing token Secret for the ServiceAccount.
+    #[error(
+        "no kubernetes.io/service-account-token Secret for ServiceAccount {namespace}/{name} in {cluster:?}; let kubectl mesh create one, or use --token-ttl"
+    )]
+    NoTokenSecret {
+        /// The context or cluster name.
+        cluster: String,
+        /// The ServiceAccount's namespace.
+        namespace: String,
+        /// The ServiceAccount's name.
+        name: String,
+    },
+
+    /// Several token Secrets could be used and none was chosen.
+    #[error(
+        "ServiceAccount {namespace}/{name} in {cluster:?} has several token Secrets: {candidates}; choose one with --secret-name"
+    )]
+    AmbiguousTokenSecret {
+        /// The context or cluster name.
+        cluster: String,
+        /// The ServiceAccount's namespace.
+        namespace: String,
+        /// The ServiceAccount's name.
+        name: String,
+        /// The candidate Secret names, comma-separated.
+        candidates: String,
+    },
+
+    /// A Secret exists under the chosen name but is not a token of the ServiceAccount.
+    #[error(
+        "Secret {namespace}/{secret} in {cluster:?} is not a token Secret of ServiceAccount {account}: {reason}; choose another --secret-name"
+    )]
+    NotATokenSecret {
+        /// The context or cluster name.
+        cluster: String,
+        /// The namespace.
+        namespace: String,
+        /// The Secret.
+        secret: String,
+        /// The ServiceAccount.
+        account: String,
+        /// Why.
+        reason: String,
+    },
+
+    /// A wait ran past its deadline.
+    #[error("gave up after {}s waiting for {what}; {hint}", waited.as_secs())]
+    Timeout {
+        /// What was waited for.
+        what: String,
+        /// How long.
+        waited: Duration,
+        /// What to do about it.
+        hint: String,
+    },
+
+    /// The TokenRequest API answered without a token.
+    #[error(
+        "the TokenRequest for ServiceAccount {namespace}/{name} in {cluster:?} returned no token"
+    )]
+    EmptyTokenRequest {
+        /// The context or cluster name.
+        cluster: String,
+        /// The ServiceAccount's namespace.
+        namespace: String,
+        /// The ServiceAccount's name.
+        name: String,
+    },
+
+    /// No certificate authority is known for the server.
+    #[error("no certificate authority for {server}: {reason}")]
+    NoCertificateAuthority {
+        /// The server URL.
+        server: String,
+        /// What was tried.
+        reason: String,
+    },
+
+    /// The remote kubeconfig lacks something or holds something istiod rejects.
+    #[error("invalid remote kubeconfig: {reason}")]
+    InvalidRemoteKubeconfig {
+        /// Why.
+        reason: String,
+    },
+
+    /// Serialising an object failed.
+    #[error("cannot serialise {what}: {reason}")]
+    Serialize {
+        /// What.
+        what: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Error {
+    /// The HTTP status code of a failed API request, when the server answered.
+    pub fn status_code(&self) -> Option<u16> {
+        match self {
+            Error::Unauthorized { .. } => Some(401),
+            Error::Forbidden { .. } => Some(403),
+            Error::Api { code, .. } => *code,
+            _ => None,
+        }
+    }
+
+    /// Adds the server URL to an [`Error::Unreachable`] that lacks it.
+    pub fn with_server(self, url: &str) -> Self {
+        match self {
+            Error::Unreachable {
+                cluster,
+                server: None,
+                action,
+                reason,
+            } => Error::Unreachable {
+                cluster,
+                server: Some(url.to_owned()),
+                action,
+                reason,
+            },
+            other => other,
+        }
+    }
+
+    /// Classifies a kube error from a request to `cluster` while doing `action`.
+    pub(crate) fn from_kube(err: kube::Error, cluster: &str, action: impl Into<String>) -> Self {
+        let cluster = cluster.to_owned();
+        let action = action.into();
+        match err {
+            kube::Error::Api(status) => match status.code {
+                401 => Error::Unauthorized { cluster, action },
+                403 => Error::Forbidden {
+                    cluster,
+                    action,
+                    message: status.message.clone(),
+                },
+                code => Error::Api {
+                    cluster,
+                    action,
+                    message: if status.message.is_empty() {
+                        format!("{} ({code})", status.reason)
+                    } else {
+                        status.message.clone()
+                    },
+                    code: (code != 0).then_some(code),
+                },
+            },
+            kube::Error::HyperError(_) | kube::Error::Service(_) => Error::Unreachable {
+                cluster,
+                server: None,
+                action,
+                reason: error_chain(&err),
+            },
+            other => Error::Api {
+                cluster,
+                action,
+                message: error_chain(&other),
+                code: None,
+            },
+        }
+    }
+}
+
+fn at_server(server: Option<&str>) -> String {
+    server.map(|s| format!(" at {s}")).unwrap_or_default()
+}
+
+/// The messages of an error and its sources, joined by `: ` (duplicates dropped).
+pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        let msg = e.to_string();
+        if !parts.iter().any(|p| p.contains(&msg)) {
+            parts.push(msg);
+        }
+        cur = e.source();
+    }
+    parts.join(": ")
+}
