@@ -1,2 +1,156 @@
 //! Build system of kubectl-mesh (`cargo xtask …`): test bed, demo, test, dist, bench.
-fn main() {}
+//!
+//! Everything the tests need is built here from the Go module proxy and cached outside
+//! the repository (see [`tools::cache_dir`]), so a fresh machine needs only Rust and Go.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use xtask::{simulator, testbed, tools};
+
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Real Kubernetes control planes on loopback, for tests and the demo.
+    #[command(subcommand)]
+    Testbed(TestbedCmd),
+    /// Build, bring a test bed up (or reuse one), run every test, tear down what it started.
+    Test {
+        /// Extra arguments for `cargo test` (after `--`), e.g. a test name filter.
+        #[arg(last = true)]
+        cargo_test_args: Vec<String>,
+    },
+    /// The main job: bring a test bed up and show kubectl mesh working against it.
+    Demo,
+}
+
+#[derive(Subcommand)]
+enum TestbedCmd {
+    /// Build the binaries (once) and start the clusters; reuses a running test bed.
+    Up {
+        /// How many clusters (cluster1, cluster2, …).
+        #[arg(long, default_value_t = 2)]
+        clusters: usize,
+    },
+    /// Stop every process of the test bed and remove its state.
+    Down,
+    /// Say what runs.
+    Status,
+    /// Print shell lines for `eval "$(cargo xtask testbed env)"`.
+    Env,
+    /// Build the binaries without starting anything.
+    Build,
+    /// (internal) Simulate what a cloud and kubelets would do, until killed.
+    #[command(hide = true)]
+    Simulate,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,kube_client=off".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("xtask: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Task::Testbed(cmd) => match cmd {
+            TestbedCmd::Up { clusters } => {
+                match testbed::up(&testbed::UpOptions { clusters }).await? {
+                    testbed::UpOutcome::Started => {}
+                    testbed::UpOutcome::Reused => eprintln!("xtask: reusing the running test bed"),
+                }
+                eprintln!("xtask: point kubectl at it with: eval \"$(cargo xtask testbed env)\"");
+            }
+            TestbedCmd::Down => testbed::down()?,
+            TestbedCmd::Status => {
+                if !testbed::status().await? {
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+            TestbedCmd::Env => print!("{}", testbed::env_lines()?),
+            TestbedCmd::Build => {
+                tools::ensure_kubernetes()?;
+                tools::ensure_etcd()?;
+            }
+            TestbedCmd::Simulate => simulator::run().await?,
+        },
+        Task::Test { cargo_test_args } => return test(&cargo_test_args).await,
+        Task::Demo => demo().await?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `cargo xtask test`: every test of the workspace, the ones that need clusters included.
+async fn test(extra: &[String]) -> Result<ExitCode> {
+    cargo(&["build", "--workspace", "--all-targets"])?;
+    let outcome = testbed::up(&testbed::UpOptions { clusters: 2 }).await?;
+    let mut args = vec!["test", "--workspace", "--", "--include-ignored"];
+    args.extend(extra.iter().map(String::as_str));
+    let status = Command::new(cargo_bin())
+        .args(&args)
+        .envs(testbed::env_vars())
+        .status()
+        .context("running cargo test")?;
+    if outcome == testbed::UpOutcome::Started {
+        testbed::down()?;
+    } else {
+        eprintln!("xtask: leaving the test bed that was already up running");
+    }
+    if !status.success() {
+        bail!("tests failed ({status})");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `cargo xtask demo`.
+async fn demo() -> Result<()> {
+    testbed::up(&testbed::UpOptions { clusters: 2 }).await?;
+    cargo(&["build", "--package", "kubectl-mesh"])?;
+    println!("\nThe test bed runs two real Kubernetes control planes on loopback:\n");
+    testbed::status().await?;
+    println!("\nPoint kubectl and kubectl mesh at it:\n");
+    print!("{}", testbed::env_lines()?);
+    println!(
+        "export PATH=\"$PWD/target/debug:$PATH\"   # puts kubectl-mesh on PATH for `kubectl mesh`"
+    );
+    println!("\nkubectl --context cluster2 get namespaces");
+    println!("kubectl mesh --help\n\nStop it with: cargo xtask testbed down");
+    Ok(())
+}
+
+fn cargo_bin() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
+}
+
+fn cargo(args: &[&str]) -> Result<()> {
+    let status = Command::new(cargo_bin())
+        .args(args)
+        .status()
+        .context("running cargo")?;
+    if !status.success() {
+        bail!("`cargo {}` failed ({status})", args.join(" "));
+    }
+    Ok(())
+}

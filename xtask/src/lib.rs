@@ -1,0 +1,9 @@
+//! The build system of kubectl-mesh as a library, so its own tests can reach the
+//! pinned versions and the test bed's layout. Never a dependency of a product crate.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+pub mod istio;
+pub mod pki;
+pub mod simulator;
+pub mod testbed;
+pub mod tools;

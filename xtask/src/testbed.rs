@@ -1,0 +1,632 @@
+//! The test bed: N real Kubernetes control planes on loopback.
+//!
+//! Cluster `i` (1-based, named `cluster<i>`) lives on its own loopback address
+//! `127.0.<i>.1`: etcd on :2379, kube-apiserver on :6443, kube-controller-manager on
+//! :10257. Everything it writes lives under the state directory
+//! (`<cache>/testbed`): PKI, etcd data, one log per component, the API server's audit
+//! log, the pids, and one kubeconfig with a context per cluster.
+//!
+//! Only what a cloud and kubelets would do is simulated (see [`crate::simulator`]).
+
+use std::fs::File;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+
+use crate::{pki, tools};
+
+/// Where the running test bed keeps its state: `$KUBECTL_MESH_TESTBED`, else `<cache>/testbed`.
+pub fn state_dir() -> PathBuf {
+    std::env::var_os("KUBECTL_MESH_TESTBED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| tools::cache_dir().join("testbed"))
+}
+
+/// The kubeconfig of the test bed: one context per cluster, named like the cluster.
+pub fn kubeconfig_path() -> PathBuf {
+    state_dir().join("kubeconfig")
+}
+
+/// What `up` recorded: enough for `status`, `down` and the simulator.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct State {
+    pub clusters: Vec<ClusterState>,
+    pub simulator_pid: Option<u32>,
+}
+
+/// One cluster of the test bed.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ClusterState {
+    pub name: String,
+    pub ip: Ipv4Addr,
+    pub components: Vec<Component>,
+}
+
+/// A running process of the test bed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Component {
+    pub name: String,
+    pub pid: u32,
+    pub log: PathBuf,
+}
+
+impl ClusterState {
+    /// The API server URL of this cluster.
+    pub fn server(&self) -> String {
+        format!("https://{}:6443", self.ip)
+    }
+
+    /// The directory holding this cluster's PKI, data and logs.
+    pub fn dir(&self) -> PathBuf {
+        state_dir().join(&self.name)
+    }
+}
+
+impl State {
+    fn path() -> PathBuf {
+        state_dir().join("testbed.json")
+    }
+
+    /// Reads the state of the running test bed, if there is one.
+    pub fn load() -> Result<Option<State>> {
+        match std::fs::read(Self::path()) {
+            Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes).with_context(|| {
+                format!(
+                    "{} is corrupt; run `cargo xtask testbed down`",
+                    Self::path().display()
+                )
+            })?)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).context(format!("reading {}", Self::path().display())),
+        }
+    }
+
+    fn save(&self) -> Result<()> {
+        std::fs::write(Self::path(), serde_json::to_vec_pretty(self)?)?;
+        Ok(())
+    }
+
+    fn pids(&self) -> impl Iterator<Item = (&str, u32)> {
+        self.simulator_pid
+            .map(|pid| ("simulator", pid))
+            .into_iter()
+            .chain(self.clusters.iter().flat_map(|c| {
+                c.components
+                    .iter()
+                    .rev()
+                    .map(|comp| (comp.name.as_str(), comp.pid))
+            }))
+    }
+
+    /// True when every recorded process still runs.
+    pub fn all_alive(&self) -> bool {
+        self.pids().all(|(_, pid)| alive(pid))
+    }
+}
+
+/// Options of `testbed up`.
+pub struct UpOptions {
+    pub clusters: usize,
+}
+
+/// What `up` did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum UpOutcome {
+    Started,
+    Reused,
+}
+
+/// Brings the test bed up, or reuses the one that runs.
+pub async fn up(opts: &UpOptions) -> Result<UpOutcome> {
+    if !(1..=9).contains(&opts.clusters) {
+        bail!("--clusters must be between 1 and 9");
+    }
+    if let Some(state) = State::load()? {
+        if state.all_alive() && state.clusters.len() == opts.clusters {
+            if wait_all_ready(&state, Duration::from_secs(20))
+                .await
+                .is_ok()
+            {
+                return Ok(UpOutcome::Reused);
+            }
+        } else if state.all_alive() {
+            bail!(
+                "a test bed with {} clusters is up; run `cargo xtask testbed down` before asking for {}",
+                state.clusters.len(),
+                opts.clusters
+            );
+        }
+        eprintln!("xtask: the previous test bed is partly down; cleaning it up");
+        down()?;
+    }
+    let kube_dir = tools::ensure_kubernetes()?;
+    let etcd_dir = tools::ensure_etcd()?;
+
+    let started = Instant::now();
+    let dir = state_dir();
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut state = State {
+        clusters: Vec::new(),
+        simulator_pid: None,
+    };
+    let mut kubeconfig = KubeconfigFile::default();
+    for i in 1..=opts.clusters {
+        let name = format!("cluster{i}");
+        let ip = Ipv4Addr::new(127, 0, i as u8, 1);
+        let cluster_dir = dir.join(&name);
+        std::fs::create_dir_all(cluster_dir.join("logs"))?;
+        let pki = pki::write_cluster_pki(&cluster_dir.join("pki"), &name, IpAddr::V4(ip))?;
+        write_audit_policy(&cluster_dir)?;
+        let admin_kubeconfig =
+            single_kubeconfig(&name, ip, &pki.ca_cert, &pki.admin_cert, &pki.admin_key);
+        pki::write(&cluster_dir, "admin.kubeconfig", &admin_kubeconfig, true)?;
+        pki::write(
+            &cluster_dir,
+            "simulator.kubeconfig",
+            &single_kubeconfig(
+                &name,
+                ip,
+                &pki.ca_cert,
+                &pki.simulator_cert,
+                &pki.simulator_key,
+            ),
+            true,
+        )?;
+        kubeconfig.add(&name, ip, &pki.ca_cert, &pki.admin_cert, &pki.admin_key);
+        state.clusters.push(ClusterState {
+            name,
+            ip,
+            components: Vec::new(),
+        });
+    }
+    pki::write(&dir, "kubeconfig", &kubeconfig.render(), true)?;
+    state.save()?;
+
+    let result = start_components(&mut state, &kube_dir, &etcd_dir).await;
+    state.save()?;
+    if let Err(err) = result {
+        let _ = down();
+        return Err(err);
+    }
+    eprintln!(
+        "xtask: test bed with {} clusters up in {:.1}s",
+        opts.clusters,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(UpOutcome::Started)
+}
+
+async fn start_components(state: &mut State, kube_dir: &Path, etcd_dir: &Path) -> Result<()> {
+    for cluster in &mut state.clusters {
+        let c = cluster.dir();
+        let ip = cluster.ip;
+        let etcd = spawn(
+            &c,
+            "etcd",
+            &etcd_dir.join("etcd"),
+            &[
+                "--name=default".into(),
+                format!("--data-dir={}", c.join("etcd-data").display()),
+                format!("--listen-client-urls=http://{ip}:2379"),
+                format!("--advertise-client-urls=http://{ip}:2379"),
+                format!("--listen-peer-urls=http://{ip}:2380"),
+                format!("--initial-advertise-peer-urls=http://{ip}:2380"),
+                format!("--initial-cluster=default=http://{ip}:2380"),
+                "--unsafe-no-fsync=true".into(),
+                "--log-level=warn".into(),
+            ],
+        )?;
+        cluster.components.push(etcd);
+    }
+    for cluster in &state.clusters {
+        wait_tcp(cluster, "etcd", SocketAddr::from((cluster.ip, 2379))).await?;
+    }
+    for cluster in &mut state.clusters {
+        let c = cluster.dir();
+        let p = c.join("pki");
+        let ip = cluster.ip;
+        let apiserver = spawn(
+            &c,
+            "kube-apiserver",
+            &kube_dir.join("kube-apiserver"),
+            &[
+                format!("--advertise-address={ip}"),
+                format!("--bind-address={ip}"),
+                "--secure-port=6443".into(),
+                format!("--etcd-servers=http://{ip}:2379"),
+                format!("--cert-dir={}", c.join("apiserver-certs").display()),
+                format!("--tls-cert-file={}", p.join("apiserver.crt").display()),
+                format!(
+                    "--tls-private-key-file={}",
+                    p.join("apiserver.key").display()
+                ),
+                format!("--client-ca-file={}", p.join("ca.crt").display()),
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
+                format!("--service-account-key-file={}", p.join("sa.pub").display()),
+                format!(
+                    "--service-account-signing-key-file={}",
+                    p.join("sa.key").display()
+                ),
+                "--service-cluster-ip-range=10.96.0.0/16".into(),
+                "--authorization-mode=RBAC".into(),
+                "--allow-privileged=true".into(),
+                format!(
+                    "--audit-policy-file={}",
+                    c.join("audit-policy.yaml").display()
+                ),
+                format!("--audit-log-path={}", c.join("logs/audit.log").display()),
+                "--audit-log-format=json".into(),
+                "--audit-log-maxsize=200".into(),
+                "--profiling=false".into(),
+            ],
+        )?;
+        cluster.components.push(apiserver);
+    }
+    wait_all_ready(state, Duration::from_secs(90)).await?;
+    for cluster in &mut state.clusters {
+        let c = cluster.dir();
+        let p = c.join("pki");
+        let kcm = spawn(
+            &c,
+            "kube-controller-manager",
+            &kube_dir.join("kube-controller-manager"),
+            &[
+                format!("--kubeconfig={}", c.join("admin.kubeconfig").display()),
+                format!("--bind-address={}", cluster.ip),
+                "--secure-port=10257".into(),
+                format!("--cert-dir={}", c.join("kcm-certs").display()),
+                format!(
+                    "--service-account-private-key-file={}",
+                    p.join("sa.key").display()
+                ),
+                format!("--root-ca-file={}", p.join("ca.crt").display()),
+                "--leader-elect=false".into(),
+                "--use-service-account-credentials=false".into(),
+                // No kubelets heartbeat here: the simulated node must not be evicted.
+                "--controllers=*,-node-lifecycle-controller".into(),
+                "--profiling=false".into(),
+            ],
+        )?;
+        cluster.components.push(kcm);
+    }
+    // The controller-manager is up once the ServiceAccount controller has made `default/default`.
+    for cluster in &state.clusters {
+        wait_default_service_account(cluster, Duration::from_secs(60)).await?;
+    }
+    let sim_log = state_dir().join("simulator.log");
+    let exe = std::env::current_exe().context("locating the xtask binary")?;
+    let simulator = spawn_logged(
+        &sim_log,
+        &exe,
+        &["testbed".into(), "simulate".into()],
+        &state_dir(),
+    )?;
+    state.simulator_pid = Some(simulator);
+    // Give the simulator a moment to fail loudly (bad kubeconfig, say) rather than silently.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    if !alive(simulator) {
+        bail!(component_failed("simulator", &sim_log));
+    }
+    Ok(())
+}
+
+fn spawn(cluster_dir: &Path, name: &str, binary: &Path, args: &[String]) -> Result<Component> {
+    let log = cluster_dir.join("logs").join(format!("{name}.log"));
+    let pid = spawn_logged(&log, binary, args, cluster_dir)?;
+    Ok(Component {
+        name: name.to_owned(),
+        pid,
+        log,
+    })
+}
+
+/// Starts a detached process (its own process group, so it outlives `xtask`) logging to `log`.
+fn spawn_logged(log: &Path, binary: &Path, args: &[String], cwd: &Path) -> Result<u32> {
+    let out = File::create(log).with_context(|| format!("creating {}", log.display()))?;
+    let child = Command::new(binary)
+        .args(args)
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("starting {}", binary.display()))?;
+    Ok(child.id())
+}
+
+fn component_failed(name: &str, log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let tail: Vec<&str> = text.lines().rev().take(25).collect();
+    let tail: Vec<&str> = tail.into_iter().rev().collect();
+    format!(
+        "{name} failed to start; the last lines of {}:\n{}",
+        log.display(),
+        tail.join("\n")
+    )
+}
+
+fn component<'a>(cluster: &'a ClusterState, name: &str) -> &'a Component {
+    cluster
+        .components
+        .iter()
+        .find(|c| c.name == name)
+        .expect("component was started")
+}
+
+async fn wait_tcp(cluster: &ClusterState, name: &str, addr: SocketAddr) -> Result<()> {
+    let comp = component(cluster, name);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        if !alive(comp.pid) || Instant::now() > deadline {
+            bail!(component_failed(
+                &format!("{name} of {}", cluster.name),
+                &comp.log
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A client of one cluster, as the admin.
+pub async fn admin_client(cluster: &ClusterState) -> Result<kube::Client> {
+    client_from(&cluster.dir().join("admin.kubeconfig")).await
+}
+
+/// A client from a single-context kubeconfig file.
+pub async fn client_from(path: &Path) -> Result<kube::Client> {
+    let kubeconfig = kube::config::Kubeconfig::read_from(path)?;
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
+    Ok(kube::Client::try_from(config)?)
+}
+
+async fn wait_all_ready(state: &State, timeout: Duration) -> Result<()> {
+    let waits = state.clusters.iter().map(|c| wait_ready(c, timeout));
+    for result in futures::future::join_all(waits).await {
+        result?;
+    }
+    Ok(())
+}
+
+async fn wait_ready(cluster: &ClusterState, timeout: Duration) -> Result<()> {
+    let comp = component(cluster, "kube-apiserver");
+    let client = admin_client(cluster).await?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        let req = http::Request::get("/readyz").body(Vec::new())?;
+        match client.request_text(req).await {
+            Ok(body) if body.trim() == "ok" => return Ok(()),
+            _ if !alive(comp.pid) => bail!(component_failed(
+                &format!("kube-apiserver of {}", cluster.name),
+                &comp.log
+            )),
+            _ if Instant::now() > deadline => bail!(
+                "kube-apiserver of {} at {} was not ready after {:?}; see {}",
+                cluster.name,
+                cluster.server(),
+                timeout,
+                comp.log.display()
+            ),
+            _ => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
+}
+
+async fn wait_default_service_account(cluster: &ClusterState, timeout: Duration) -> Result<()> {
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    let comp = component(cluster, "kube-controller-manager");
+    let client = admin_client(cluster).await?;
+    let api: kube::Api<ServiceAccount> = kube::Api::namespaced(client, "default");
+    let deadline = Instant::now() + timeout;
+    loop {
+        if api.get_opt("default").await?.is_some() {
+            return Ok(());
+        }
+        if !alive(comp.pid) {
+            bail!(component_failed(
+                &format!("kube-controller-manager of {}", cluster.name),
+                &comp.log
+            ));
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "kube-controller-manager of {} did not create the default ServiceAccount within {:?}; see {}",
+                cluster.name,
+                timeout,
+                comp.log.display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Stops every process the test bed started and removes its state.
+pub fn down() -> Result<()> {
+    let Some(state) = State::load()? else {
+        let dir = state_dir();
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)?;
+        }
+        return Ok(());
+    };
+    let pids: Vec<(String, u32)> = state.pids().map(|(n, p)| (n.to_owned(), p)).collect();
+    for (_, pid) in &pids {
+        signal(*pid, "TERM");
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while pids.iter().any(|(_, pid)| alive(*pid)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for (name, pid) in &pids {
+        if alive(*pid) {
+            eprintln!("xtask: {name} (pid {pid}) ignored SIGTERM; killing it");
+            signal(*pid, "KILL");
+        }
+    }
+    std::fs::remove_dir_all(state_dir())
+        .with_context(|| format!("removing {}", state_dir().display()))?;
+    Ok(())
+}
+
+fn signal(pid: u32, sig: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// True when the process runs (a zombie does not count).
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            // The state follows the parenthesised command name.
+            let state = stat
+                .rsplit(')')
+                .next()
+                .and_then(|s| s.trim().chars().next());
+            !matches!(state, Some('Z' | 'X') | None)
+        }
+        Err(_) => false,
+    }
+}
+
+/// Shell lines that point kubectl (and the tests) at the test bed.
+pub fn env_lines() -> Result<String> {
+    let kube_dir = tools::tool_dir("kubernetes", tools::KUBERNETES_VERSION);
+    let mut path = vec![kube_dir];
+    path.extend(crate::istio::tool_dirs());
+    let path: Vec<String> = path.iter().map(|p| p.display().to_string()).collect();
+    Ok(format!(
+        "export KUBECONFIG='{}'\nexport KUBECTL_MESH_TESTBED='{}'\nexport PATH='{}':\"$PATH\"\n",
+        kubeconfig_path().display(),
+        state_dir().display(),
+        path.join(":")
+    ))
+}
+
+/// The environment variables of [`env_lines`], for child processes.
+pub fn env_vars() -> Vec<(String, String)> {
+    let mut path: Vec<PathBuf> = vec![tools::tool_dir("kubernetes", tools::KUBERNETES_VERSION)];
+    path.extend(crate::istio::tool_dirs());
+    let old = std::env::var_os("PATH").unwrap_or_default();
+    path.extend(std::env::split_paths(&old));
+    vec![
+        ("KUBECONFIG".into(), kubeconfig_path().display().to_string()),
+        (
+            "KUBECTL_MESH_TESTBED".into(),
+            state_dir().display().to_string(),
+        ),
+        (
+            "PATH".into(),
+            std::env::join_paths(path)
+                .expect("paths hold no colon")
+                .to_string_lossy()
+                .into_owned(),
+        ),
+    ]
+}
+
+/// Prints what runs.
+pub async fn status() -> Result<bool> {
+    let Some(state) = State::load()? else {
+        println!(
+            "no test bed is up (state directory {})",
+            state_dir().display()
+        );
+        return Ok(false);
+    };
+    let mut healthy = true;
+    for cluster in &state.clusters {
+        println!("{} at {}", cluster.name, cluster.server());
+        for comp in &cluster.components {
+            let up = alive(comp.pid);
+            healthy &= up;
+            println!(
+                "  {} {:<24} pid {:<8} log {}",
+                if up { "✓" } else { "✗" },
+                comp.name,
+                comp.pid,
+                comp.log.display()
+            );
+        }
+        let ready = wait_ready(cluster, Duration::from_secs(2)).await.is_ok();
+        healthy &= ready;
+        println!("  {} /readyz", if ready { "✓" } else { "✗" });
+    }
+    if let Some(pid) = state.simulator_pid {
+        let up = alive(pid);
+        healthy &= up;
+        println!(
+            "{} simulator (LoadBalancer addresses, pod readiness) pid {pid}",
+            if up { "✓" } else { "✗" }
+        );
+    }
+    println!("kubeconfig: {}", kubeconfig_path().display());
+    Ok(healthy)
+}
+
+fn write_audit_policy(cluster_dir: &Path) -> Result<()> {
+    // Metadata is enough to count mutating requests; request bodies (secrets!) stay out.
+    let policy = "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [\"RequestReceived\"]\nrules:\n- level: Metadata\n";
+    std::fs::write(cluster_dir.join("audit-policy.yaml"), policy)?;
+    Ok(())
+}
+
+fn b64(s: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+fn single_kubeconfig(name: &str, ip: Ipv4Addr, ca: &str, cert: &str, key: &str) -> String {
+    let mut file = KubeconfigFile::default();
+    file.add(name, ip, ca, cert, key);
+    file.render()
+}
+
+/// A kubeconfig with one context per cluster; the first is current.
+#[derive(Default)]
+struct KubeconfigFile {
+    entries: Vec<(String, String, String, String, String)>,
+}
+
+impl KubeconfigFile {
+    fn add(&mut self, name: &str, ip: Ipv4Addr, ca: &str, cert: &str, key: &str) {
+        self.entries.push((
+            name.to_owned(),
+            format!("https://{ip}:6443"),
+            b64(ca),
+            b64(cert),
+            b64(key),
+        ));
+    }
+
+    fn render(&self) -> String {
+        let mut clusters = String::new();
+        let mut users = String::new();
+        let mut contexts = String::new();
+        for (name, server, ca, cert, key) in &self.entries {
+            clusters.push_str(&format!(
+                "- name: {name}\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\n"
+            ));
+            users.push_str(&format!(
+                "- name: {name}-admin\n  user:\n    client-certificate-data: {cert}\n    client-key-data: {key}\n"
+            ));
+            contexts.push_str(&format!(
+                "- name: {name}\n  context:\n    cluster: {name}\n    user: {name}-admin\n"
+            ));
+        }
+        let current = self.entries.first().map(|e| e.0.as_str()).unwrap_or("");
+        format!(
+            "apiVersion: v1\nkind: Config\npreferences: {{}}\ncurrent-context: {current}\nclusters:\n{clusters}users:\n{users}contexts:\n{contexts}"
+        )
+    }
+}

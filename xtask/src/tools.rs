@@ -1,0 +1,234 @@
+//! External tools the tests need, built once from Go modules and cached outside the repo.
+//!
+//! Each tool is a small wrapper module (a `go.mod` that requires the upstream module at a
+//! pinned version, and a `main.go` calling its entry point), built with `-trimpath` and
+//! `CGO_ENABLED=0` into `<cache>/tools/<name>-<version>/`. The directory appears
+//! atomically (built into a temporary sibling, then renamed), so an interrupted build
+//! never leaves a tool that looks complete.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+
+/// The pinned Kubernetes release: kube-apiserver, kube-controller-manager, kubectl.
+pub const KUBERNETES_VERSION: &str = "v1.36.3";
+/// The pinned etcd release (3.6 line).
+pub const ETCD_VERSION: &str = "v3.6.16";
+
+/// Staging modules of `k8s.io/kubernetes` that its own go.mod replaces with local
+/// directories; a wrapper module must replace them with the matching `v0.Y.Z` tags.
+const KUBERNETES_STAGING_MODULES: &[&str] = &[
+    "k8s.io/api",
+    "k8s.io/apiextensions-apiserver",
+    "k8s.io/apimachinery",
+    "k8s.io/apiserver",
+    "k8s.io/cli-runtime",
+    "k8s.io/client-go",
+    "k8s.io/cloud-provider",
+    "k8s.io/cluster-bootstrap",
+    "k8s.io/code-generator",
+    "k8s.io/component-base",
+    "k8s.io/component-helpers",
+    "k8s.io/controller-manager",
+    "k8s.io/cri-api",
+    "k8s.io/cri-client",
+    "k8s.io/cri-streaming",
+    "k8s.io/csi-translation-lib",
+    "k8s.io/dynamic-resource-allocation",
+    "k8s.io/endpointslice",
+    "k8s.io/externaljwt",
+    "k8s.io/kms",
+    "k8s.io/kube-aggregator",
+    "k8s.io/kube-controller-manager",
+    "k8s.io/kube-proxy",
+    "k8s.io/kube-scheduler",
+    "k8s.io/kubectl",
+    "k8s.io/kubelet",
+    "k8s.io/metrics",
+    "k8s.io/mount-utils",
+    "k8s.io/pod-security-admission",
+    "k8s.io/sample-apiserver",
+    "k8s.io/sample-cli-plugin",
+    "k8s.io/sample-controller",
+    "k8s.io/streaming",
+];
+
+/// Root of everything kubectl-mesh caches: `$KUBECTL_MESH_CACHE`, else
+/// `$XDG_CACHE_HOME/kubectl-mesh`, else `~/.cache/kubectl-mesh`.
+pub fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("KUBECTL_MESH_CACHE") {
+        return PathBuf::from(dir);
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
+    base.join("kubectl-mesh")
+}
+
+/// Directory holding one built tool set, e.g. `<cache>/tools/kubernetes-v1.36.3`.
+pub fn tool_dir(name: &str, version: &str) -> PathBuf {
+    cache_dir().join("tools").join(format!("{name}-{version}"))
+}
+
+/// A Go wrapper module: what to write and which binaries it yields.
+struct WrapperModule {
+    name: &'static str,
+    version: String,
+    go_mod: String,
+    /// `(relative path, contents)` of the Go sources.
+    files: Vec<(String, String)>,
+    /// Packages to build (relative to the module root) and extra `-ldflags`.
+    packages: Vec<String>,
+    ldflags: String,
+    binaries: Vec<&'static str>,
+}
+
+/// Makes sure kube-apiserver, kube-controller-manager and kubectl are built; returns their directory.
+pub fn ensure_kubernetes() -> Result<PathBuf> {
+    let version = KUBERNETES_VERSION;
+    let zero = format!("v0.{}", version.trim_start_matches("v1."));
+    let minor = version.split('.').nth(1).unwrap_or_default();
+    let mut go_mod = format!(
+        "module kubectl-mesh.local/testbed/kubernetes\n\ngo 1.26.0\n\nrequire k8s.io/kubernetes {version}\n\nreplace (\n"
+    );
+    for module in KUBERNETES_STAGING_MODULES {
+        go_mod.push_str(&format!("\t{module} => {module} {zero}\n"));
+    }
+    go_mod.push_str(")\n");
+    let main = |import: &str, call: &str| {
+        format!(
+            "package main\n\nimport (\n\t\"os\"\n\n\t\"k8s.io/component-base/cli\"\n\t\"{import}\"\n)\n\nfunc main() {{\n\tos.Exit(cli.Run(app.{call}()))\n}}\n"
+        )
+    };
+    let kubectl_main = "package main\n\nimport (\n\t\"k8s.io/component-base/cli\"\n\t\"k8s.io/kubectl/pkg/cmd\"\n\t\"k8s.io/kubectl/pkg/cmd/util\"\n)\n\nfunc main() {\n\tcommand := cmd.NewDefaultKubectlCommand()\n\tif err := cli.RunNoErrOutput(command); err != nil {\n\t\tutil.CheckErr(err)\n\t}\n}\n";
+    let ver = "k8s.io/component-base/version";
+    ensure(&WrapperModule {
+        name: "kubernetes",
+        version: version.to_owned(),
+        go_mod,
+        files: vec![
+            (
+                "cmd/kube-apiserver/main.go".into(),
+                main(
+                    "k8s.io/kubernetes/cmd/kube-apiserver/app",
+                    "NewAPIServerCommand",
+                ),
+            ),
+            (
+                "cmd/kube-controller-manager/main.go".into(),
+                main(
+                    "k8s.io/kubernetes/cmd/kube-controller-manager/app",
+                    "NewControllerManagerCommand",
+                ),
+            ),
+            ("cmd/kubectl/main.go".into(), kubectl_main.into()),
+        ],
+        packages: vec!["./cmd/...".into()],
+        ldflags: format!(
+            "-s -w -X {ver}.gitVersion={version} -X {ver}.gitMajor=1 -X {ver}.gitMinor={minor} -X {ver}.gitTreeState=clean"
+        ),
+        binaries: vec!["kube-apiserver", "kube-controller-manager", "kubectl"],
+    })
+}
+
+/// Makes sure etcd is built; returns its directory.
+pub fn ensure_etcd() -> Result<PathBuf> {
+    let version = ETCD_VERSION;
+    ensure(&WrapperModule {
+        name: "etcd",
+        version: version.to_owned(),
+        go_mod: format!(
+            "module kubectl-mesh.local/testbed/etcd\n\ngo 1.26.0\n\nrequire go.etcd.io/etcd/server/v3 {version}\n"
+        ),
+        files: vec![(
+            "cmd/etcd/main.go".into(),
+            "package main\n\nimport (\n\t\"os\"\n\n\t\"go.etcd.io/etcd/server/v3/etcdmain\"\n)\n\nfunc main() {\n\tetcdmain.Main(os.Args)\n}\n".into(),
+        )],
+        packages: vec!["./cmd/...".into()],
+        ldflags: "-s -w".into(),
+        binaries: vec!["etcd"],
+    })
+}
+
+fn ensure(module: &WrapperModule) -> Result<PathBuf> {
+    let dir = tool_dir(module.name, &module.version);
+    if module.binaries.iter().all(|b| dir.join(b).is_file()) {
+        return Ok(dir);
+    }
+    let src = cache_dir()
+        .join("src")
+        .join(format!("{}-{}", module.name, module.version));
+    std::fs::create_dir_all(&src).with_context(|| format!("creating {}", src.display()))?;
+    std::fs::write(src.join("go.mod"), &module.go_mod)?;
+    for (path, contents) in &module.files {
+        let path = src.join(path);
+        std::fs::create_dir_all(path.parent().expect("file has a parent"))?;
+        std::fs::write(&path, contents)?;
+    }
+    eprintln!(
+        "xtask: building {} {} from its Go module (first time only; cached in {})",
+        module.name,
+        module.version,
+        dir.display()
+    );
+    let started = Instant::now();
+    go(&src, &["mod", "tidy"])?;
+    let staging = dir.with_extension("partial");
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir_all(&staging)?;
+    let out = format!("{}/", staging.display());
+    let mut args = vec![
+        "build",
+        "-p",
+        "2",
+        "-trimpath",
+        "-ldflags",
+        &module.ldflags,
+        "-o",
+        &out,
+    ];
+    args.extend(module.packages.iter().map(String::as_str));
+    go(&src, &args)?;
+    for binary in &module.binaries {
+        if !staging.join(binary).is_file() {
+            bail!(
+                "go build of {} {} did not produce {binary} in {}",
+                module.name,
+                module.version,
+                staging.display()
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::rename(&staging, &dir)?;
+    eprintln!(
+        "xtask: built {} {} in {:.0?}",
+        module.name,
+        module.version,
+        started.elapsed()
+    );
+    Ok(dir)
+}
+
+/// Runs `go` in `dir` with the environment the builds need.
+pub fn go(dir: &Path, args: &[&str]) -> Result<()> {
+    let status = Command::new("go")
+        .args(args)
+        .current_dir(dir)
+        .env("CGO_ENABLED", "0")
+        .env("GOFLAGS", "-buildvcs=false")
+        .env("GOTOOLCHAIN", "local")
+        .status()
+        .context("running `go`: is Go installed and on PATH? (https://go.dev/doc/install)")?;
+    if !status.success() {
+        bail!(
+            "`go {}` failed in {} ({status}); its output is above",
+            args.join(" "),
+            dir.display()
+        );
+    }
+    Ok(())
+}

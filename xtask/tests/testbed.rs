@@ -1,0 +1,276 @@
+//! The test bed behaves like the real clusters it stands in for.
+//!
+//! These tests need a running test bed (`cargo xtask test` brings one up and runs them;
+//! plain `cargo test` leaves them out). They reach it through `KUBECONFIG`.
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenReview};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service, ServiceAccount};
+use kube::api::{DeleteParams, PostParams};
+use kube::config::KubeConfigOptions;
+use kube::{Api, Client, Config};
+use serde_json::json;
+
+async fn client(context: &str) -> Client {
+    let options = KubeConfigOptions {
+        context: Some(context.to_owned()),
+        ..Default::default()
+    };
+    let config = Config::from_kubeconfig(&options).await.unwrap_or_else(|e| {
+        panic!("no context {context} in KUBECONFIG ({e}); is the test bed up?")
+    });
+    Client::try_from(config).expect("client")
+}
+
+/// Creates a namespace with a name unique to this test run.
+async fn namespace(client: &Client, prefix: &str) -> String {
+    let name = format!(
+        "{prefix}-{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_micros()
+            % 1_000_000_000
+    );
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
+    name
+}
+
+/// Polls `check` until it returns `Some`, or panics naming `what` after `timeout`.
+async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs the test bed: cargo xtask test"]
+async fn api_servers_report_the_pinned_version() {
+    for context in ["cluster1", "cluster2"] {
+        let version = client(context).await.apiserver_version().await.unwrap();
+        assert_eq!(
+            version.git_version,
+            xtask::tools::KUBERNETES_VERSION,
+            "{context}"
+        );
+        assert_eq!(version.major, "1");
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs the test bed: cargo xtask test"]
+async fn controller_manager_fills_legacy_token_secrets() {
+    let client = client("cluster2").await;
+    let ns = namespace(&client, "legacy-token").await;
+    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
+    let sa: ServiceAccount =
+        serde_json::from_value(json!({"metadata": {"name": "reader"}})).unwrap();
+    sas.create(&PostParams::default(), &sa).await.unwrap();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "reader-token",
+                     "annotations": {"kubernetes.io/service-account.name": "reader"}},
+        "type": "kubernetes.io/service-account-token",
+    }))
+    .unwrap();
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    let data = eventually(
+        "the token controller to fill reader-token",
+        Duration::from_secs(30),
+        || async {
+            let s = secrets.get("reader-token").await.ok()?;
+            let data = s.data?;
+            (data.contains_key("token") && data.contains_key("ca.crt")).then_some(data)
+        },
+    )
+    .await;
+    let token = String::from_utf8(data["token"].0.clone()).unwrap();
+    assert_eq!(token.split('.').count(), 3, "the token is a JWT");
+    assert!(String::from_utf8_lossy(&data["ca.crt"].0).contains("BEGIN CERTIFICATE"));
+    // The token authenticates as the ServiceAccount.
+    let user = review(&client, &token).await;
+    assert_eq!(user, format!("system:serviceaccount:{ns}:reader"));
+    Api::<Namespace>::all(client)
+        .delete(&ns, &DeleteParams::default())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+#[ignore = "needs the test bed: cargo xtask test"]
+async fn token_request_returns_a_token_of_the_service_account() {
+    let client = client("cluster1").await;
+    let ns = namespace(&client, "token-request").await;
+    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
+    let sa: ServiceAccount =
+        serde_json::from_value(json!({"metadata": {"name": "istiod-reader"}})).unwrap();
+    sas.create(&PostParams::default(), &sa).await.unwrap();
+    let request: TokenRequest =
+        serde_json::from_value(json!({"spec": {"audiences": [], "expirationSeconds": 3600}}))
+            .unwrap();
+    let response: TokenRequest = sas
+        .create_subresource("token", "istiod-reader", &PostParams::default(), &request)
+        .await
+        .unwrap();
+    let token = response.status.expect("status").token.expect("a token");
+    assert_eq!(
+        review(&client, &token).await,
+        format!("system:serviceaccount:{ns}:istiod-reader")
+    );
+    Api::<Namespace>::all(client)
+        .delete(&ns, &DeleteParams::default())
+        .await
+        .unwrap();
+}
+
+/// Who the API server says `token` is (TokenReview).
+async fn review(client: &Client, token: &str) -> String {
+    let review: TokenReview = serde_json::from_value(json!({"spec": {"token": token}})).unwrap();
+    let result = Api::<TokenReview>::all(client.clone())
+        .create(&PostParams::default(), &review)
+        .await
+        .unwrap();
+    let status = result.status.expect("status");
+    assert_eq!(status.authenticated, Some(true), "{:?}", status.error);
+    status.user.expect("user").username.expect("username")
+}
+
+#[tokio::test]
+#[ignore = "needs the test bed: cargo xtask test"]
+async fn load_balancer_services_get_an_address_and_deployments_roll_out() {
+    let client = client("cluster2").await;
+    let ns = namespace(&client, "lb").await;
+    let services: Api<Service> = Api::namespaced(client.clone(), &ns);
+    let svc: Service = serde_json::from_value(json!({
+        "metadata": {"name": "eastwest"},
+        "spec": {"type": "LoadBalancer", "selector": {"app": "gw"},
+                 "ports": [{"name": "tls", "port": 15443}]},
+    }))
+    .unwrap();
+    services.create(&PostParams::default(), &svc).await.unwrap();
+    let ip = eventually(
+        "a LoadBalancer address",
+        Duration::from_secs(20),
+        || async {
+            let svc = services.get("eastwest").await.ok()?;
+            svc.status?.load_balancer?.ingress?.first()?.ip.clone()
+        },
+    )
+    .await;
+    let ip: std::net::Ipv4Addr = ip.parse().unwrap();
+    assert!(ip.is_loopback(), "{ip}");
+
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let deploy: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "gw"},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "gw"}},
+                 "template": {"metadata": {"labels": {"app": "gw"}},
+                              "spec": {"containers": [{"name": "proxy", "image": "proxyv2"}]}}},
+    }))
+    .unwrap();
+    deployments
+        .create(&PostParams::default(), &deploy)
+        .await
+        .unwrap();
+    eventually("gw to roll out", Duration::from_secs(30), || async {
+        let status = deployments.get("gw").await.ok()?.status?;
+        (status.available_replicas == Some(2)).then_some(())
+    })
+    .await;
+    Api::<Namespace>::all(client)
+        .delete(&ns, &DeleteParams::default())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+#[ignore = "needs the test bed: cargo xtask test"]
+async fn deleting_a_namespace_completes() {
+    let client = client("cluster1").await;
+    let ns = namespace(&client, "doomed").await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let cm: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"name": "x"}, "data": {"a": "b"}})).unwrap();
+    cms.create(&PostParams::default(), &cm).await.unwrap();
+    // A running pod must go too (a kubelet would confirm its deletion).
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let deploy: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "app"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "app"}},
+                 "template": {"metadata": {"labels": {"app": "app"}},
+                              "spec": {"containers": [{"name": "app", "image": "app"}]}}},
+    }))
+    .unwrap();
+    deployments
+        .create(&PostParams::default(), &deploy)
+        .await
+        .unwrap();
+    eventually("app to roll out", Duration::from_secs(30), || async {
+        let status = deployments.get("app").await.ok()?.status?;
+        (status.ready_replicas == Some(1)).then_some(())
+    })
+    .await;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .delete(&ns, &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually(
+        "the namespace to be gone",
+        Duration::from_secs(60),
+        || async { matches!(namespaces.get_opt(&ns).await, Ok(None)).then_some(()) },
+    )
+    .await;
+}
+
+#[tokio::test]
+#[ignore = "needs the test bed: cargo xtask test"]
+async fn clusters_are_independent() {
+    let one = client("cluster1").await;
+    let two = client("cluster2").await;
+    let ns = namespace(&one, "only-in-one").await;
+    let in_two = Api::<Namespace>::all(two.clone())
+        .get_opt(&ns)
+        .await
+        .unwrap();
+    assert!(
+        in_two.is_none(),
+        "namespace {ns} created in cluster1 shows in cluster2"
+    );
+    let uid = |c: Client| async move {
+        Api::<Namespace>::all(c)
+            .get("kube-system")
+            .await
+            .unwrap()
+            .metadata
+            .uid
+            .unwrap()
+    };
+    assert_ne!(
+        uid(one.clone()).await,
+        uid(two).await,
+        "both contexts reach one cluster"
+    );
+    Api::<Namespace>::all(one)
+        .delete(&ns, &DeleteParams::default())
+        .await
+        .unwrap();
+}
