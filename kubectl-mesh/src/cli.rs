@@ -63,6 +63,17 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Print the version, git commit and build target.
     Version(crate::cmd::version::VersionArgs),
+    /// Print the Secret that lets the primary's istiod read a remote cluster.
+    ///
+    /// In REMOTE it makes sure the reader ServiceAccount exists (creating it, bound to a
+    /// read-only ClusterRole equivalent to Istio's reader role, if missing) and gets a token
+    /// for it: from the ServiceAccount's legacy secrets[] reference, else from an existing
+    /// token Secret, else from a token Secret it creates (Kubernetes 1.24 and later create
+    /// none) — or, with --token-ttl, a TokenRequest token that expires. It prints
+    /// istio-remote-secret-<name>: a kubeconfig with inline CA data and that token, labelled
+    /// istio/multiCluster=true, for `kubectl apply` on the primary (the GitOps path, like
+    /// `istioctl create-remote-secret`). Warnings go to stderr; the token only to stdout.
+    RemoteSecret(Box<crate::cmd::remote_secret::RemoteSecretArgs>),
 }
 
 /// Output formats shared by commands that print objects or reports.

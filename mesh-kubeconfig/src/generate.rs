@@ -221,7 +221,8 @@ pub async fn generate_remote_secret(
     };
 
     for w in &warnings {
-        tracing::warn!("{w}");
+        // The caller shows warnings; this is only for the diagnostic trail.
+        tracing::debug!(warning = %w, "remote secret warning");
     }
     Ok(GeneratedRemoteSecret {
         secret,

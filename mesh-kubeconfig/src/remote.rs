@@ -317,10 +317,13 @@ impl RemoteKubeconfig {
             }],
             current_context: name,
         };
-        let yaml = serde_saphyr::to_string(&doc).map_err(|e| Error::Serialize {
-            what: format!("the kubeconfig of cluster {:?}", self.cluster_name),
-            reason: e.to_string(),
-        })?;
+        // Plain scalars: a long token or CA stays one line, whatever parser reads it.
+        let options = serde_saphyr::ser_options! { prefer_block_scalars: false };
+        let yaml =
+            serde_saphyr::to_string_with_options(&doc, options).map_err(|e| Error::Serialize {
+                what: format!("the kubeconfig of cluster {:?}", self.cluster_name),
+                reason: e.to_string(),
+            })?;
         Ok(SecretString::from(yaml))
     }
 }
@@ -466,6 +469,20 @@ mod tests {
         // kube-rs (and so kubectl-mesh itself) reads it back.
         let kc = crate::Kubeconfigs::from_yaml(yaml.expose_secret()).unwrap();
         assert_eq!(kc.resolve("cluster2").unwrap().ca_data.unwrap(), CA);
+    }
+
+    #[test]
+    fn long_values_stay_on_one_plain_line() {
+        let token = "x".repeat(900);
+        let kc = RemoteKubeconfig::builder("c")
+            .server("https://10.0.0.1:6443")
+            .ca_data(vec![b'a'; 2000])
+            .token(SecretString::from(token.clone()))
+            .build()
+            .unwrap();
+        let yaml = kc.to_yaml().unwrap();
+        assert!(yaml.expose_secret().contains(&format!("token: {token}\n")));
+        assert!(!yaml.expose_secret().contains(">-"));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! One module per command; each turns parsed arguments into calls on the libraries.
 
+pub mod remote_secret;
 pub mod version;
 
 use std::process::ExitCode;
@@ -10,5 +11,6 @@ use crate::cli::{Cli, Command};
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Version(args) => version::run(&args),
+        Command::RemoteSecret(args) => remote_secret::run(&cli.global, &args),
     }
 }
