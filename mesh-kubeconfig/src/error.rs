@@ -262,7 +262,7 @@ pub enum Error {
     },
 
     /// A wait ran past its deadline.
-    #[error("gave up after {}s waiting for {what}; {hint}", waited.as_secs())]
+    #[error("gave up after {} waiting for {what}; {hint}", human(*.waited))]
     Timeout {
         /// What was waited for.
         what: String,
@@ -376,6 +376,14 @@ impl Error {
                 code: None,
             },
         }
+    }
+}
+
+fn human(d: Duration) -> String {
+    if d >= Duration::from_secs(1) {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
     }
 }
 

@@ -442,7 +442,8 @@ impl Ctx<'_> {
             if let Some(token) = self.filled(&secret, source, created) {
                 return Ok(token);
             }
-            if tokio::time::Instant::now() + delay > deadline {
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
                 return Err(Error::Timeout {
                     what: format!(
                         "the token controller to fill {what} in {:?} with a token for ServiceAccount {}",
@@ -453,7 +454,7 @@ impl Ctx<'_> {
                 });
             }
             tracing::debug!(secret = %what, "waiting for the token controller");
-            tokio::time::sleep(delay).await;
+            tokio::time::sleep(delay.min(deadline - now)).await;
             delay = (delay * 2).min(Duration::from_secs(1));
         }
     }
