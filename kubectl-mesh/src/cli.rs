@@ -74,6 +74,12 @@ pub enum Command {
     /// istio/multiCluster=true, for `kubectl apply` on the primary (the GitOps path, like
     /// `istioctl create-remote-secret`). Warnings go to stderr; the token only to stdout.
     RemoteSecret(Box<crate::cmd::remote_secret::RemoteSecretArgs>),
+    /// Check or create the CA bundles (cacerts) that let clusters trust each other.
+    ///
+    /// Every cluster of a multi-cluster mesh needs a `cacerts` Secret with ca-cert.pem,
+    /// ca-key.pem, root-cert.pem and cert-chain.pem issued under one shared root.
+    /// `check` validates bundles before they reach a cluster; `generate` creates them.
+    Certs(crate::cmd::certs::CertsArgs),
 }
 
 /// Output formats shared by commands that print objects or reports.

@@ -1,5 +1,6 @@
 //! One module per command; each turns parsed arguments into calls on the libraries.
 
+pub mod certs;
 pub mod remote_secret;
 pub mod version;
 
@@ -12,5 +13,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Version(args) => version::run(&args),
         Command::RemoteSecret(args) => remote_secret::run(&cli.global, &args),
+        Command::Certs(args) => certs::run(&args),
     }
 }
