@@ -53,9 +53,9 @@ kubectl mesh certs check certs/cluster1 -o json")]
     /// Create a root CA and one intermediate CA per cluster, as Istio's tools/certs does.
     ///
     /// Writes OUT/root-cert.pem and OUT/root-key.pem (the root, 10 years, O=Istio,
-    /// CN=Root CA) and for each NAME the cacerts bundle OUT/NAME/{ca-cert,ca-key,
-    /// root-cert,cert-chain}.pem: an intermediate CA (2 years, pathlen 0, O=Istio,
-    /// CN=Intermediate CA, L=NAME, SAN DNS:istiod.istio-system.svc) and cert-chain.pem
+    /// CN=Root CA) and for each NAME the cacerts bundle in OUT/NAME/: ca-cert.pem and
+    /// ca-key.pem, an intermediate CA (2 years, pathlen 0, O=Istio, CN=Intermediate CA,
+    /// L=NAME, SAN DNS:istiod.istio-system.svc), root-cert.pem, and cert-chain.pem
     /// = intermediate then root. Keys are ECDSA P-256 unless --key-type rsa; key files
     /// are written with mode 0600.
     ///
