@@ -80,6 +80,16 @@ pub enum Command {
     /// ca-key.pem, root-cert.pem and cert-chain.pem issued under one shared root.
     /// `check` validates bundles before they reach a cluster; `generate` creates them.
     Certs(crate::cmd::certs::CertsArgs),
+    /// Join clusters to the primary's Istio mesh across networks (the guide's whole procedure).
+    ///
+    /// Checks everything first — contexts reachable and authorised, Istio installed, names
+    /// and networks consistent, CA bundles valid and sharing one root with what the clusters
+    /// store — and changes nothing if any check fails. Then, changing only what differs:
+    /// cacerts in each cluster, the topology.istio.io/network label, the cross-network
+    /// Gateway (TLS AUTO_PASSTHROUGH) on each east-west gateway, meshNetworks with each
+    /// gateway's address, and reader credentials plus the remote Secret istiod watches.
+    /// A second run changes nothing; a failed run can simply be re-run.
+    Join(Box<crate::cmd::join::JoinArgs>),
 }
 
 /// Output formats shared by commands that print objects or reports.

@@ -1,3 +1,55 @@
-//! Join Kubernetes clusters into one multi-network Istio mesh: a plan of idempotent, checked steps.
+//! Join Kubernetes clusters into one multi-network Istio mesh: a plan of idempotent,
+//! checked steps over a primary (the cluster running istiod) and its remotes.
+//!
+//! [`join`] first reads every cluster (concurrently) and judges what it read — contexts
+//! reachable and authorised, Istio present, names and networks consistent, certificates
+//! valid and sharing one root with what the clusters already store — and fails with
+//! every problem before changing anything. Then each step checks the cluster's state
+//! and changes only what differs, by server-side apply with field manager
+//! `kubectl-mesh`:
+//!
+//! 1. `cacerts` in every cluster given certificates;
+//! 2. the `topology.istio.io/network` label on each Istio namespace (and, on remotes,
+//!    `topology.istio.io/controlPlaneClusters` naming the primary);
+//! 3. the cross-network Gateway (TLS `AUTO_PASSTHROUGH`, `*.local`) on each east-west gateway;
+//! 4. each gateway's address (LoadBalancer ip or hostname, externalIPs, node port);
+//! 5. `meshNetworks` in the primary's `istio` ConfigMap, edited structurally;
+//! 6. the reader credentials in each remote and its remote secret in the primary.
+//!
+//! Progress reaches the caller as [`Event`]s through a [`Progress`]; this crate never
+//! prints or prompts.
+//!
+//! ```no_run
+//! # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+//! use mesh_core::{EventKind, JoinOptions, join};
+//! use mesh_kubeconfig::{KubeconfigSource, Kubeconfigs};
+//!
+//! let kubeconfigs = Kubeconfigs::load(&KubeconfigSource::Default)?;
+//! let options = JoinOptions::new("cluster1", &["cluster2"]);
+//! let summary = join(&kubeconfigs, &options, &|e: mesh_core::Event| {
+//!     if let EventKind::Changed(what) = &e.kind {
+//!         eprintln!("{}: {what}", e.cluster);
+//!     }
+//! })
+//! .await?;
+//! assert!(!summary.dry_run);
+//! # Ok(()) }
+//! ```
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 #![warn(missing_docs)]
+
+mod cluster;
+mod error;
+mod join;
+mod networks;
+mod progress;
+
+pub use cluster::{
+    CACERTS, CONTROL_PLANE_CLUSTERS_ANNOTATION, CROSS_NETWORK_GATEWAY, ClusterFacts,
+    GatewayService, MESH_CONFIG_MAP, NETWORK_LABEL, cacerts_secret, cross_network_gateway,
+    find_gateway, read_facts,
+};
+pub use error::{Error, Problem, Result};
+pub use join::{Change, ClusterSpec, JoinOptions, JoinSummary, JoinedCluster, join};
+pub use networks::MeshNetworks;
+pub use progress::{Event, EventKind, NoProgress, Progress};

@@ -1,6 +1,7 @@
 //! One module per command; each turns parsed arguments into calls on the libraries.
 
 pub mod certs;
+pub mod join;
 pub mod remote_secret;
 pub mod version;
 
@@ -14,5 +15,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Version(args) => version::run(&args),
         Command::RemoteSecret(args) => remote_secret::run(&cli.global, &args),
         Command::Certs(args) => certs::run(&args),
+        Command::Join(args) => join::run(&cli.global, &args),
     }
 }

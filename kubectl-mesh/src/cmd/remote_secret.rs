@@ -38,6 +38,22 @@ pub struct RemoteSecretArgs {
     #[arg(long, value_name = "URL")]
     pub server: Option<String>,
 
+    /// How the reader credentials are made.
+    #[command(flatten)]
+    pub credentials: CredentialArgs,
+
+    /// The name of the printed Secret (default: istio-remote-secret-<name>).
+    #[arg(long, value_name = "NAME")]
+    pub remote_secret_name: Option<String>,
+
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = SecretFormat::Yaml)]
+    pub output: SecretFormat,
+}
+
+/// How the reader credentials for a remote are made (shared by `remote-secret` and `join`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct CredentialArgs {
     /// The name the server certificate is checked against instead of the URL's host.
     #[arg(long, value_name = "NAME")]
     pub tls_server_name: Option<String>,
@@ -65,17 +81,9 @@ pub struct RemoteSecretArgs {
     #[arg(long, value_name = "DURATION", default_value = "30s")]
     pub token_wait: String,
 
-    /// The name of the printed Secret (default: istio-remote-secret-<name>).
-    #[arg(long, value_name = "NAME")]
-    pub remote_secret_name: Option<String>,
-
-    /// Skip checking the kubeconfig against REMOTE (identity, reads allowed, writes denied).
+    /// Skip checking the kubeconfig against the remote (identity, reads allowed, writes denied).
     #[arg(long)]
     pub no_verify: bool,
-
-    /// Output format.
-    #[arg(short, long, value_enum, default_value_t = SecretFormat::Yaml)]
-    pub output: SecretFormat,
 }
 
 /// Where the token comes from.
@@ -118,6 +126,19 @@ pub fn run(global: &GlobalArgs, args: &RemoteSecretArgs) -> anyhow::Result<ExitC
 }
 
 fn request(global: &GlobalArgs, args: &RemoteSecretArgs) -> anyhow::Result<RemoteSecretRequest> {
+    let mut request = credentials_request(global, &args.remote, &args.credentials)?;
+    request.cluster_name = args.name.clone();
+    request.server = args.server.clone();
+    request.secret_name = args.remote_secret_name.clone();
+    Ok(request)
+}
+
+/// The credential part of a [`RemoteSecretRequest`] for `remote`, from the shared flags.
+pub fn credentials_request(
+    global: &GlobalArgs,
+    remote: &str,
+    args: &CredentialArgs,
+) -> anyhow::Result<RemoteSecretRequest> {
     let ttl = args
         .token_ttl
         .as_deref()
@@ -154,8 +175,8 @@ fn request(global: &GlobalArgs, args: &RemoteSecretArgs) -> anyhow::Result<Remot
         .context("--request-timeout")?
         .filter(|d| !d.is_zero());
     Ok(RemoteSecretRequest {
-        context: args.remote.clone(),
-        cluster_name: args.name.clone(),
+        context: remote.to_owned(),
+        cluster_name: None,
         namespace: global.namespace.clone(),
         service_account: args.service_account.clone(),
         token: TokenOptions {
@@ -167,9 +188,9 @@ fn request(global: &GlobalArgs, args: &RemoteSecretArgs) -> anyhow::Result<Remot
                 wait
             },
         },
-        server: args.server.clone(),
+        server: None,
         tls_server_name: args.tls_server_name.clone(),
-        secret_name: args.remote_secret_name.clone(),
+        secret_name: None,
         secret_key: None,
         timeout,
         verify: !args.no_verify,

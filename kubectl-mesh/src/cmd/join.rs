@@ -1,0 +1,339 @@
+//! `kubectl mesh join`.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use mesh_certs::CaBundle;
+use mesh_core::{ClusterSpec, JoinOptions, JoinSummary};
+use mesh_kubeconfig::{KubeconfigSource, Kubeconfigs, parse_duration};
+
+use crate::cli::{GlobalArgs, OutputFormat};
+use crate::cmd::remote_secret::{CredentialArgs, credentials_request};
+use crate::progress::Renderer;
+
+/// Options of `kubectl mesh join`.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  # Generate one root and a CA per cluster, then join cluster2 to cluster1's istiod
+  kubectl mesh certs generate --out certs cluster1 cluster2
+  kubectl mesh join cluster2 --primary cluster1 --certs certs
+
+  # See what would change, as objects for GitOps, without changing anything
+  kubectl mesh join cluster2 --primary cluster1 --certs certs --dry-run -o yaml
+
+  # Join two remotes at once (concurrently)
+  kubectl mesh join cluster2 cluster3 --primary cluster1 --certs certs --yes")]
+pub struct JoinArgs {
+    /// The kubeconfig contexts of the clusters to join (asked for on a terminal when missing).
+    #[arg(value_name = "REMOTE")]
+    pub remotes: Vec<String>,
+
+    /// The context of the primary cluster, where istiod runs (default: --context, then
+    /// the current context).
+    #[arg(long, value_name = "CONTEXT")]
+    pub primary: Option<String>,
+
+    /// A directory from `kubectl mesh certs generate`: the bundle of each cluster is
+    /// DIR/<cluster name>/ (ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem).
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["primary_certs", "remote_certs"])]
+    pub certs: Option<PathBuf>,
+
+    /// The primary's CA bundle directory (instead of --certs).
+    #[arg(long, value_name = "DIR")]
+    pub primary_certs: Option<PathBuf>,
+
+    /// The remote's CA bundle directory (instead of --certs; one remote only).
+    #[arg(long, value_name = "DIR")]
+    pub remote_certs: Option<PathBuf>,
+
+    /// The primary's network, when it declares none (default: network-<cluster name>).
+    #[arg(long, value_name = "NAME")]
+    pub network: Option<String>,
+
+    /// The remote's network, when it declares none (one remote only).
+    #[arg(long, value_name = "NAME")]
+    pub remote_network: Option<String>,
+
+    /// The remote's cluster ID (default: its context name as a DNS-1123 label; one remote only).
+    #[arg(long, value_name = "NAME")]
+    pub cluster_name: Option<String>,
+
+    /// The primary's cluster ID (default: istiod's CLUSTER_ID, else the context name).
+    #[arg(long, value_name = "NAME")]
+    pub primary_cluster_name: Option<String>,
+
+    /// The API server URL the primary uses to reach the remote (default: the context's;
+    /// one remote only).
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+
+    /// The remote's east-west gateway address, ADDR or ADDR:PORT (default: discovered;
+    /// one remote only).
+    #[arg(long, value_name = "ADDR")]
+    pub gateway_address: Option<String>,
+
+    /// The primary's east-west gateway address, ADDR or ADDR:PORT (default: discovered).
+    #[arg(long, value_name = "ADDR")]
+    pub primary_gateway_address: Option<String>,
+
+    /// The name of the remote Secret in the primary (default: istio-remote-secret-<name>;
+    /// one remote only). `n2-k8s-secret` reproduces the guide.
+    #[arg(long, value_name = "NAME")]
+    pub remote_secret_name: Option<String>,
+
+    /// How the reader credentials are made.
+    #[command(flatten)]
+    pub credentials: CredentialArgs,
+
+    /// Change nothing; say what would change (with -o yaml|json: the objects).
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Output: text progress, or the summary as yaml or json on stdout.
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+
+    /// Do not ask for confirmation (needed without a terminal).
+    #[arg(short, long)]
+    pub yes: bool,
+
+    /// How long each wait (a gateway's address) may take.
+    #[arg(long, value_name = "DURATION", default_value = "2m")]
+    pub timeout: String,
+}
+
+/// Runs `kubectl mesh join`.
+pub fn run(global: &GlobalArgs, args: &JoinArgs) -> anyhow::Result<ExitCode> {
+    let kubeconfigs = Kubeconfigs::load(&KubeconfigSource::from_flag(global.kubeconfig.clone()))?;
+    let primary =
+        kubeconfigs.context_or_current(args.primary.as_deref().or(global.context.as_deref()))?;
+    let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    let remotes = if args.remotes.is_empty() {
+        vec![choose_remote(&kubeconfigs, &primary, interactive)?]
+    } else {
+        args.remotes.clone()
+    };
+    let single = remotes.len() == 1;
+    for (flag, set) in [
+        ("--remote-certs", args.remote_certs.is_some()),
+        ("--remote-network", args.remote_network.is_some()),
+        ("--cluster-name", args.cluster_name.is_some()),
+        ("--server", args.server.is_some()),
+        ("--gateway-address", args.gateway_address.is_some()),
+        ("--remote-secret-name", args.remote_secret_name.is_some()),
+    ] {
+        if set && !single {
+            bail!("{flag} names one remote's setting; join the remotes one at a time to use it");
+        }
+    }
+    let join_options = options(global, args, &primary, &remotes)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+
+    // On a terminal, show the plan and ask before changing anything.
+    if !args.dry_run && !args.yes {
+        if !interactive {
+            bail!(
+                "join changes {primary} and {}; pass --yes to confirm without a terminal (or --dry-run to see the plan)",
+                remotes.join(", ")
+            );
+        }
+        let mut preview = options(global, args, &primary, &remotes)?;
+        preview.dry_run = true;
+        let plan = runtime.block_on(mesh_core::join(
+            &kubeconfigs,
+            &preview,
+            &mesh_core::NoProgress,
+        ))?;
+        if plan.changes.is_empty() {
+            eprintln!(
+                "Nothing to change: {primary} and {} are already joined.",
+                remotes.join(", ")
+            );
+        } else {
+            eprintln!("The plan:");
+            for c in &plan.changes {
+                eprintln!(
+                    "  {}: {}",
+                    c.cluster,
+                    c.description.trim_start_matches("would have ")
+                );
+            }
+            let go = dialoguer::Confirm::new()
+                .with_prompt("Apply these changes?")
+                .default(false)
+                .interact()
+                .context("reading the confirmation")?;
+            if !go {
+                eprintln!("Nothing was changed.");
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    }
+
+    let renderer = Renderer::new(args.output == OutputFormat::Text);
+    let result = runtime.block_on(mesh_core::join(&kubeconfigs, &join_options, &renderer));
+    renderer.finish();
+    let summary = result?;
+    match args.output {
+        OutputFormat::Text => print_summary(&summary),
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&summary)?),
+        OutputFormat::Yaml => {
+            if summary.dry_run {
+                // The objects, ready for GitOps.
+                for c in summary.changes.iter().filter_map(|c| c.object.as_ref()) {
+                    print!("---\n{}", serde_saphyr::to_string(c)?);
+                }
+            } else {
+                print!("{}", serde_saphyr::to_string(&summary)?);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn options(
+    global: &GlobalArgs,
+    args: &JoinArgs,
+    primary: &str,
+    remotes: &[String],
+) -> anyhow::Result<JoinOptions> {
+    let wait = parse_duration(&args.timeout).context("--timeout")?;
+    let request_timeout = global
+        .request_timeout
+        .as_deref()
+        .map(parse_duration)
+        .transpose()
+        .context("--request-timeout")?
+        .filter(|d| !d.is_zero());
+    let primary_name = args
+        .primary_cluster_name
+        .clone()
+        .unwrap_or_else(|| mesh_kubeconfig::dns1123_label(primary));
+    let primary_certs = match (&args.certs, &args.primary_certs) {
+        (Some(dir), _) => Some(load(&dir.join(&primary_name), "--certs", &primary_name)?),
+        (None, Some(dir)) => Some(load(dir, "--primary-certs", primary)?),
+        (None, None) => None,
+    };
+    let mut remote_specs = Vec::new();
+    for remote in remotes {
+        let name = args
+            .cluster_name
+            .clone()
+            .unwrap_or_else(|| mesh_kubeconfig::dns1123_label(remote));
+        let certs = match (&args.certs, &args.remote_certs) {
+            (Some(dir), _) => Some(load(&dir.join(&name), "--certs", &name)?),
+            (None, Some(dir)) => Some(load(dir, "--remote-certs", remote)?),
+            (None, None) => None,
+        };
+        let mut request = credentials_request(global, remote, &args.credentials)?;
+        request.server = args.server.clone();
+        request.secret_name = args.remote_secret_name.clone();
+        remote_specs.push((
+            ClusterSpec {
+                context: remote.clone(),
+                cluster_name: args.cluster_name.clone(),
+                network: args.remote_network.clone(),
+                gateway_address: args.gateway_address.clone(),
+                certs,
+            },
+            request,
+        ));
+    }
+    Ok(JoinOptions {
+        namespace: global.namespace.clone(),
+        primary: ClusterSpec {
+            context: primary.to_owned(),
+            cluster_name: args.primary_cluster_name.clone(),
+            network: args.network.clone(),
+            gateway_address: args.primary_gateway_address.clone(),
+            certs: primary_certs,
+        },
+        remotes: remote_specs,
+        dry_run: args.dry_run,
+        wait: if wait.is_zero() {
+            Duration::from_secs(120)
+        } else {
+            wait
+        },
+        request_timeout,
+    })
+}
+
+fn load(dir: &Path, flag: &str, cluster: &str) -> anyhow::Result<CaBundle> {
+    if !dir.is_dir() {
+        bail!(
+            "{flag}: {} is not a directory; it should hold the CA bundle of {cluster} (create one with `kubectl mesh certs generate --out DIR {cluster}`)",
+            dir.display()
+        );
+    }
+    Ok(CaBundle::load_dir(dir)?)
+}
+
+fn choose_remote(
+    kubeconfigs: &Kubeconfigs,
+    primary: &str,
+    interactive: bool,
+) -> anyhow::Result<String> {
+    let choices: Vec<&str> = kubeconfigs
+        .contexts()
+        .into_iter()
+        .filter(|c| *c != primary)
+        .collect();
+    if !interactive {
+        bail!(
+            "name the cluster to join: kubectl mesh join REMOTE (contexts: {})",
+            choices.join(", ")
+        );
+    }
+    if choices.is_empty() {
+        bail!(
+            "the kubeconfig has no context besides the primary {primary}; add the remote cluster's context first"
+        );
+    }
+    let picked = dialoguer::Select::new()
+        .with_prompt(format!("Which cluster joins {primary}'s mesh?"))
+        .items(&choices)
+        .default(0)
+        .interact()
+        .context("reading the choice")?;
+    Ok(choices[picked].to_owned())
+}
+
+fn print_summary(summary: &JoinSummary) {
+    let verb = if summary.dry_run {
+        "would change"
+    } else {
+        "changed"
+    };
+    eprintln!();
+    for c in std::iter::once(&summary.primary).chain(&summary.remotes) {
+        let gw = c
+            .gateway
+            .as_ref()
+            .map(|(a, p)| format!("gateway {a}:{p}"))
+            .unwrap_or_else(|| "no gateway".into());
+        eprintln!(
+            "{:<12} cluster {:<12} network {:<12} {gw}",
+            c.context, c.cluster_name, c.network
+        );
+    }
+    if summary.changes.is_empty() {
+        println!("Everything was already in place: nothing changed.");
+    } else {
+        println!("{} object(s) {verb}:", summary.changes.len());
+        for c in &summary.changes {
+            println!("  {}: {}", c.cluster, c.description);
+        }
+    }
+    for w in &summary.warnings {
+        eprintln!("warning: {w}");
+    }
+}

@@ -1,0 +1,417 @@
+//! What a cluster already is, read once before anything changes (the preflight facts),
+//! and the small read/compare/apply helpers every step uses.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::authorization::v1::SelfSubjectAccessReview;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use serde_json::json;
+
+use crate::error::{Result, kube};
+
+/// The label Istio reads a cluster's network from (on the Istio namespace, or on a gateway Service).
+pub const NETWORK_LABEL: &str = "topology.istio.io/network";
+/// The annotation that tells a remote which clusters run its control plane.
+pub const CONTROL_PLANE_CLUSTERS_ANNOTATION: &str = "topology.istio.io/controlPlaneClusters";
+/// The Secret istiod loads its plugged-in CA from.
+pub const CACERTS: &str = "cacerts";
+/// The name of the Gateway that exposes a network's services to the others.
+pub const CROSS_NETWORK_GATEWAY: &str = "cross-network-gateway";
+/// The ConfigMap holding istiod's mesh config and `meshNetworks`.
+pub const MESH_CONFIG_MAP: &str = "istio";
+/// The field manager of every server-side apply.
+pub use mesh_kubeconfig::FIELD_MANAGER;
+
+/// The east-west gateway of a cluster, as found in the Istio namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayService {
+    /// The Service's name.
+    pub name: String,
+    /// The Service's pod selector (what the Gateway object selects).
+    pub selector: BTreeMap<String, String>,
+    /// The TLS port (`tls`, or the guide's `https`): port and node port.
+    pub port: u16,
+    /// The node port of that port, if any.
+    pub node_port: Option<u16>,
+    /// The Service's own network label.
+    pub network_label: Option<String>,
+}
+
+/// Facts about one cluster, read before any change.
+#[derive(Debug, Clone)]
+pub struct ClusterFacts {
+    /// The context.
+    pub context: String,
+    /// UID of `kube-system`: two contexts with the same UID reach one cluster.
+    pub kube_system_uid: Option<String>,
+    /// The Istio namespace, if it exists.
+    pub istio_namespace: Option<Namespace>,
+    /// The served version of `gateways.networking.istio.io`, if the CRD is there.
+    pub gateway_crd_version: Option<String>,
+    /// The east-west gateway Service, if any.
+    pub gateway: Option<GatewayService>,
+    /// The stored `cacerts` Secret, if any.
+    pub cacerts: Option<Secret>,
+    /// istiod's cluster ID (its `CLUSTER_ID`), if istiod is installed.
+    pub istiod_cluster_id: Option<String>,
+    /// istiod's `global.network`, if istiod is installed and sets one.
+    pub istiod_network: Option<String>,
+    /// Whether the `istio` mesh-config ConfigMap exists.
+    pub has_mesh_config: bool,
+    /// Requests this user may not make (verb resource), from SelfSubjectAccessReviews.
+    pub denied: Vec<String>,
+}
+
+impl ClusterFacts {
+    /// The network the cluster declares: the namespace label, else the gateway
+    /// Service's label, else istiod's `global.network`.
+    pub fn declared_network(&self) -> Option<(String, &'static str)> {
+        let ns_label = self
+            .istio_namespace
+            .as_ref()
+            .and_then(|ns| ns.metadata.labels.as_ref()?.get(NETWORK_LABEL).cloned());
+        ns_label
+            .map(|n| (n, "the Istio namespace's label"))
+            .or_else(|| {
+                self.gateway
+                    .as_ref()?
+                    .network_label
+                    .clone()
+                    .map(|n| (n, "the east-west gateway Service's label"))
+            })
+            .or_else(|| {
+                self.istiod_network
+                    .clone()
+                    .map(|n| (n, "istiod's global.network"))
+            })
+    }
+
+    /// The root fingerprints in the stored `cacerts`, if it has a readable `root-cert.pem`.
+    pub fn stored_roots(&self) -> Option<mesh_certs::RootSet> {
+        let data = self.cacerts.as_ref()?.data.as_ref()?;
+        mesh_certs::RootSet::from_pem(&data.get("root-cert.pem")?.0).ok()
+    }
+}
+
+/// The `ApiResource` of Istio's Gateway at `version`.
+pub fn gateway_resource(version: &str) -> ApiResource {
+    ApiResource {
+        group: "networking.istio.io".into(),
+        version: version.into(),
+        api_version: format!("networking.istio.io/{version}"),
+        kind: "Gateway".into(),
+        plural: "gateways".into(),
+    }
+}
+
+/// What this join needs to be allowed to do, as (verb, group, resource, namespaced).
+fn needed_access(remote: bool) -> Vec<(&'static str, &'static str, &'static str, bool)> {
+    let mut needs = vec![
+        ("get", "", "secrets", true),
+        ("create", "", "secrets", true),
+        ("patch", "", "secrets", true),
+        ("patch", "", "namespaces", false),
+        ("get", "", "services", true),
+        ("create", "networking.istio.io", "gateways", true),
+        ("patch", "networking.istio.io", "gateways", true),
+    ];
+    if remote {
+        needs.extend([
+            ("create", "", "serviceaccounts", true),
+            ("create", "rbac.authorization.k8s.io", "clusterroles", false),
+            (
+                "create",
+                "rbac.authorization.k8s.io",
+                "clusterrolebindings",
+                false,
+            ),
+        ]);
+    } else {
+        needs.push(("patch", "", "configmaps", true));
+    }
+    needs
+}
+
+/// Reads the facts of a cluster. Fails only when the cluster cannot be reached at all.
+pub async fn read_facts(
+    client: &Client,
+    context: &str,
+    namespace: &str,
+    remote: bool,
+) -> Result<ClusterFacts> {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let kube_system = namespaces
+        .get_opt("kube-system")
+        .await
+        .map_err(|e| kube(context, "reaching the API server", e))?;
+    let istio_namespace = namespaces
+        .get_opt(namespace)
+        .await
+        .map_err(|e| kube(context, format!("reading namespace {namespace}"), e))?;
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let gateway_crd_version = match crds.get_opt("gateways.networking.istio.io").await {
+        Ok(crd) => crd.and_then(|crd| {
+            let served: Vec<String> = crd
+                .spec
+                .versions
+                .iter()
+                .filter(|v| v.served)
+                .map(|v| v.name.clone())
+                .collect();
+            ["v1", "v1beta1", "v1alpha3"]
+                .iter()
+                .find(|v| served.iter().any(|s| s == *v))
+                .map(|v| (*v).to_owned())
+        }),
+        // Reading CRDs may be forbidden; then the gateway step says so itself.
+        Err(kube::Error::Api(s)) if s.code == 403 => Some("v1".into()),
+        Err(e) => return Err(kube(context, "reading Istio's CRDs", e)),
+    };
+    let mut facts = ClusterFacts {
+        context: context.to_owned(),
+        kube_system_uid: kube_system.and_then(|ns| ns.metadata.uid),
+        istio_namespace,
+        gateway_crd_version,
+        gateway: None,
+        cacerts: None,
+        istiod_cluster_id: None,
+        istiod_network: None,
+        has_mesh_config: false,
+        denied: Vec::new(),
+    };
+    if facts.istio_namespace.is_some() {
+        facts.gateway = find_gateway(client, context, namespace).await?;
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+        facts.cacerts = secrets
+            .get_opt(CACERTS)
+            .await
+            .map_err(|e| kube(context, format!("reading Secret {namespace}/{CACERTS}"), e))?;
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+        if let Some(istiod) = deployments
+            .get_opt("istiod")
+            .await
+            .map_err(|e| kube(context, format!("reading Deployment {namespace}/istiod"), e))?
+        {
+            facts.istiod_cluster_id = istiod_env(&istiod, "CLUSTER_ID");
+        }
+        let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+        facts.has_mesh_config = config_maps
+            .get_opt(MESH_CONFIG_MAP)
+            .await
+            .map_err(|e| kube(context, format!("reading ConfigMap {namespace}/istio"), e))?
+            .is_some();
+        if let Some(injector) = config_maps
+            .get_opt("istio-sidecar-injector")
+            .await
+            .map_err(|e| {
+                kube(
+                    context,
+                    format!("reading ConfigMap {namespace}/istio-sidecar-injector"),
+                    e,
+                )
+            })?
+        {
+            facts.istiod_network = injector
+                .data
+                .as_ref()
+                .and_then(|d| d.get("values"))
+                .and_then(|v| serde_json::from_str::<serde_json::Value>(v).ok())
+                .and_then(|v| v["global"]["network"].as_str().map(str::to_owned))
+                .filter(|n| !n.is_empty());
+        }
+    }
+    for (verb, group, resource, namespaced) in needed_access(remote) {
+        if !allowed(
+            client,
+            context,
+            verb,
+            group,
+            resource,
+            namespaced.then_some(namespace),
+        )
+        .await?
+        {
+            let scope = if namespaced {
+                format!(" in namespace {namespace}")
+            } else {
+                String::new()
+            };
+            let resource = if group.is_empty() {
+                resource.to_owned()
+            } else {
+                format!("{resource}.{group}")
+            };
+            facts.denied.push(format!("{verb} {resource}{scope}"));
+        }
+    }
+    Ok(facts)
+}
+
+fn istiod_env(deploy: &Deployment, name: &str) -> Option<String> {
+    deploy
+        .spec
+        .template
+        .spec
+        .as_ref()?
+        .containers
+        .iter()
+        .flat_map(|c| c.env.iter().flatten())
+        .find(|e| e.name == name)?
+        .value
+        .clone()
+        .filter(|v| !v.is_empty())
+}
+
+async fn allowed(
+    client: &Client,
+    context: &str,
+    verb: &str,
+    group: &str,
+    resource: &str,
+    namespace: Option<&str>,
+) -> Result<bool> {
+    let review: SelfSubjectAccessReview = serde_json::from_value(json!({
+        "spec": {"resourceAttributes": {
+            "verb": verb, "group": group, "resource": resource, "namespace": namespace,
+        }}
+    }))
+    .expect("a valid SelfSubjectAccessReview");
+    let api: Api<SelfSubjectAccessReview> = Api::all(client.clone());
+    let answer = api
+        .create(&PostParams::default(), &review)
+        .await
+        .map_err(|e| kube(context, "checking permissions (SelfSubjectAccessReview)", e))?;
+    Ok(answer.status.is_some_and(|s| s.allowed))
+}
+
+/// Finds the east-west gateway Service: label `istio=eastwestgateway`, else the
+/// guide's `istio=ingressgateway`; its TLS port is the one named `tls`, else `https`.
+pub async fn find_gateway(
+    client: &Client,
+    context: &str,
+    namespace: &str,
+) -> Result<Option<GatewayService>> {
+    let services: Api<Service> = Api::namespaced(client.clone(), namespace);
+    for selector in ["istio=eastwestgateway", "istio=ingressgateway"] {
+        let list = services
+            .list(&kube::api::ListParams::default().labels(selector))
+            .await
+            .map_err(|e| kube(context, format!("listing Services {selector}"), e))?;
+        for svc in list {
+            if let Some(gw) = gateway_service(&svc) {
+                return Ok(Some(gw));
+            }
+        }
+    }
+    Ok(None)
+}
+
+fn gateway_service(svc: &Service) -> Option<GatewayService> {
+    let spec = svc.spec.as_ref()?;
+    let ports = spec.ports.as_ref()?;
+    let port = ["tls", "https"]
+        .iter()
+        .find_map(|n| ports.iter().find(|p| p.name.as_deref() == Some(n)))
+        .or_else(|| ports.iter().find(|p| p.port == 15443))?;
+    Some(GatewayService {
+        name: svc.metadata.name.clone()?,
+        selector: spec.selector.clone().unwrap_or_default(),
+        port: u16::try_from(port.port).ok()?,
+        node_port: port.node_port.and_then(|p| u16::try_from(p).ok()),
+        network_label: svc
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(NETWORK_LABEL).cloned()),
+    })
+}
+
+/// The cross-network Gateway: TLS `AUTO_PASSTHROUGH` for `*.local` on the gateway's TLS port.
+pub fn cross_network_gateway(
+    namespace: &str,
+    gateway: &GatewayService,
+    crd_version: &str,
+) -> DynamicObject {
+    let mut obj =
+        DynamicObject::new(CROSS_NETWORK_GATEWAY, &gateway_resource(crd_version)).within(namespace);
+    obj.data = json!({"spec": {
+        "selector": gateway.selector,
+        "servers": [{
+            "port": {"number": gateway.port, "name": "tls", "protocol": "TLS"},
+            "tls": {"mode": "AUTO_PASSTHROUGH"},
+            "hosts": ["*.local"],
+        }],
+    }});
+    obj
+}
+
+/// The `cacerts` Secret holding `bundle`.
+pub fn cacerts_secret(namespace: &str, bundle: &mesh_certs::CaBundle) -> Secret {
+    use secrecy::ExposeSecret;
+    let files = bundle.files();
+    let mut data = BTreeMap::new();
+    let mut put = |key: &str, bytes: Option<&[u8]>| {
+        if let Some(b) = bytes {
+            data.insert(key.to_owned(), k8s_openapi::ByteString(b.to_vec()));
+        }
+    };
+    put("ca-cert.pem", files.ca_cert.as_deref());
+    put(
+        "ca-key.pem",
+        files.ca_key.as_ref().map(|k| k.expose_secret()),
+    );
+    put("root-cert.pem", files.root_cert.as_deref());
+    put("cert-chain.pem", files.cert_chain.as_deref());
+    Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some(CACERTS.into()),
+            namespace: Some(namespace.into()),
+            labels: Some(BTreeMap::from([(
+                mesh_kubeconfig::MANAGED_BY_LABEL.0.to_owned(),
+                mesh_kubeconfig::MANAGED_BY_LABEL.1.to_owned(),
+            )])),
+            ..Default::default()
+        },
+        type_: Some("Opaque".into()),
+        data: Some(data),
+        ..Default::default()
+    }
+}
+
+/// Server-side apply of `object` (field manager `kubectl-mesh`, forced).
+pub async fn apply<K>(api: &Api<K>, context: &str, name: &str, object: &K) -> Result<()>
+where
+    K: kube::Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    api.patch(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(object),
+    )
+    .await
+    .map_err(|e| kube(context, format!("applying {name}"), e))?;
+    Ok(())
+}
+
+/// Polls `check` every 500 ms until it yields a value or `timeout` passes.
+pub async fn poll<T, F, Fut>(timeout: Duration, mut check: F) -> Result<Option<T>>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await? {
+            return Ok(Some(v));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(None);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

@@ -1,0 +1,1035 @@
+//! `join`: the guide's whole procedure as a plan of checked, idempotent steps.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Secret, Service};
+use kube::api::{DynamicObject, ObjectMeta};
+use kube::{Api, Client};
+use mesh_certs::{CaBundle, RootSet, ValidationOptions};
+use mesh_kubeconfig::{Kubeconfigs, RemoteSecretRequest};
+use serde::Serialize;
+
+use crate::cluster::{
+    self, CACERTS, CONTROL_PLANE_CLUSTERS_ANNOTATION, ClusterFacts, GatewayService,
+    MESH_CONFIG_MAP, NETWORK_LABEL,
+};
+use crate::error::{Error, Problem, Result, kube};
+use crate::networks::MeshNetworks;
+use crate::progress::{Event, EventKind, Progress};
+
+/// One cluster of a join, as the user named it.
+#[derive(Debug, Default)]
+pub struct ClusterSpec {
+    /// The kubeconfig context.
+    pub context: String,
+    /// The cluster ID (DNS-1123 label); default: istiod's `CLUSTER_ID` for the primary,
+    /// else the context name made a DNS-1123 label.
+    pub cluster_name: Option<String>,
+    /// The network; default: what the cluster declares, else `network-<cluster name>`.
+    pub network: Option<String>,
+    /// The east-west gateway address (`ADDR` or `ADDR:PORT`) instead of the discovered one.
+    pub gateway_address: Option<String>,
+    /// The CA bundle for its `cacerts`; `None` keeps what the cluster has.
+    pub certs: Option<CaBundle>,
+}
+
+/// What to join.
+#[derive(Debug)]
+pub struct JoinOptions {
+    /// The Istio namespace (default `istio-system`).
+    pub namespace: String,
+    /// The cluster running istiod.
+    pub primary: ClusterSpec,
+    /// The clusters to join to it, each with how to make its reader credentials
+    /// (`RemoteSecretRequest::context` must equal the spec's context).
+    pub remotes: Vec<(ClusterSpec, RemoteSecretRequest)>,
+    /// Make no mutating request; report what would change.
+    pub dry_run: bool,
+    /// How long each wait (gateway addresses) may take.
+    pub wait: Duration,
+    /// Bound on each API request.
+    pub request_timeout: Option<Duration>,
+}
+
+impl JoinOptions {
+    /// Options for joining `remotes` to `primary` with defaults everywhere else.
+    ///
+    /// ```
+    /// let opts = mesh_core::JoinOptions::new("cluster1", &["cluster2"]);
+    /// assert_eq!(opts.namespace, "istio-system");
+    /// ```
+    pub fn new(primary: &str, remotes: &[&str]) -> JoinOptions {
+        JoinOptions {
+            namespace: "istio-system".into(),
+            primary: ClusterSpec {
+                context: primary.into(),
+                ..Default::default()
+            },
+            remotes: remotes
+                .iter()
+                .map(|r| {
+                    (
+                        ClusterSpec {
+                            context: (*r).into(),
+                            ..Default::default()
+                        },
+                        RemoteSecretRequest::new(*r),
+                    )
+                })
+                .collect(),
+            dry_run: false,
+            wait: Duration::from_secs(120),
+            request_timeout: None,
+        }
+    }
+}
+
+/// A cluster after preflight: its names and where its gateway is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct JoinedCluster {
+    /// The context.
+    pub context: String,
+    /// The cluster ID.
+    pub cluster_name: String,
+    /// The network.
+    pub network: String,
+    /// The east-west gateway's address and port, if the cluster has a gateway.
+    pub gateway: Option<(String, u16)>,
+}
+
+/// One object join changed, or in a dry run would change.
+#[derive(Debug, Clone, Serialize)]
+pub struct Change {
+    /// The context of the cluster.
+    pub cluster: String,
+    /// The step that changed it.
+    pub step: String,
+    /// What changed, e.g. "created Secret istio-system/cacerts".
+    pub description: String,
+    /// The object as applied (Secrets holding keys or tokens are left out).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object: Option<serde_json::Value>,
+}
+
+/// What a join did.
+#[derive(Debug, Clone, Serialize)]
+pub struct JoinSummary {
+    /// The primary.
+    pub primary: JoinedCluster,
+    /// The remotes.
+    pub remotes: Vec<JoinedCluster>,
+    /// Everything that changed (or would, in a dry run).
+    pub changes: Vec<Change>,
+    /// Things the user should know.
+    pub warnings: Vec<String>,
+    /// Whether this was a dry run.
+    pub dry_run: bool,
+}
+
+struct Run<'a> {
+    opts: &'a JoinOptions,
+    progress: &'a dyn Progress,
+    changes: Mutex<Vec<Change>>,
+    warnings: Mutex<Vec<String>>,
+}
+
+/// What a step reports when it ends.
+enum Outcome {
+    Unchanged,
+    Changed(String, Option<serde_json::Value>),
+}
+
+impl Run<'_> {
+    fn emit(&self, cluster: &str, step: &str, kind: EventKind, started: Instant) {
+        self.progress.event(Event {
+            cluster: cluster.to_owned(),
+            step: step.to_owned(),
+            kind,
+            elapsed: started.elapsed(),
+        });
+    }
+
+    fn warn(&self, cluster: &str, step: &str, message: String, started: Instant) {
+        tracing::warn!(cluster, step, "{message}");
+        self.warnings
+            .lock()
+            .unwrap()
+            .push(format!("{cluster}: {message}"));
+        self.emit(cluster, step, EventKind::Warning(message), started);
+    }
+
+    /// Runs one step with its Started / Changed / Unchanged / Failed events.
+    async fn step<F>(&self, cluster: &str, step: &str, body: F) -> Result<()>
+    where
+        F: std::future::Future<Output = Result<Outcome>>,
+    {
+        let started = Instant::now();
+        self.emit(cluster, step, EventKind::Started, started);
+        match body.await {
+            Ok(Outcome::Unchanged) => {
+                self.emit(cluster, step, EventKind::Unchanged, started);
+                Ok(())
+            }
+            Ok(Outcome::Changed(description, object)) => {
+                let description = if self.opts.dry_run {
+                    format!("would have {description}")
+                } else {
+                    description
+                };
+                self.changes.lock().unwrap().push(Change {
+                    cluster: cluster.to_owned(),
+                    step: step.to_owned(),
+                    description: description.clone(),
+                    object,
+                });
+                self.emit(cluster, step, EventKind::Changed(description), started);
+                Ok(())
+            }
+            Err(err) => {
+                self.emit(cluster, step, EventKind::Failed(err.to_string()), started);
+                Err(err)
+            }
+        }
+    }
+}
+
+/// A cluster with its client and facts.
+struct Target<'a> {
+    spec: &'a ClusterSpec,
+    client: Client,
+    facts: ClusterFacts,
+    name: String,
+    network: String,
+}
+
+/// Joins the remotes to the primary: preflight (every problem, before any change),
+/// then the steps, concurrently where they do not depend on each other.
+///
+/// ```no_run
+/// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+/// use mesh_core::{Event, JoinOptions, join};
+/// use mesh_kubeconfig::{KubeconfigSource, Kubeconfigs};
+///
+/// let kubeconfigs = Kubeconfigs::load(&KubeconfigSource::Default)?;
+/// let mut options = JoinOptions::new("cluster1", &["cluster2"]);
+/// options.primary.certs = Some(mesh_certs::CaBundle::load_dir("certs/cluster1".as_ref())?);
+/// options.remotes[0].0.certs = Some(mesh_certs::CaBundle::load_dir("certs/cluster2".as_ref())?);
+/// let progress = |e: Event| eprintln!("{} {}: {:?}", e.cluster, e.step, e.kind);
+/// let summary = join(&kubeconfigs, &options, &progress).await?;
+/// eprintln!("{} change(s)", summary.changes.len());
+/// # Ok(()) }
+/// ```
+pub async fn join(
+    kubeconfigs: &Kubeconfigs,
+    opts: &JoinOptions,
+    progress: &dyn Progress,
+) -> Result<JoinSummary> {
+    let run = Run {
+        opts,
+        progress,
+        changes: Mutex::new(Vec::new()),
+        warnings: Mutex::new(Vec::new()),
+    };
+    let ns = opts.namespace.as_str();
+
+    // Preflight: read everything, concurrently, then judge it all at once.
+    let started = Instant::now();
+    let mut specs: Vec<(&ClusterSpec, bool)> = vec![(&opts.primary, false)];
+    specs.extend(opts.remotes.iter().map(|(s, _)| (s, true)));
+    for (spec, _) in &specs {
+        run.emit(&spec.context, "preflight", EventKind::Started, started);
+    }
+    let reads = specs.iter().map(|(spec, remote)| async move {
+        let client = kubeconfigs
+            .client(&spec.context, opts.request_timeout)
+            .await?;
+        let facts = cluster::read_facts(&client, &spec.context, ns, *remote).await?;
+        Ok::<_, Error>((client, facts))
+    });
+    let read = futures::future::join_all(reads).await;
+    let mut problems = Vec::new();
+    let mut targets = Vec::new();
+    for ((spec, _), result) in specs.iter().zip(read) {
+        match result {
+            Ok((client, facts)) => targets.push(Target {
+                spec,
+                client,
+                facts,
+                name: String::new(),
+                network: String::new(),
+            }),
+            Err(err) => problems.push(Problem {
+                cluster: spec.context.clone(),
+                message: err.to_string(),
+            }),
+        }
+    }
+    if problems.is_empty() {
+        problems = judge(&mut targets, opts).await;
+    }
+    for t in &targets {
+        let mine: Vec<&Problem> = problems
+            .iter()
+            .filter(|p| p.cluster == t.spec.context)
+            .collect();
+        let kind = if mine.is_empty() {
+            EventKind::Unchanged
+        } else {
+            EventKind::Failed(format!("{} problem(s)", mine.len()))
+        };
+        run.emit(&t.spec.context, "preflight", kind, started);
+    }
+    if !problems.is_empty() {
+        return Err(Error::Preflight { problems });
+    }
+    let primary_name = targets[0].name.clone();
+
+    // Per cluster: cacerts, network label, (remote) control-plane annotation,
+    // cross-network Gateway, gateway address. Clusters run concurrently.
+    let per_cluster = targets
+        .iter()
+        .enumerate()
+        .map(|(i, t)| cluster_steps(&run, t, i > 0, &primary_name));
+    let addresses: Vec<Result<Option<(String, u16)>>> =
+        futures::future::join_all(per_cluster).await;
+    let mut gateways = Vec::new();
+    for a in addresses {
+        gateways.push(a?);
+    }
+
+    // meshNetworks in the primary, once, with every cluster of this join.
+    let primary = &targets[0];
+    run.step(&primary.spec.context, "meshNetworks", async {
+        mesh_networks_step(&run, primary, &targets, &gateways).await
+    })
+    .await?;
+
+    // Reader credentials in each remote and the remote secret in the primary.
+    let secrets = opts
+        .remotes
+        .iter()
+        .zip(&targets[1..])
+        .map(|((_, request), remote)| {
+            let run = &run;
+            async move {
+                let mut request = request.clone();
+                request.cluster_name = Some(remote.name.clone());
+                request.namespace = ns.to_owned();
+                request.timeout = request.timeout.or(opts.request_timeout);
+                run.step(&remote.spec.context, "remote secret", async {
+                    remote_secret_step(run, kubeconfigs, primary, remote, &request).await
+                })
+                .await
+            }
+        });
+    for result in futures::future::join_all(secrets).await {
+        result?;
+    }
+
+    let joined = |t: &Target, gw: &Option<(String, u16)>| JoinedCluster {
+        context: t.spec.context.clone(),
+        cluster_name: t.name.clone(),
+        network: t.network.clone(),
+        gateway: gw.clone(),
+    };
+    Ok(JoinSummary {
+        primary: joined(&targets[0], &gateways[0]),
+        remotes: targets[1..]
+            .iter()
+            .zip(&gateways[1..])
+            .map(|(t, g)| joined(t, g))
+            .collect(),
+        changes: run.changes.into_inner().unwrap(),
+        warnings: run.warnings.into_inner().unwrap(),
+        dry_run: opts.dry_run,
+    })
+}
+
+/// Judges the facts: names, networks, certificates, permissions. Fills in each
+/// target's name and network. Returns every problem found.
+async fn judge(targets: &mut [Target<'_>], opts: &JoinOptions) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let mut problem = |cluster: &str, message: String| {
+        problems.push(Problem {
+            cluster: cluster.to_owned(),
+            message,
+        })
+    };
+    let ns = &opts.namespace;
+
+    for (i, t) in targets.iter_mut().enumerate() {
+        let ctx = t.spec.context.clone();
+        let f = &t.facts;
+        if f.istio_namespace.is_none() {
+            problem(
+                &ctx,
+                format!(
+                    "namespace {ns} does not exist; install Istio first (or pass -n with Istio's namespace)"
+                ),
+            );
+        }
+        if f.gateway_crd_version.is_none() {
+            problem(&ctx, "Istio's CRDs are missing (gateways.networking.istio.io); install Istio's base chart first".into());
+        }
+        if i == 0 && f.istio_namespace.is_some() && !f.has_mesh_config {
+            problem(
+                &ctx,
+                format!(
+                    "ConfigMap {ns}/{MESH_CONFIG_MAP} is missing: istiod is not installed in the primary; install istiod there first"
+                ),
+            );
+        }
+        if !f.denied.is_empty() {
+            problem(
+                &ctx,
+                format!(
+                    "your user may not {}; use a context with cluster-admin rights",
+                    f.denied.join(", ")
+                ),
+            );
+        }
+        // The cluster name.
+        let default_name = if i == 0 {
+            f.istiod_cluster_id
+                .clone()
+                .unwrap_or_else(|| mesh_kubeconfig::dns1123_label(&ctx))
+        } else {
+            mesh_kubeconfig::dns1123_label(&ctx)
+        };
+        t.name = match &t.spec.cluster_name {
+            Some(n) if !mesh_kubeconfig::is_dns1123_label(n) => {
+                problem(
+                    &ctx,
+                    format!(
+                        "cluster name {n:?} is not a DNS-1123 label (lowercase letters, digits and '-', at most 63); pass another --cluster-name"
+                    ),
+                );
+                n.clone()
+            }
+            Some(n) => {
+                if i == 0
+                    && let Some(id) = &f.istiod_cluster_id
+                    && id != n
+                {
+                    problem(
+                        &ctx,
+                        format!(
+                            "istiod runs with cluster ID {id:?}, not {n:?}; drop the primary's cluster name flag or reinstall istiod with that name"
+                        ),
+                    );
+                }
+                n.clone()
+            }
+            None => default_name,
+        };
+        // The network.
+        let declared = f.declared_network();
+        t.network = match (&t.spec.network, declared) {
+            (Some(flag), Some((declared, source))) if *flag != declared => {
+                problem(
+                    &ctx,
+                    format!(
+                        "the network flag says {flag:?} but {source} says {declared:?}; drop the flag or relabel the cluster yourself"
+                    ),
+                );
+                flag.clone()
+            }
+            (Some(flag), _) => flag.clone(),
+            (None, Some((declared, _))) => declared,
+            (None, None) => format!("network-{}", t.name),
+        };
+        if let Some(addr) = &t.spec.gateway_address
+            && let Err(e) = parse_address(addr, 15443)
+        {
+            problem(&ctx, e);
+        }
+    }
+
+    // Names and networks across clusters.
+    let primary = &targets[0];
+    for remote in &targets[1..] {
+        if remote.name == primary.name {
+            problem(
+                &remote.spec.context,
+                format!(
+                    "cluster name {:?} is the primary's own cluster ID, which istiod ignores; pass --cluster-name",
+                    remote.name
+                ),
+            );
+        }
+        if remote.network == primary.network {
+            problem(
+                &remote.spec.context,
+                format!(
+                    "it is on network {:?} like the primary; kubectl mesh joins clusters on different networks (pass --remote-network)",
+                    remote.network
+                ),
+            );
+        }
+        if remote.facts.kube_system_uid.is_some()
+            && remote.facts.kube_system_uid == primary.facts.kube_system_uid
+        {
+            problem(
+                &remote.spec.context,
+                format!(
+                    "context {} reaches the same cluster as {}; name two different clusters",
+                    remote.spec.context, primary.spec.context
+                ),
+            );
+        }
+    }
+    let mut seen = BTreeMap::new();
+    for t in targets.iter() {
+        if let Some(other) = seen.insert(t.name.clone(), t.spec.context.clone()) {
+            problem(
+                &t.spec.context,
+                format!(
+                    "cluster name {:?} is also given to {other}; pass --cluster-name",
+                    t.name
+                ),
+            );
+        }
+    }
+
+    // The cluster name must not belong to another remote secret in the primary.
+    let secrets: Api<Secret> = Api::namespaced(primary.client.clone(), ns);
+    let listed = secrets
+        .list(
+            &kube::api::ListParams::default()
+                .labels(&format!("{}=true", mesh_kubeconfig::MULTICLUSTER_LABEL)),
+        )
+        .await;
+    match listed {
+        Ok(list) => {
+            for (remote, (_, request)) in targets[1..].iter().zip(&opts.remotes) {
+                let ours = request
+                    .secret_name
+                    .clone()
+                    .unwrap_or_else(|| mesh_kubeconfig::remote_secret_name(&remote.name));
+                for s in &list {
+                    let name = s.metadata.name.clone().unwrap_or_default();
+                    let has_key = s
+                        .data
+                        .as_ref()
+                        .is_some_and(|d| d.contains_key(&remote.name));
+                    if name != ours && has_key {
+                        problem(
+                            &primary.spec.context,
+                            format!(
+                                "cluster name {:?} is already used by remote secret {ns}/{name}; pass --cluster-name for {}",
+                                remote.name, remote.spec.context
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+        Err(e) => problem(
+            &primary.spec.context,
+            format!("cannot list remote secrets in {ns}: {e}"),
+        ),
+    }
+
+    // Certificates: valid, and one root across the given bundles and the stored ones.
+    let mut root_sets: Vec<(String, RootSet)> = Vec::new();
+    for t in targets.iter() {
+        let ctx = &t.spec.context;
+        match &t.spec.certs {
+            Some(bundle) => {
+                let where_ = bundle
+                    .source()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "the bundle".into());
+                let report = bundle.validate(&ValidationOptions::default());
+                for f in report.errors() {
+                    problem(
+                        ctx,
+                        format!("{where_}/{}: {} — {}", f.file, f.message, f.fix),
+                    );
+                }
+                root_sets.push((
+                    format!("the certificates for {ctx} ({where_})"),
+                    bundle.root_set(),
+                ));
+                if let Some(stored) = t.facts.stored_roots()
+                    && !stored.shares_root_with(&bundle.root_set())
+                {
+                    problem(
+                        ctx,
+                        format!(
+                            "its stored Secret {ns}/{CACERTS} has another root than {where_}; istiod would sign with a root the other clusters do not trust — delete that Secret first if you mean to replace the root"
+                        ),
+                    );
+                }
+            }
+            None => match t.facts.stored_roots() {
+                Some(stored) => root_sets.push((format!("{ctx}'s stored {CACERTS}"), stored)),
+                None => problem(
+                    ctx,
+                    format!(
+                        "it has no Secret {ns}/{CACERTS} and no certificates were given; pass --certs DIR (see `kubectl mesh certs generate`)"
+                    ),
+                ),
+            },
+        }
+    }
+    if root_sets.len() > 1 {
+        let named: Vec<(&str, RootSet)> = root_sets
+            .iter()
+            .map(|(n, s)| (n.as_str(), s.clone()))
+            .collect();
+        let agreement = mesh_certs::common_root_of_sets(&named);
+        if !agreement.is_agreed() {
+            problem(
+                "-",
+                format!(
+                    "the roots differ: {} do not trust the root of {}; every cluster of a mesh needs the same root (see `kubectl mesh certs check`)",
+                    agreement.disagreeing.join(", "),
+                    agreement.agreeing.join(", ")
+                ),
+            );
+        }
+    }
+    problems
+}
+
+/// The steps on one cluster; returns its gateway address.
+async fn cluster_steps(
+    run: &Run<'_>,
+    t: &Target<'_>,
+    remote: bool,
+    primary_name: &str,
+) -> Result<Option<(String, u16)>> {
+    let ctx = t.spec.context.as_str();
+    let ns = run.opts.namespace.as_str();
+    if let Some(bundle) = &t.spec.certs {
+        run.step(ctx, "cacerts", async {
+            let desired = cluster::cacerts_secret(ns, bundle);
+            let current = t.facts.cacerts.as_ref();
+            if current.and_then(|s| s.data.as_ref()) == desired.data.as_ref() {
+                return Ok(Outcome::Unchanged);
+            }
+            if !run.opts.dry_run {
+                let api: Api<Secret> = Api::namespaced(t.client.clone(), ns);
+                cluster::apply(&api, ctx, CACERTS, &desired).await?;
+            }
+            if t.facts.istiod_cluster_id.is_some() {
+                run.warn(ctx, "cacerts", "istiod already runs and keeps its old CA until it restarts: kubectl rollout restart deployment/istiod -n ".to_owned() + ns, Instant::now());
+            }
+            let verb = if current.is_some() { "updated" } else { "created" };
+            Ok(Outcome::Changed(format!("{verb} Secret {ns}/{CACERTS}"), None))
+        })
+        .await?;
+    }
+
+    run.step(ctx, "network label", async {
+        let ns_obj = t.facts.istio_namespace.as_ref().expect("checked in preflight");
+        let meta = &ns_obj.metadata;
+        let has_label = meta.labels.as_ref().and_then(|l| l.get(NETWORK_LABEL)) == Some(&t.network);
+        let has_annotation = !remote
+            || meta
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(CONTROL_PLANE_CLUSTERS_ANNOTATION))
+                .is_some_and(|v| v.split(',').any(|c| c.trim() == primary_name));
+        if has_label && has_annotation {
+            return Ok(Outcome::Unchanged);
+        }
+        let mut desired = Namespace {
+            metadata: ObjectMeta {
+                name: Some(ns.to_owned()),
+                labels: Some(BTreeMap::from([(NETWORK_LABEL.to_owned(), t.network.clone())])),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        if remote {
+            desired.metadata.annotations = Some(BTreeMap::from([(
+                CONTROL_PLANE_CLUSTERS_ANNOTATION.to_owned(),
+                primary_name.to_owned(),
+            )]));
+        }
+        if !run.opts.dry_run {
+            let api: Api<Namespace> = Api::all(t.client.clone());
+            cluster::apply(&api, ctx, ns, &desired).await?;
+        }
+        let what = if remote {
+            format!("labelled namespace {ns} {NETWORK_LABEL}={} and annotated {CONTROL_PLANE_CLUSTERS_ANNOTATION}={primary_name}", t.network)
+        } else {
+            format!("labelled namespace {ns} {NETWORK_LABEL}={}", t.network)
+        };
+        Ok(Outcome::Changed(what, serde_json::to_value(&desired).ok()))
+    })
+    .await?;
+
+    let Some(gateway) = &t.facts.gateway else {
+        if t.spec.gateway_address.is_none() {
+            run.warn(ctx, "gateway", format!("no east-west gateway Service (label istio=eastwestgateway) in {ns}: traffic from other networks cannot reach this cluster; install one, or pass its address"), Instant::now());
+        }
+        return Ok(t
+            .spec
+            .gateway_address
+            .as_deref()
+            .map(|a| parse_address(a, 15443).expect("checked in preflight")));
+    };
+    let version = t.facts.gateway_crd_version.as_deref().unwrap_or("v1");
+    run.step(ctx, "cross-network gateway", async {
+        let desired = cluster::cross_network_gateway(ns, gateway, version);
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(t.client.clone(), ns, &cluster::gateway_resource(version));
+        let current = api
+            .get_opt(cluster::CROSS_NETWORK_GATEWAY)
+            .await
+            .map_err(|e| {
+                kube(
+                    ctx,
+                    format!("reading Gateway {ns}/{}", cluster::CROSS_NETWORK_GATEWAY),
+                    e,
+                )
+            })?;
+        if current.as_ref().map(|c| &c.data["spec"]) == Some(&desired.data["spec"]) {
+            return Ok(Outcome::Unchanged);
+        }
+        if !run.opts.dry_run {
+            cluster::apply(&api, ctx, cluster::CROSS_NETWORK_GATEWAY, &desired).await?;
+        }
+        let verb = if current.is_some() {
+            "updated"
+        } else {
+            "created"
+        };
+        Ok(Outcome::Changed(
+            format!(
+                "{verb} Gateway {ns}/{} (TLS AUTO_PASSTHROUGH on port {})",
+                cluster::CROSS_NETWORK_GATEWAY,
+                gateway.port
+            ),
+            serde_json::to_value(&desired).ok(),
+        ))
+    })
+    .await?;
+
+    if let Some(addr) = &t.spec.gateway_address {
+        return Ok(Some(
+            parse_address(addr, gateway.port).expect("checked in preflight"),
+        ));
+    }
+    let mut found = None;
+    let found_ref = &mut found;
+    run.step(ctx, "gateway address", async move {
+        let address = gateway_address(run, t, gateway).await?;
+        *found_ref = Some(address);
+        Ok(Outcome::Unchanged)
+    })
+    .await?;
+    Ok(found)
+}
+
+/// Waits for the gateway Service's address: LoadBalancer ip or hostname, else
+/// externalIPs, else a node address with the node port.
+async fn gateway_address(
+    run: &Run<'_>,
+    t: &Target<'_>,
+    gw: &GatewayService,
+) -> Result<(String, u16)> {
+    let ctx = t.spec.context.as_str();
+    let ns = run.opts.namespace.as_str();
+    let api: Api<Service> = Api::namespaced(t.client.clone(), ns);
+    let started = Instant::now();
+    let mut said_waiting = false;
+    let found = cluster::poll(run.opts.wait, || async {
+        let svc = api
+            .get(&gw.name)
+            .await
+            .map_err(|e| kube(ctx, format!("reading Service {ns}/{}", gw.name), e))?;
+        let spec = svc.spec.clone().unwrap_or_default();
+        let ingress = svc
+            .status
+            .and_then(|s| s.load_balancer)
+            .and_then(|lb| lb.ingress)
+            .and_then(|i| i.into_iter().next());
+        if let Some(ingress) = ingress
+            && let Some(addr) = ingress.ip.or(ingress.hostname)
+        {
+            return Ok(Some((addr, gw.port)));
+        }
+        if let Some(ip) = spec.external_ips.and_then(|ips| ips.into_iter().next()) {
+            return Ok(Some((ip, gw.port)));
+        }
+        if spec.type_.as_deref() == Some("NodePort") {
+            return Ok(None); // handled below, without waiting
+        }
+        Ok(None)
+    });
+    // Say what we wait for, once, if the first look found nothing.
+    let found = {
+        let quick = cluster::poll(Duration::ZERO, || async { Ok::<_, Error>(None::<()>) });
+        let _ = quick.await;
+        if !said_waiting {
+            run.emit(
+                ctx,
+                "gateway address",
+                EventKind::Waiting(format!(
+                    "for Service {ns}/{} to get a LoadBalancer address",
+                    gw.name
+                )),
+                started,
+            );
+            said_waiting = true;
+        }
+        let _ = said_waiting;
+        found.await?
+    };
+    if let Some(addr) = found {
+        return Ok(addr);
+    }
+    // NodePort fallback: a node's address and the node port.
+    if let Some(node_port) = gw.node_port {
+        let nodes: Api<Node> = Api::all(t.client.clone());
+        if let Ok(list) = nodes.list(&Default::default()).await {
+            let addr = list.iter().find_map(|n| {
+                let addrs = n.status.as_ref()?.addresses.as_ref()?;
+                ["ExternalIP", "InternalIP"].iter().find_map(|ty| {
+                    addrs
+                        .iter()
+                        .find(|a| a.type_ == *ty)
+                        .map(|a| a.address.clone())
+                })
+            });
+            if let Some(addr) = addr {
+                run.warn(ctx, "gateway address", format!("Service {ns}/{} has no LoadBalancer address; using node address {addr} and node port {node_port}", gw.name), started);
+                return Ok((addr, node_port));
+            }
+        }
+    }
+    Err(Error::Timeout {
+        cluster: ctx.to_owned(),
+        what: format!("Service {ns}/{} to get a LoadBalancer address", gw.name),
+        seconds: run.opts.wait.as_secs(),
+        hint: "check the cloud's load balancer, or pass --gateway-address ADDR[:PORT]".into(),
+    })
+}
+
+async fn mesh_networks_step(
+    run: &Run<'_>,
+    primary: &Target<'_>,
+    targets: &[Target<'_>],
+    gateways: &[Option<(String, u16)>],
+) -> Result<Outcome> {
+    let ctx = primary.spec.context.as_str();
+    let ns = run.opts.namespace.as_str();
+    let api: Api<ConfigMap> = Api::namespaced(primary.client.clone(), ns);
+    let cm = api
+        .get(MESH_CONFIG_MAP)
+        .await
+        .map_err(|e| kube(ctx, format!("reading ConfigMap {ns}/{MESH_CONFIG_MAP}"), e))?;
+    let current = cm
+        .data
+        .as_ref()
+        .and_then(|d| d.get("meshNetworks"))
+        .cloned()
+        .unwrap_or_default();
+    let mut networks = MeshNetworks::parse(&current).map_err(|reason| Error::Malformed {
+        cluster: ctx.to_owned(),
+        object: format!("ConfigMap {ns}/{MESH_CONFIG_MAP} key meshNetworks"),
+        reason: format!("{reason}; fix it with kubectl edit, then run join again"),
+    })?;
+    let mut changed = false;
+    for (t, gw) in targets.iter().zip(gateways) {
+        // A registry listed under another network moves to this one.
+        if let Some(old) = networks.network_of(&t.name)
+            && old != t.network
+        {
+            changed |= networks.remove_registry(&t.name);
+        }
+        changed |= networks.upsert(
+            &t.network,
+            &t.name,
+            gw.as_ref().map(|(a, p)| (a.as_str(), *p)),
+        );
+    }
+    if !changed {
+        return Ok(Outcome::Unchanged);
+    }
+    let desired = ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(MESH_CONFIG_MAP.into()),
+            namespace: Some(ns.into()),
+            ..Default::default()
+        },
+        data: Some(BTreeMap::from([(
+            "meshNetworks".to_owned(),
+            networks.to_yaml(),
+        )])),
+        ..Default::default()
+    };
+    if !run.opts.dry_run {
+        cluster::apply(&api, ctx, MESH_CONFIG_MAP, &desired).await?;
+    }
+    Ok(Outcome::Changed(
+        format!(
+            "updated meshNetworks in ConfigMap {ns}/{MESH_CONFIG_MAP}: {}",
+            targets
+                .iter()
+                .zip(gateways)
+                .map(|(t, g)| match g {
+                    Some((a, p)) => format!("{} via {a}:{p}", t.network),
+                    None => t.network.clone(),
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        serde_json::to_value(&desired).ok(),
+    ))
+}
+
+async fn remote_secret_step(
+    run: &Run<'_>,
+    kubeconfigs: &Kubeconfigs,
+    primary: &Target<'_>,
+    remote: &Target<'_>,
+    request: &RemoteSecretRequest,
+) -> Result<Outcome> {
+    let ns = run.opts.namespace.as_str();
+    let pctx = primary.spec.context.as_str();
+    if run.opts.dry_run {
+        // Making a token may create a token Secret in the remote: not in a dry run.
+        let client = &remote.client;
+        let account = mesh_kubeconfig::ReaderAccount::new(ns, request.service_account.clone());
+        let changes =
+            mesh_kubeconfig::check_reader_account(client, &remote.spec.context, &account).await?;
+        let name = request
+            .secret_name
+            .clone()
+            .unwrap_or_else(|| mesh_kubeconfig::remote_secret_name(&remote.name));
+        let secrets: Api<Secret> = Api::namespaced(primary.client.clone(), ns);
+        let exists = secrets
+            .get_opt(&name)
+            .await
+            .map_err(|e| kube(pctx, format!("reading Secret {ns}/{name}"), e))?
+            .is_some();
+        if exists && changes.is_empty() {
+            return Ok(Outcome::Unchanged);
+        }
+        let mut what: Vec<String> = changes
+            .iter()
+            .map(|c| format!("{} in {}", c, remote.spec.context))
+            .collect();
+        what.push(format!(
+            "{} remote Secret {ns}/{name} in {pctx} (its token is only made by a real run)",
+            if exists { "refreshed" } else { "created" }
+        ));
+        return Ok(Outcome::Changed(what.join("; "), None));
+    }
+    let generated = mesh_kubeconfig::generate_remote_secret(kubeconfigs, request).await?;
+    for w in &generated.warnings {
+        run.warn(
+            &remote.spec.context,
+            "remote secret",
+            w.to_string(),
+            Instant::now(),
+        );
+    }
+    if let Some(v) = &generated.verification
+        && !v.is_ok()
+    {
+        return Err(Error::Kube {
+            cluster: remote.spec.context.clone(),
+            action: "verifying the reader credentials".into(),
+            reason: v.problems().join("; "),
+        });
+    }
+    let mut what: Vec<String> = generated
+        .changes
+        .iter()
+        .map(|c| format!("{c} in {}", remote.spec.context))
+        .collect();
+    if generated.token_secret_created {
+        what.push(format!(
+            "created token Secret {ns}/{} in {}",
+            generated.token_secret.clone().unwrap_or_default(),
+            remote.spec.context
+        ));
+    }
+    let desired = generated.secret;
+    let name = desired.metadata.name.clone().unwrap_or_default();
+    let secrets: Api<Secret> = Api::namespaced(primary.client.clone(), ns);
+    let current = secrets
+        .get_opt(&name)
+        .await
+        .map_err(|e| kube(pctx, format!("reading Secret {ns}/{name}"), e))?;
+    let same = current.as_ref().is_some_and(|c| {
+        let contains = |have: &Option<BTreeMap<String, String>>,
+                        want: &Option<BTreeMap<String, String>>| {
+            want.iter()
+                .flatten()
+                .all(|(k, v)| have.as_ref().and_then(|h| h.get(k)) == Some(v))
+        };
+        c.data == desired.data
+            && contains(&c.metadata.labels, &desired.metadata.labels)
+            && contains(&c.metadata.annotations, &desired.metadata.annotations)
+    });
+    if !same {
+        cluster::apply(&secrets, pctx, &name, &desired).await?;
+        what.push(format!(
+            "{} remote Secret {ns}/{name} in {pctx} (token from {})",
+            if current.is_some() {
+                "updated"
+            } else {
+                "created"
+            },
+            generated.token_source
+        ));
+    }
+    if what.is_empty() {
+        Ok(Outcome::Unchanged)
+    } else {
+        Ok(Outcome::Changed(what.join("; "), None))
+    }
+}
+
+/// Parses `ADDR` or `ADDR:PORT` (IPv6 in brackets), defaulting the port.
+fn parse_address(text: &str, default_port: u16) -> std::result::Result<(String, u16), String> {
+    let bad = || format!("--gateway-address {text:?} is not ADDR or ADDR:PORT");
+    if text.is_empty() {
+        return Err(bad());
+    }
+    if let Some(rest) = text.strip_prefix('[') {
+        let (host, after) = rest.split_once(']').ok_or_else(bad)?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => p.parse().map_err(|_| bad())?,
+            None if after.is_empty() => default_port,
+            None => return Err(bad()),
+        };
+        return Ok((host.to_owned(), port));
+    }
+    match text.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') => {
+            Ok((host.to_owned(), port.parse().map_err(|_| bad())?))
+        }
+        _ => Ok((text.to_owned(), default_port)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_address;
+
+    #[test]
+    fn gateway_addresses_parse_with_and_without_port() {
+        assert_eq!(
+            parse_address("1.2.3.4", 15443),
+            Ok(("1.2.3.4".into(), 15443))
+        );
+        assert_eq!(
+            parse_address("gw.example.com:443", 15443),
+            Ok(("gw.example.com".into(), 443))
+        );
+        assert_eq!(parse_address("[::1]:8443", 15443), Ok(("::1".into(), 8443)));
+        assert_eq!(parse_address("::1", 15443), Ok(("::1".into(), 15443)));
+        assert!(parse_address("1.2.3.4:http", 15443).is_err());
+        assert!(parse_address("", 15443).is_err());
+    }
+}

@@ -1,0 +1,266 @@
+//! `meshNetworks`: Istio's map of networks to the registries (clusters) in them and
+//! the gateways that reach them, edited structurally — parse, change, write back —
+//! so that networks and fields kubectl-mesh does not manage are kept as they are.
+
+use serde_json::{Map, Value, json};
+
+/// A parsed `meshNetworks` document (the `meshNetworks` key of the `istio` ConfigMap).
+///
+/// ```
+/// use mesh_core::MeshNetworks;
+/// let mut networks = MeshNetworks::parse("networks: {}").unwrap();
+/// networks.upsert("network2", "cluster2", Some(("127.0.2.100", 15443)));
+/// let yaml = networks.to_yaml();
+/// assert!(yaml.contains("fromRegistry: cluster2"));
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct MeshNetworks {
+    doc: Value,
+}
+
+impl MeshNetworks {
+    /// Parses the document; an empty one is an empty set of networks.
+    pub fn parse(yaml: &str) -> Result<MeshNetworks, String> {
+        let doc = if yaml.trim().is_empty() {
+            json!({})
+        } else {
+            serde_saphyr::from_str::<Value>(yaml).map_err(|e| e.to_string())?
+        };
+        let mut doc = match doc {
+            Value::Object(_) => doc,
+            Value::Null => json!({}),
+            _ => return Err("it is not a mapping with a `networks` key".into()),
+        };
+        match doc.get("networks") {
+            None | Some(Value::Null) => {
+                doc["networks"] = json!({});
+            }
+            Some(Value::Object(_)) => {}
+            Some(_) => return Err("`networks` is not a mapping".into()),
+        }
+        Ok(MeshNetworks { doc })
+    }
+
+    fn networks(&self) -> &Map<String, Value> {
+        self.doc["networks"].as_object().expect("checked in parse")
+    }
+
+    fn networks_mut(&mut self) -> &mut Map<String, Value> {
+        self.doc["networks"]
+            .as_object_mut()
+            .expect("checked in parse")
+    }
+
+    /// The names of the networks, sorted.
+    pub fn names(&self) -> Vec<String> {
+        self.networks().keys().cloned().collect()
+    }
+
+    /// The network whose endpoints come from `registry` (a cluster ID), if any.
+    pub fn network_of(&self, registry: &str) -> Option<String> {
+        self.networks().iter().find_map(|(name, net)| {
+            registries(net)
+                .iter()
+                .any(|r| r == registry)
+                .then(|| name.clone())
+        })
+    }
+
+    /// The `(address, port)` gateways of `network`.
+    pub fn gateways(&self, network: &str) -> Vec<(String, u16)> {
+        self.networks()
+            .get(network)
+            .and_then(|n| n.get("gateways"))
+            .and_then(Value::as_array)
+            .map(|gws| {
+                gws.iter()
+                    .filter_map(|g| {
+                        let address = g.get("address")?.as_str()?.to_owned();
+                        let port = g.get("port")?.as_u64()?;
+                        Some((address, u16::try_from(port).ok()?))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Makes `network` list `registry` among its endpoints and, when given, use
+    /// `gateway` as its address-based gateway (replacing other address gateways,
+    /// keeping `registryServiceName` ones). Returns whether anything changed.
+    pub fn upsert(&mut self, network: &str, registry: &str, gateway: Option<(&str, u16)>) -> bool {
+        let before = self.doc.clone();
+        let net = self
+            .networks_mut()
+            .entry(network.to_owned())
+            .or_insert_with(|| json!({}));
+        if !net.is_object() {
+            *net = json!({});
+        }
+        let endpoints = net
+            .as_object_mut()
+            .expect("object")
+            .entry("endpoints")
+            .or_insert_with(|| json!([]));
+        if !endpoints.is_array() {
+            *endpoints = json!([]);
+        }
+        let endpoints = endpoints.as_array_mut().expect("array");
+        if !endpoints
+            .iter()
+            .any(|e| e.get("fromRegistry").and_then(Value::as_str) == Some(registry))
+        {
+            endpoints.push(json!({ "fromRegistry": registry }));
+        }
+        if let Some((address, port)) = gateway {
+            let gateways = net
+                .as_object_mut()
+                .expect("object")
+                .entry("gateways")
+                .or_insert_with(|| json!([]));
+            if !gateways.is_array() {
+                *gateways = json!([]);
+            }
+            let gateways = gateways.as_array_mut().expect("array");
+            let wanted = json!({ "address": address, "port": port });
+            let has_only_wanted = gateways
+                .iter()
+                .filter(|g| g.get("address").is_some())
+                .eq(std::iter::once(&wanted));
+            if !has_only_wanted {
+                gateways.retain(|g| g.get("address").is_none());
+                gateways.push(wanted);
+            }
+        }
+        self.doc != before
+    }
+
+    /// Removes `registry` from the endpoints of every network, and a network left
+    /// with no endpoints. Returns whether anything changed.
+    pub fn remove_registry(&mut self, registry: &str) -> bool {
+        let before = self.doc.clone();
+        let mut emptied = Vec::new();
+        for (name, net) in self.networks_mut().iter_mut() {
+            let Some(endpoints) = net.get_mut("endpoints").and_then(Value::as_array_mut) else {
+                continue;
+            };
+            let had = endpoints.len();
+            endpoints.retain(|e| e.get("fromRegistry").and_then(Value::as_str) != Some(registry));
+            if had > 0 && endpoints.is_empty() {
+                emptied.push(name.clone());
+            }
+        }
+        for name in emptied {
+            self.networks_mut().remove(&name);
+        }
+        self.doc != before
+    }
+
+    /// The document as YAML, for the ConfigMap.
+    pub fn to_yaml(&self) -> String {
+        serde_saphyr::to_string(&self.doc).expect("a JSON value serialises to YAML")
+    }
+}
+
+fn registries(net: &Value) -> Vec<String> {
+    net.get("endpoints")
+        .and_then(Value::as_array)
+        .map(|eps| {
+            eps.iter()
+                .filter_map(|e| e.get("fromRegistry")?.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GUIDE: &str = r#"
+networks:
+  network1:
+    endpoints:
+    - fromRegistry: Kubernetes
+    gateways:
+    - address: 0.0.0.0
+      port: 443
+  elsewhere:
+    endpoints:
+    - fromCidr: 192.168.0.0/16
+    gateways:
+    - registryServiceName: istio-ingressgateway.istio-system.svc.cluster.local
+      port: 443
+"#;
+
+    #[test]
+    fn empty_documents_mean_no_networks() {
+        for doc in ["", "networks: {}", "networks:", "{}"] {
+            assert!(
+                MeshNetworks::parse(doc).unwrap().names().is_empty(),
+                "{doc:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_documents_are_refused() {
+        assert!(MeshNetworks::parse("networks: [1, 2]").is_err());
+        assert!(MeshNetworks::parse("- a\n- b").is_err());
+        assert!(MeshNetworks::parse("networks: {a: [").is_err());
+    }
+
+    #[test]
+    fn upsert_adds_a_network_and_keeps_the_others() {
+        let mut n = MeshNetworks::parse(GUIDE).unwrap();
+        assert!(n.upsert("network2", "cluster2", Some(("127.0.2.100", 15443))));
+        assert_eq!(n.names(), ["elsewhere", "network1", "network2"]);
+        assert_eq!(n.network_of("cluster2").as_deref(), Some("network2"));
+        assert_eq!(n.gateways("network2"), [("127.0.2.100".to_owned(), 15443)]);
+        // What was there stays, field for field.
+        let reparsed = MeshNetworks::parse(&n.to_yaml()).unwrap();
+        assert_eq!(
+            reparsed.doc["networks"]["elsewhere"],
+            n.doc["networks"]["elsewhere"]
+        );
+        assert_eq!(reparsed.gateways("network1"), [("0.0.0.0".to_owned(), 443)]);
+    }
+
+    #[test]
+    fn upsert_is_idempotent() {
+        let mut n = MeshNetworks::parse(GUIDE).unwrap();
+        assert!(n.upsert("network1", "cluster1", Some(("127.0.1.100", 15443))));
+        let once = n.clone();
+        assert!(!n.upsert("network1", "cluster1", Some(("127.0.1.100", 15443))));
+        assert_eq!(n, once);
+        let mut again = MeshNetworks::parse(&n.to_yaml()).unwrap();
+        assert!(!again.upsert("network1", "cluster1", Some(("127.0.1.100", 15443))));
+    }
+
+    #[test]
+    fn upsert_replaces_a_changed_gateway_address_but_not_service_gateways() {
+        let mut n = MeshNetworks::parse(GUIDE).unwrap();
+        n.upsert("network1", "Kubernetes", Some(("10.0.0.1", 15443)));
+        assert_eq!(n.gateways("network1"), [("10.0.0.1".to_owned(), 15443)]);
+        n.upsert("elsewhere", "cluster9", Some(("10.9.9.9", 15443)));
+        let gws = n.doc["networks"]["elsewhere"]["gateways"]
+            .as_array()
+            .unwrap();
+        assert_eq!(
+            gws.len(),
+            2,
+            "the registryServiceName gateway is kept: {gws:?}"
+        );
+    }
+
+    #[test]
+    fn remove_registry_drops_emptied_networks_only() {
+        let mut n = MeshNetworks::parse(GUIDE).unwrap();
+        n.upsert("network1", "cluster1", None);
+        n.upsert("network2", "cluster2", Some(("127.0.2.100", 15443)));
+        assert!(n.remove_registry("cluster2"));
+        assert_eq!(n.names(), ["elsewhere", "network1"]);
+        assert!(n.remove_registry("cluster1"));
+        assert_eq!(n.network_of("Kubernetes").as_deref(), Some("network1"));
+        assert!(!n.remove_registry("cluster2"));
+    }
+}
