@@ -1,8 +1,9 @@
 //! External tools the tests need, built once from Go modules and cached outside the repo.
 //!
 //! Each tool is a small wrapper module (a `go.mod` that requires the upstream module at a
-//! pinned version, and a `main.go` calling its entry point), built with `-trimpath` and
-//! `CGO_ENABLED=0` into `<cache>/tools/<name>-<version>/`. The directory appears
+//! pinned version, and either a `main.go` calling its entry point or a `tool` directive
+//! naming the upstream command), built with `-trimpath` and `CGO_ENABLED=0` into
+//! `<cache>/tools/<name>-<version>/`. The directory appears
 //! atomically (built into a temporary sibling, then renamed), so an interrupted build
 //! never leaves a tool that looks complete.
 
@@ -74,16 +75,28 @@ pub fn tool_dir(name: &str, version: &str) -> PathBuf {
 }
 
 /// A Go wrapper module: what to write and which binaries it yields.
-struct WrapperModule {
-    name: &'static str,
-    version: String,
-    go_mod: String,
-    /// `(relative path, contents)` of the Go sources.
-    files: Vec<(String, String)>,
-    /// Packages to build (relative to the module root) and extra `-ldflags`.
-    packages: Vec<String>,
-    ldflags: String,
-    binaries: Vec<&'static str>,
+pub struct WrapperModule {
+    pub name: &'static str,
+    pub version: String,
+    pub go_mod: String,
+    /// `(relative path, contents)` of the Go sources (none when `go_mod` names a `tool`).
+    pub files: Vec<(String, String)>,
+    /// Packages to build (relative to the module root, or upstream import paths).
+    pub packages: Vec<String>,
+    pub ldflags: String,
+    pub binaries: Vec<&'static str>,
+    /// Files besides the binaries that a complete tool directory holds.
+    pub also: Vec<&'static str>,
+    /// Runs after the build, in the wrapper module's directory, with the directory that
+    /// becomes the tool directory: copies what the tool needs besides its binaries.
+    pub finish: Option<fn(&Path, &Path) -> Result<()>>,
+}
+
+impl WrapperModule {
+    fn complete(&self, dir: &Path) -> bool {
+        self.binaries.iter().all(|b| dir.join(b).is_file())
+            && self.also.iter().all(|f| dir.join(f).exists())
+    }
 }
 
 /// Makes sure kube-apiserver, kube-controller-manager and kubectl are built; returns their directory.
@@ -131,6 +144,8 @@ pub fn ensure_kubernetes() -> Result<PathBuf> {
             "-s -w -X {ver}.gitVersion={version} -X {ver}.gitMajor=1 -X {ver}.gitMinor={minor} -X {ver}.gitTreeState=clean"
         ),
         binaries: vec!["kube-apiserver", "kube-controller-manager", "kubectl"],
+        also: vec![],
+        finish: None,
     })
 }
 
@@ -150,12 +165,15 @@ pub fn ensure_etcd() -> Result<PathBuf> {
         packages: vec!["./cmd/...".into()],
         ldflags: "-s -w".into(),
         binaries: vec!["etcd"],
+        also: vec![],
+        finish: None,
     })
 }
 
-fn ensure(module: &WrapperModule) -> Result<PathBuf> {
+/// Builds `module` into its tool directory unless it is there already; returns the directory.
+pub fn ensure(module: &WrapperModule) -> Result<PathBuf> {
     let dir = tool_dir(module.name, &module.version);
-    if module.binaries.iter().all(|b| dir.join(b).is_file()) {
+    if module.complete(&dir) {
         return Ok(dir);
     }
     let src = cache_dir()
@@ -202,6 +220,17 @@ fn ensure(module: &WrapperModule) -> Result<PathBuf> {
             );
         }
     }
+    if let Some(finish) = module.finish {
+        finish(&src, &staging)?;
+    }
+    if !module.complete(&staging) {
+        bail!(
+            "the build of {} {} left {} incomplete",
+            module.name,
+            module.version,
+            staging.display()
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::rename(&staging, &dir)?;
     eprintln!(
@@ -213,16 +242,21 @@ fn ensure(module: &WrapperModule) -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// Runs `go` in `dir` with the environment the builds need.
-pub fn go(dir: &Path, args: &[&str]) -> Result<()> {
-    let status = Command::new("go")
-        .args(args)
+fn go_command(dir: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new("go");
+    cmd.args(args)
         .current_dir(dir)
         .env("CGO_ENABLED", "0")
         .env("GOFLAGS", "-buildvcs=false")
-        .env("GOTOOLCHAIN", "local")
-        .status()
-        .context("running `go`: is Go installed and on PATH? (https://go.dev/doc/install)")?;
+        .env("GOTOOLCHAIN", "local");
+    cmd
+}
+
+const NO_GO: &str = "running `go`: is Go installed and on PATH? (https://go.dev/doc/install)";
+
+/// Runs `go` in `dir` with the environment the builds need.
+pub fn go(dir: &Path, args: &[&str]) -> Result<()> {
+    let status = go_command(dir, args).status().context(NO_GO)?;
     if !status.success() {
         bail!(
             "`go {}` failed in {} ({status}); its output is above",
@@ -231,4 +265,21 @@ pub fn go(dir: &Path, args: &[&str]) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Runs `go` in `dir` like [`go`], returning its standard output.
+pub fn go_output(dir: &Path, args: &[&str]) -> Result<String> {
+    let out = go_command(dir, args)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context(NO_GO)?;
+    if !out.status.success() {
+        bail!(
+            "`go {}` failed in {} ({}); its output is above",
+            args.join(" "),
+            dir.display(),
+            out.status
+        );
+    }
+    String::from_utf8(out.stdout).context("`go` printed something that is not UTF-8")
 }
