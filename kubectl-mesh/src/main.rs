@@ -5,6 +5,7 @@
 
 mod cli;
 mod cmd;
+mod complete;
 mod progress;
 
 use std::process::ExitCode;
@@ -12,6 +13,10 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // kubectl's plugin-completion protocol, before clap sees the words being completed.
+    if let Some(words) = complete::requested() {
+        return complete::run(&words);
+    }
     let cli = cli::Cli::parse();
     init_tracing(cli.global.verbose);
     match cmd::run(cli) {
@@ -23,15 +28,20 @@ fn main() -> ExitCode {
     }
 }
 
-/// Diagnostics go to stderr; `-v` shows info, `-vv` debug, `-vvv` trace.
-/// `RUST_LOG` overrides the level when set.
+/// Diagnostics go to stderr; `-v` shows info, `-vv` debug, `-vvv` trace for kubectl-mesh's
+/// own crates (and debug for the Kubernetes client). Transport crates (TLS, HTTP) stay at
+/// warnings: their traces would dump request bytes. `RUST_LOG` overrides all of this.
 fn init_tracing(verbose: u8) {
-    let level = match verbose {
+    let ours = match verbose {
         0 => "warn",
         1 => "info",
         2 => "debug",
         _ => "trace",
     };
+    let client = if verbose >= 2 { "debug" } else { ours };
+    let level = format!(
+        "warn,kubectl_mesh={ours},mesh_core={ours},mesh_kubeconfig={ours},mesh_certs={ours},kube_client={client},kube={client}"
+    );
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     tracing_subscriber::fmt()

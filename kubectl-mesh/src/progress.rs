@@ -47,6 +47,7 @@ fn mark(kind: &EventKind, color: bool) -> (&'static str, String) {
     };
     match kind {
         EventKind::Unchanged => ("unchanged", paint("32", "✓")),
+        EventKind::Found(_) => ("found", paint("32", "✓")),
         EventKind::Changed(_) => ("changed", paint("32", "✓")),
         EventKind::Failed(_) => ("failed", paint("31", "✗")),
         EventKind::Warning(_) => ("warning", paint("33", "!")),
@@ -57,7 +58,10 @@ fn mark(kind: &EventKind, color: bool) -> (&'static str, String) {
 
 fn detail(kind: &EventKind) -> &str {
     match kind {
-        EventKind::Changed(s) | EventKind::Failed(s) | EventKind::Warning(s) => s,
+        EventKind::Changed(s)
+        | EventKind::Failed(s)
+        | EventKind::Warning(s)
+        | EventKind::Found(s) => s,
         EventKind::Waiting(s) => s,
         _ => "",
     }

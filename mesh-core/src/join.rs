@@ -138,6 +138,7 @@ struct Run<'a> {
 /// What a step reports when it ends.
 enum Outcome {
     Unchanged,
+    Found(String),
     Changed(String, Option<serde_json::Value>),
 }
 
@@ -170,6 +171,10 @@ impl Run<'_> {
         match body.await {
             Ok(Outcome::Unchanged) => {
                 self.emit(cluster, step, EventKind::Unchanged, started);
+                Ok(())
+            }
+            Ok(Outcome::Found(what)) => {
+                self.emit(cluster, step, EventKind::Found(what), started);
                 Ok(())
             }
             Ok(Outcome::Changed(description, object)) => {
@@ -720,8 +725,9 @@ async fn cluster_steps(
     let found_ref = &mut found;
     run.step(ctx, "gateway address", async move {
         let address = gateway_address(run, t, gateway).await?;
+        let shown = format!("{}:{}", address.0, address.1);
         *found_ref = Some(address);
-        Ok(Outcome::Unchanged)
+        Ok(Outcome::Found(shown))
     })
     .await?;
     Ok(found)
@@ -738,13 +744,11 @@ async fn gateway_address(
     let ns = run.opts.namespace.as_str();
     let api: Api<Service> = Api::namespaced(t.client.clone(), ns);
     let started = Instant::now();
-    let mut said_waiting = false;
-    let found = cluster::poll(run.opts.wait, || async {
+    let look = || async {
         let svc = api
             .get(&gw.name)
             .await
             .map_err(|e| kube(ctx, format!("reading Service {ns}/{}", gw.name), e))?;
-        let spec = svc.spec.clone().unwrap_or_default();
         let ingress = svc
             .status
             .and_then(|s| s.load_balancer)
@@ -755,33 +759,30 @@ async fn gateway_address(
         {
             return Ok(Some((addr, gw.port)));
         }
+        let spec = svc.spec.unwrap_or_default();
         if let Some(ip) = spec.external_ips.and_then(|ips| ips.into_iter().next()) {
             return Ok(Some((ip, gw.port)));
         }
+        // A NodePort Service never gets an address: fall back at once.
         if spec.type_.as_deref() == Some("NodePort") {
-            return Ok(None); // handled below, without waiting
+            return Ok(Some((String::new(), 0)));
         }
-        Ok(None)
-    });
-    // Say what we wait for, once, if the first look found nothing.
-    let found = {
-        let quick = cluster::poll(Duration::ZERO, || async { Ok::<_, Error>(None::<()>) });
-        let _ = quick.await;
-        if !said_waiting {
-            run.emit(
-                ctx,
-                "gateway address",
-                EventKind::Waiting(format!(
-                    "for Service {ns}/{} to get a LoadBalancer address",
-                    gw.name
-                )),
-                started,
-            );
-            said_waiting = true;
-        }
-        let _ = said_waiting;
-        found.await?
+        Ok::<_, Error>(None)
     };
+    let mut found = look().await?;
+    if found.is_none() {
+        run.emit(
+            ctx,
+            "gateway address",
+            EventKind::Waiting(format!(
+                "for Service {ns}/{} to get a LoadBalancer address",
+                gw.name
+            )),
+            started,
+        );
+        found = cluster::poll(run.opts.wait, look).await?;
+    }
+    let found = found.filter(|(addr, _)| !addr.is_empty());
     if let Some(addr) = found {
         return Ok(addr);
     }

@@ -13,6 +13,8 @@ pub enum EventKind {
     Changed(String),
     /// The cluster already was as the step wants it.
     Unchanged,
+    /// The step changed nothing and found something worth showing (e.g. an address).
+    Found(String),
     /// Something the user should know; the step goes on.
     Warning(String),
     /// The step failed; says why.

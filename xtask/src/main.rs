@@ -4,7 +4,7 @@
 //! the repository (see [`tools::cache_dir`]), so a fresh machine needs only Rust and Go.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-use xtask::{simulator, testbed, tools};
+use xtask::{istio, simulator, testbed, tools};
 
 use std::process::{Command, ExitCode};
 
@@ -40,6 +40,10 @@ enum TestbedCmd {
         /// How many clusters (cluster1, cluster2, …).
         #[arg(long, default_value_t = 2)]
         clusters: usize,
+        /// Also install Istio as it is before joining: base, istiod and an east-west
+        /// gateway in cluster1; base and an east-west gateway in the others.
+        #[arg(long)]
+        with_istio: bool,
     },
     /// Stop every process of the test bed and remove its state.
     Down,
@@ -48,7 +52,11 @@ enum TestbedCmd {
     /// Print shell lines for `eval "$(cargo xtask testbed env)"`.
     Env,
     /// Build the binaries without starting anything.
-    Build,
+    Build {
+        /// Also build helm, istiod and istioctl and copy Istio's charts.
+        #[arg(long)]
+        with_istio: bool,
+    },
     /// (internal) Simulate what a cloud and kubelets would do, until killed.
     #[command(hide = true)]
     Simulate,
@@ -76,8 +84,16 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Task::Testbed(cmd) => match cmd {
-            TestbedCmd::Up { clusters } => {
-                match testbed::up(&testbed::UpOptions { clusters }).await? {
+            TestbedCmd::Up {
+                clusters,
+                with_istio,
+            } => {
+                match testbed::up(&testbed::UpOptions {
+                    clusters,
+                    with_istio,
+                })
+                .await?
+                {
                     testbed::UpOutcome::Started => {}
                     testbed::UpOutcome::Reused => eprintln!("xtask: reusing the running test bed"),
                 }
@@ -90,9 +106,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
             TestbedCmd::Env => print!("{}", testbed::env_lines()?),
-            TestbedCmd::Build => {
+            TestbedCmd::Build { with_istio } => {
                 tools::ensure_kubernetes()?;
                 tools::ensure_etcd()?;
+                if with_istio {
+                    istio::ensure_helm()?;
+                    istio::ensure_istio()?;
+                }
             }
             TestbedCmd::Simulate => simulator::run().await?,
         },
@@ -105,7 +125,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
 /// `cargo xtask test`: every test of the workspace, the ones that need clusters included.
 async fn test(extra: &[String]) -> Result<ExitCode> {
     cargo(&["build", "--workspace", "--all-targets"])?;
-    let outcome = testbed::up(&testbed::UpOptions { clusters: 2 }).await?;
+    let outcome = testbed::up(&testbed::UpOptions {
+        clusters: 2,
+        with_istio: true,
+    })
+    .await?;
     let mut args = vec!["test", "--workspace", "--", "--include-ignored"];
     args.extend(extra.iter().map(String::as_str));
     let status = Command::new(cargo_bin())
@@ -126,7 +150,11 @@ async fn test(extra: &[String]) -> Result<ExitCode> {
 
 /// `cargo xtask demo`.
 async fn demo() -> Result<()> {
-    testbed::up(&testbed::UpOptions { clusters: 2 }).await?;
+    testbed::up(&testbed::UpOptions {
+        clusters: 2,
+        with_istio: true,
+    })
+    .await?;
     cargo(&["build", "--package", "kubectl-mesh"])?;
     println!("\nThe test bed runs two real Kubernetes control planes on loopback:\n");
     testbed::status().await?;

@@ -38,6 +38,9 @@ pub fn kubeconfig_path() -> PathBuf {
 pub struct State {
     pub clusters: Vec<ClusterState>,
     pub simulator_pid: Option<u32>,
+    /// Set once `up --with-istio` installed Istio; kept by a plain `up`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub istio: Option<crate::istio::IstioState>,
 }
 
 /// One cluster of the test bed.
@@ -87,7 +90,8 @@ impl State {
         }
     }
 
-    fn save(&self) -> Result<()> {
+    /// Writes the state of the running test bed.
+    pub fn save(&self) -> Result<()> {
         std::fs::write(Self::path(), serde_json::to_vec_pretty(self)?)?;
         Ok(())
     }
@@ -113,6 +117,8 @@ impl State {
 /// Options of `testbed up`.
 pub struct UpOptions {
     pub clusters: usize,
+    /// Install Istio (see [`crate::istio`]) if it is not installed yet.
+    pub with_istio: bool,
 }
 
 /// What `up` did.
@@ -127,12 +133,20 @@ pub async fn up(opts: &UpOptions) -> Result<UpOutcome> {
     if !(1..=9).contains(&opts.clusters) {
         bail!("--clusters must be between 1 and 9");
     }
-    if let Some(state) = State::load()? {
+    if opts.with_istio {
+        // Build first, so clusters do not sit idle (or come up at all) when a build fails.
+        crate::istio::ensure_helm()?;
+        crate::istio::ensure_istio()?;
+    }
+    if let Some(mut state) = State::load()? {
         if state.all_alive() && state.clusters.len() == opts.clusters {
             if wait_all_ready(&state, Duration::from_secs(20))
                 .await
                 .is_ok()
             {
+                if opts.with_istio {
+                    install_istio(&mut state)?;
+                }
                 return Ok(UpOutcome::Reused);
             }
         } else if state.all_alive() {
@@ -154,6 +168,7 @@ pub async fn up(opts: &UpOptions) -> Result<UpOutcome> {
     let mut state = State {
         clusters: Vec::new(),
         simulator_pid: None,
+        istio: None,
     };
     let mut kubeconfig = KubeconfigFile::default();
     for i in 1..=opts.clusters {
@@ -199,7 +214,17 @@ pub async fn up(opts: &UpOptions) -> Result<UpOutcome> {
         opts.clusters,
         started.elapsed().as_secs_f64()
     );
+    if opts.with_istio {
+        // A failed install leaves the clusters up, to look at; the error says where.
+        install_istio(&mut state)?;
+    }
     Ok(UpOutcome::Started)
+}
+
+fn install_istio(state: &mut State) -> Result<()> {
+    let istio = crate::istio::install(&state.clusters, state.istio.as_ref())?;
+    state.istio = Some(istio);
+    state.save()
 }
 
 async fn start_components(state: &mut State, kube_dir: &Path, etcd_dir: &Path) -> Result<()> {
@@ -506,12 +531,17 @@ pub fn env_lines() -> Result<String> {
     let mut path = vec![kube_dir];
     path.extend(crate::istio::tool_dirs());
     let path: Vec<String> = path.iter().map(|p| p.display().to_string()).collect();
-    Ok(format!(
+    let mut lines = format!(
         "export KUBECONFIG='{}'\nexport KUBECTL_MESH_TESTBED='{}'\nexport PATH='{}':\"$PATH\"\n",
         kubeconfig_path().display(),
         state_dir().display(),
         path.join(":")
-    ))
+    );
+    let charts = crate::istio::charts_dir();
+    if charts.is_dir() {
+        lines.push_str(&format!("export ISTIO_CHARTS='{}'\n", charts.display()));
+    }
+    Ok(lines)
 }
 
 /// The environment variables of [`env_lines`], for child processes.
@@ -520,7 +550,11 @@ pub fn env_vars() -> Vec<(String, String)> {
     path.extend(crate::istio::tool_dirs());
     let old = std::env::var_os("PATH").unwrap_or_default();
     path.extend(std::env::split_paths(&old));
-    vec![
+    let charts = crate::istio::charts_dir();
+    let charts = charts
+        .is_dir()
+        .then(|| ("ISTIO_CHARTS".to_owned(), charts.display().to_string()));
+    let mut vars = vec![
         ("KUBECONFIG".into(), kubeconfig_path().display().to_string()),
         (
             "KUBECTL_MESH_TESTBED".into(),
@@ -533,7 +567,9 @@ pub fn env_vars() -> Vec<(String, String)> {
                 .to_string_lossy()
                 .into_owned(),
         ),
-    ]
+    ];
+    vars.extend(charts);
+    vars
 }
 
 /// Prints what runs.
@@ -570,6 +606,36 @@ pub async fn status() -> Result<bool> {
             "{} simulator (LoadBalancer addresses, pod readiness) pid {pid}",
             if up { "✓" } else { "✗" }
         );
+    }
+    if let Some(istio) = &state.istio {
+        println!(
+            "Istio {} ({}), charts in {}",
+            crate::istio::ISTIO_BUILD_VERSION,
+            istio.version,
+            crate::istio::charts_dir().display()
+        );
+        for cluster in &state.clusters {
+            let listed = crate::istio::list(&cluster.name);
+            for r in istio.releases.iter().filter(|r| r.cluster == cluster.name) {
+                let found = listed
+                    .as_ref()
+                    .ok()
+                    .and_then(|l| l.iter().find(|l| l.name == r.release));
+                let status = found.map_or("missing", |l| l.status.as_str());
+                let ok = status == "deployed";
+                healthy &= ok;
+                println!(
+                    "  {} {:<9} helm release {:<22} chart {:<8} {status}",
+                    if ok { "✓" } else { "✗" },
+                    cluster.name,
+                    r.release,
+                    r.chart
+                );
+            }
+            if let Err(err) = listed {
+                println!("  ✗ {}: {err:#}", cluster.name);
+            }
+        }
     }
     println!("kubeconfig: {}", kubeconfig_path().display());
     Ok(healthy)

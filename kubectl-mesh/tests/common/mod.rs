@@ -1,0 +1,218 @@
+//! Helpers shared by the tests that run on the test bed (`cargo xtask test`).
+#![allow(dead_code)]
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Seek, SeekFrom};
+use std::path::PathBuf;
+
+/// The test bed's state directory (set by `cargo xtask testbed env` / `cargo xtask test`).
+pub fn testbed_dir() -> PathBuf {
+    PathBuf::from(
+        std::env::var_os("KUBECTL_MESH_TESTBED")
+            .expect("KUBECTL_MESH_TESTBED is unset: run through `cargo xtask test`"),
+    )
+}
+
+/// Holds the mesh-wide lock: tests that change mesh-level objects (cacerts, namespace
+/// labels, meshNetworks, remote secrets) of the shared clusters take it for their
+/// whole run, so they do not see each other's changes. Released on drop (or when the
+/// process dies: it is an OS file lock).
+pub struct MeshLock(#[allow(dead_code)] File);
+
+/// Takes the mesh-wide lock, waiting for other tests to release it.
+pub fn mesh_lock() -> MeshLock {
+    let path = testbed_dir().join("mesh.lock");
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("opening {}: {e}", path.display()));
+    file.lock().expect("locking mesh.lock");
+    MeshLock(file)
+}
+
+/// A position in a cluster's audit log; [`AuditMark::mutations`] reads what follows.
+pub struct AuditMark {
+    path: PathBuf,
+    offset: u64,
+}
+
+/// Marks the current end of `cluster`'s audit log.
+pub fn audit_mark(cluster: &str) -> AuditMark {
+    let path = testbed_dir().join(cluster).join("logs/audit.log");
+    let offset = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    AuditMark { path, offset }
+}
+
+/// Reviews that are `create` requests but persist nothing.
+const NON_PERSISTENT: &[&str] = &[
+    "selfsubjectaccessreviews",
+    "selfsubjectreviews",
+    "selfsubjectrulesreviews",
+    "subjectaccessreviews",
+    "localsubjectaccessreviews",
+    "tokenreviews",
+];
+
+impl AuditMark {
+    /// Mutating requests (create, update, patch, delete) that kubectl-mesh made since the
+    /// mark, as `verb resource namespace/name` lines. Reviews that persist nothing
+    /// (SelfSubjectAccessReview, TokenReview, …) are left out.
+    pub fn mutations(&self) -> Vec<String> {
+        // The API server writes an event when the response is complete: give it a moment.
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        let mut file = File::open(&self.path).expect("audit log");
+        file.seek(SeekFrom::Start(self.offset)).unwrap();
+        let mut found = Vec::new();
+        for line in BufReader::new(file).lines() {
+            let Ok(line) = line else { break };
+            let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
+            let agent = event["userAgent"].as_str().unwrap_or_default();
+            let verb = event["verb"].as_str().unwrap_or_default();
+            let resource = event["objectRef"]["resource"].as_str().unwrap_or_default();
+            if !agent.starts_with("kubectl-mesh/")
+                || event["stage"] != "ResponseComplete"
+                || !matches!(
+                    verb,
+                    "create" | "update" | "patch" | "delete" | "deletecollection"
+                )
+                || NON_PERSISTENT.contains(&resource)
+            {
+                continue;
+            }
+            found.push(format!(
+                "{verb} {resource}{} {}/{}",
+                event["objectRef"]["subresource"]
+                    .as_str()
+                    .map(|s| format!("/{s}"))
+                    .unwrap_or_default(),
+                event["objectRef"]["namespace"].as_str().unwrap_or("-"),
+                event["objectRef"]["name"].as_str().unwrap_or("-"),
+            ));
+        }
+        found
+    }
+}
+
+/// Runs real kubectl (from the test bed's PATH) and returns stdout; panics with stderr on failure.
+pub fn kubectl(args: &[&str]) -> String {
+    let out = std::process::Command::new("kubectl")
+        .args(args)
+        .output()
+        .expect("kubectl on PATH (cargo xtask testbed env)");
+    assert!(
+        out.status.success(),
+        "kubectl {} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Like [`kubectl`], but a failure is returned rather than a panic.
+pub fn kubectl_ok(args: &[&str]) -> bool {
+    std::process::Command::new("kubectl")
+        .args(args)
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Puts the two test-bed clusters back as a user has them before any join: Istio
+/// installed, but no cacerts, no network label on the namespaces, no cross-network
+/// Gateway, empty meshNetworks, no remote secrets, no reader credentials.
+pub fn reset_mesh() {
+    for ctx in ["cluster1", "cluster2"] {
+        let c = format!("--context={ctx}");
+        let ns = "--namespace=istio-system";
+        kubectl(&[&c, ns, "delete", "secret", "cacerts", "--ignore-not-found"]);
+        kubectl(&[
+            &c,
+            ns,
+            "delete",
+            "secret",
+            "-l",
+            "istio/multiCluster=true",
+            "--ignore-not-found",
+        ]);
+        kubectl(&[
+            &c,
+            ns,
+            "delete",
+            "secret",
+            "-l",
+            "app.kubernetes.io/managed-by=kubectl-mesh",
+            "--ignore-not-found",
+        ]);
+        kubectl(&[
+            &c,
+            ns,
+            "delete",
+            "serviceaccount",
+            "istio-reader-service-account",
+            "--ignore-not-found",
+        ]);
+        kubectl(&[
+            &c,
+            ns,
+            "delete",
+            "gateways.networking.istio.io",
+            "cross-network-gateway",
+            "--ignore-not-found",
+        ]);
+        kubectl(&[
+            &c,
+            "label",
+            "namespace",
+            "istio-system",
+            "topology.istio.io/network-",
+        ]);
+        kubectl(&[
+            &c,
+            "annotate",
+            "namespace",
+            "istio-system",
+            "topology.istio.io/controlPlaneClusters-",
+        ]);
+    }
+    if kubectl_ok(&[
+        "--context=cluster1",
+        "-n",
+        "istio-system",
+        "get",
+        "configmap",
+        "istio",
+    ]) {
+        kubectl(&[
+            "--context=cluster1",
+            "-n",
+            "istio-system",
+            "patch",
+            "configmap",
+            "istio",
+            "--type=merge",
+            "-p",
+            r#"{"data":{"meshNetworks":"networks: {}\n"}}"#,
+        ]);
+    }
+}
+
+/// `kubectl mesh certs generate --out DIR cluster1 cluster2` into a fresh temp dir.
+pub fn generate_certs(names: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let out = assert_cmd::Command::cargo_bin("kubectl-mesh")
+        .unwrap()
+        .args(["certs", "generate", "--out"])
+        .arg(dir.path())
+        .args(names)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "certs generate: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir
+}

@@ -1,0 +1,253 @@
+//! What unjoin and status share: the primary's remote secrets (the links of the mesh),
+//! what a link's token says about the ServiceAccount behind it, whether kubectl-mesh
+//! made an object, and where a gateway Service can be reached right now.
+
+use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{ListParams, ObjectMeta};
+use kube::{Api, Client};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::cluster::{FIELD_MANAGER, GatewayService};
+use crate::error::{Result, kube};
+
+/// One data key of a remote secret: a cluster ID and the kubeconfig istiod uses for it.
+pub(crate) struct Link {
+    /// The Secret's name.
+    pub secret: String,
+    /// The data key (istiod's cluster ID).
+    pub key: String,
+    /// The kubeconfig YAML. Holds a token: never log it.
+    pub kubeconfig: SecretString,
+}
+
+/// The Secrets labelled `istio/multiCluster=true` in the primary's Istio namespace.
+pub(crate) async fn remote_secrets(client: &Client, context: &str, ns: &str) -> Result<Vec<Secret>> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let lp = ListParams::default().labels(&format!("{}=true", mesh_kubeconfig::MULTICLUSTER_LABEL));
+    Ok(api
+        .list(&lp)
+        .await
+        .map_err(|e| kube(context, format!("listing remote secrets in {ns}"), e))?
+        .items)
+}
+
+/// Each data key of each secret, as a [`Link`].
+pub(crate) fn links(secrets: &[Secret]) -> Vec<Link> {
+    let mut out = Vec::new();
+    for s in secrets {
+        let name = s.metadata.name.clone().unwrap_or_default();
+        for (key, value) in s.data.iter().flatten() {
+            out.push(Link {
+                secret: name.clone(),
+                key: key.clone(),
+                kubeconfig: SecretString::from(String::from_utf8_lossy(&value.0).into_owned()),
+            });
+        }
+    }
+    out
+}
+
+/// The bearer token of a kubeconfig's current (or only) user, if it has one.
+pub(crate) fn kubeconfig_token(kubeconfig: &SecretString) -> Option<SecretString> {
+    let kc = mesh_kubeconfig::Kubeconfigs::from_yaml(kubeconfig.expose_secret()).ok()?;
+    let user = kc
+        .context_or_current(None)
+        .ok()
+        .and_then(|c| kc.resolve(&c).ok())
+        .and_then(|r| r.user_name);
+    kc.raw()
+        .auth_infos
+        .iter()
+        .find(|u| user.is_none() || Some(&u.name) == user.as_ref())
+        .and_then(|u| u.auth_info.as_ref())
+        .and_then(|a| a.token.clone())
+}
+
+/// The ServiceAccount a ServiceAccount token was issued for, from its (unverified)
+/// claims: namespace, name and UID. Legacy and bound tokens spell the UID differently.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TokenSubject {
+    pub namespace: String,
+    pub name: String,
+    pub uid: Option<String>,
+}
+
+pub(crate) fn token_subject(token: &SecretString) -> Option<TokenSubject> {
+    use base64::Engine as _;
+    let payload = token.expose_secret().split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    let sub = claims["sub"].as_str()?;
+    let rest = sub.strip_prefix("system:serviceaccount:")?;
+    let (namespace, name) = rest.split_once(':')?;
+    let uid = claims["kubernetes.io"]["serviceaccount"]["uid"]
+        .as_str()
+        .or_else(|| claims["kubernetes.io/serviceaccount/service-account.uid"].as_str())
+        .map(str::to_owned);
+    Some(TokenSubject {
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+        uid,
+    })
+}
+
+/// Whether kubectl-mesh made or manages the object: it carries
+/// `app.kubernetes.io/managed-by=kubectl-mesh`, or kubectl-mesh's field manager applied it.
+pub(crate) fn managed_by_us(meta: &ObjectMeta) -> bool {
+    let (key, value) = mesh_kubeconfig::MANAGED_BY_LABEL;
+    meta.labels
+        .as_ref()
+        .is_some_and(|l| l.get(key).map(String::as_str) == Some(value))
+        || meta
+            .managed_fields
+            .iter()
+            .flatten()
+            .any(|m| m.manager.as_deref() == Some(FIELD_MANAGER))
+}
+
+/// The label and annotation keys under `metadata` that kubectl-mesh's field manager owns.
+pub(crate) fn owned_metadata_keys(meta: &ObjectMeta, section: &str) -> Vec<String> {
+    let mut keys = Vec::new();
+    for m in meta.managed_fields.iter().flatten() {
+        if m.manager.as_deref() != Some(FIELD_MANAGER) {
+            continue;
+        }
+        let Some(fields) = &m.fields_v1 else { continue };
+        if let Some(map) = fields.0["f:metadata"][format!("f:{section}")].as_object() {
+            keys.extend(map.keys().filter_map(|k| k.strip_prefix("f:").map(str::to_owned)));
+        }
+    }
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+/// The served version of Istio's Gateway CRD, if the CRD exists.
+pub(crate) async fn gateway_crd_version(client: &Client, context: &str) -> Result<Option<String>> {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd = match crds.get_opt("gateways.networking.istio.io").await {
+        Ok(crd) => crd,
+        Err(kube::Error::Api(s)) if s.code == 403 => return Ok(Some("v1".into())),
+        Err(e) => return Err(kube(context, "reading Istio's CRDs", e)),
+    };
+    Ok(crd.and_then(|crd| {
+        ["v1", "v1beta1", "v1alpha3"]
+            .iter()
+            .find(|v| crd.spec.versions.iter().any(|s| s.served && s.name == **v))
+            .map(|v| (*v).to_owned())
+    }))
+}
+
+/// Where the gateway Service can be reached now (no waiting): LoadBalancer ip or
+/// hostname, else an external IP, with its TLS port; `None` when it has neither.
+pub(crate) async fn gateway_address_now(
+    client: &Client,
+    context: &str,
+    ns: &str,
+    gw: &GatewayService,
+) -> Result<Option<(String, u16)>> {
+    let api: Api<Service> = Api::namespaced(client.clone(), ns);
+    let Some(svc) = api
+        .get_opt(&gw.name)
+        .await
+        .map_err(|e| kube(context, format!("reading Service {ns}/{}", gw.name), e))?
+    else {
+        return Ok(None);
+    };
+    let ingress = svc
+        .status
+        .and_then(|s| s.load_balancer)
+        .and_then(|lb| lb.ingress)
+        .and_then(|i| i.into_iter().next());
+    if let Some(i) = ingress
+        && let Some(addr) = i.ip.or(i.hostname)
+    {
+        return Ok(Some((addr, gw.port)));
+    }
+    Ok(svc
+        .spec
+        .and_then(|s| s.external_ips)
+        .and_then(|ips| ips.into_iter().next())
+        .map(|ip| (ip, gw.port)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine as _;
+
+    fn jwt(claims: serde_json::Value) -> SecretString {
+        let b = |v: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+        SecretString::from(format!(
+            "{}.{}.sig",
+            b(br#"{"alg":"RS256"}"#),
+            b(claims.to_string().as_bytes())
+        ))
+    }
+
+    #[test]
+    fn token_subjects_of_legacy_and_bound_tokens() {
+        let legacy = jwt(serde_json::json!({
+            "sub": "system:serviceaccount:istio-system:reader",
+            "kubernetes.io/serviceaccount/service-account.uid": "u1",
+        }));
+        assert_eq!(
+            token_subject(&legacy),
+            Some(TokenSubject {
+                namespace: "istio-system".into(),
+                name: "reader".into(),
+                uid: Some("u1".into())
+            })
+        );
+        let bound = jwt(serde_json::json!({
+            "sub": "system:serviceaccount:ns:sa",
+            "kubernetes.io": {"serviceaccount": {"uid": "u2"}},
+        }));
+        assert_eq!(token_subject(&bound).unwrap().uid.as_deref(), Some("u2"));
+        assert!(token_subject(&jwt(serde_json::json!({"sub": "alice"}))).is_none());
+        assert!(token_subject(&SecretString::from("opaque-token")).is_none());
+    }
+
+    #[test]
+    fn owned_keys_come_from_our_field_manager_only() {
+        let meta: ObjectMeta = serde_json::from_value(serde_json::json!({
+            "name": "istio-system",
+            "managedFields": [
+                {"manager": "kubectl-mesh", "operation": "Apply", "fieldsType": "FieldsV1",
+                 "fieldsV1": {"f:metadata": {"f:labels": {"f:topology.istio.io/network": {}},
+                                             "f:annotations": {"f:topology.istio.io/controlPlaneClusters": {}}}}},
+                {"manager": "kubectl-label", "operation": "Update", "fieldsType": "FieldsV1",
+                 "fieldsV1": {"f:metadata": {"f:labels": {"f:team": {}}}}}
+            ]
+        }))
+        .unwrap();
+        assert_eq!(
+            owned_metadata_keys(&meta, "labels"),
+            ["topology.istio.io/network"]
+        );
+        assert_eq!(
+            owned_metadata_keys(&meta, "annotations"),
+            ["topology.istio.io/controlPlaneClusters"]
+        );
+        assert!(managed_by_us(&meta));
+        assert!(!managed_by_us(&ObjectMeta::default()));
+    }
+
+    #[test]
+    fn links_are_one_per_data_key() {
+        let s: Secret = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "istio-remote-secret-a"},
+            "data": {"a": "YQ==", "b": "Yg=="}
+        }))
+        .unwrap();
+        let l = links(&[s]);
+        assert_eq!(
+            l.iter().map(|l| l.key.as_str()).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        assert_eq!(l[1].kubeconfig.expose_secret(), "b");
+    }
+}
