@@ -90,6 +90,11 @@ pub enum Command {
     /// gateway's address, and reader credentials plus the remote Secret istiod watches.
     /// A second run changes nothing; a failed run can simply be re-run.
     Join(Box<crate::cmd::join::JoinArgs>),
+    /// Print a shell completion script (bash, zsh, fish, …) for `kubectl-mesh`.
+    ///
+    /// kubectl (1.26 and later) completes `kubectl mesh …` itself with the help of the
+    /// `kubectl_complete-mesh` executable on PATH: a symlink to `kubectl-mesh`.
+    Completion(crate::cmd::completion::CompletionArgs),
 }
 
 /// Output formats shared by commands that print objects or reports.

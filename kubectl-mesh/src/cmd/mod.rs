@@ -1,6 +1,7 @@
 //! One module per command; each turns parsed arguments into calls on the libraries.
 
 pub mod certs;
+pub mod completion;
 pub mod join;
 pub mod remote_secret;
 pub mod version;
@@ -16,5 +17,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::RemoteSecret(args) => remote_secret::run(&cli.global, &args),
         Command::Certs(args) => certs::run(&args),
         Command::Join(args) => join::run(&cli.global, &args),
+        Command::Completion(args) => completion::run(&args),
     }
 }
