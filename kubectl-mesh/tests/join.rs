@@ -426,3 +426,68 @@ fn a_join_killed_halfway_completes_when_run_again() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(observable_state(), uninterrupted);
 }
+
+#[test]
+#[ignore = "needs the test bed: cargo xtask test"]
+fn two_remotes_join_in_one_command() {
+    let _lock = mesh_lock();
+    reset_mesh();
+    let certs = generate_certs(&["cluster1", "cluster2", "cluster3"]);
+    let out = mesh(&[
+        "join",
+        "cluster2",
+        "cluster3",
+        "--primary",
+        "cluster1",
+        "--yes",
+        "--certs",
+        certs.path().to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let parsed: serde_json::Value = serde_saphyr::from_str(&mesh_networks()).unwrap();
+    for (net, cluster) in [
+        ("network1", "cluster1"),
+        ("network2", "cluster2"),
+        ("network3", "cluster3"),
+    ] {
+        assert_eq!(
+            parsed["networks"][net]["endpoints"][0]["fromRegistry"], cluster,
+            "{parsed}"
+        );
+        assert_eq!(
+            parsed["networks"][net]["gateways"][0]["address"],
+            lb_address(cluster).as_str()
+        );
+    }
+    for remote in ["cluster2", "cluster3"] {
+        let annotation = kubectl(&[
+            "--context",
+            "cluster1",
+            "-n",
+            "istio-system",
+            "get",
+            "secret",
+            &format!("istio-remote-secret-{remote}"),
+            "-o",
+            "jsonpath={.metadata.annotations.networking\\.istio\\.io/cluster}",
+        ]);
+        assert_eq!(annotation, remote);
+        let label = kubectl(&[
+            "--context",
+            remote,
+            "get",
+            "namespace",
+            "istio-system",
+            "-o",
+            "jsonpath={.metadata.labels.topology\\.istio\\.io/network}",
+        ]);
+        assert_eq!(label, format!("network{}", &remote[7..]));
+    }
+    // Both remotes' cacerts share the primary's root.
+    for remote in ["cluster2", "cluster3"] {
+        assert_eq!(
+            secret_file(remote, "root-cert.pem"),
+            secret_file("cluster1", "root-cert.pem")
+        );
+    }
+}

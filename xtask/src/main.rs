@@ -126,7 +126,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
 async fn test(extra: &[String]) -> Result<ExitCode> {
     cargo(&["build", "--workspace", "--all-targets"])?;
     let outcome = testbed::up(&testbed::UpOptions {
-        clusters: 2,
+        clusters: 3, // cluster1 primary, cluster2 and cluster3 remotes (joining two at once)
         with_istio: true,
     })
     .await?;

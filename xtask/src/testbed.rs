@@ -138,26 +138,25 @@ pub async fn up(opts: &UpOptions) -> Result<UpOutcome> {
         crate::istio::ensure_helm()?;
         crate::istio::ensure_istio()?;
     }
+    let mut previous = None;
     if let Some(mut state) = State::load()? {
-        if state.all_alive() && state.clusters.len() == opts.clusters {
-            if wait_all_ready(&state, Duration::from_secs(20))
+        let ready = state.all_alive()
+            && wait_all_ready(&state, Duration::from_secs(20))
                 .await
-                .is_ok()
-            {
-                if opts.with_istio {
-                    install_istio(&mut state)?;
-                }
-                return Ok(UpOutcome::Reused);
+                .is_ok();
+        if ready && state.clusters.len() >= opts.clusters {
+            if opts.with_istio {
+                install_istio(&mut state)?;
             }
-        } else if state.all_alive() {
-            bail!(
-                "a test bed with {} clusters is up; run `cargo xtask testbed down` before asking for {}",
-                state.clusters.len(),
-                opts.clusters
-            );
+            return Ok(UpOutcome::Reused);
         }
-        eprintln!("xtask: the previous test bed is partly down; cleaning it up");
-        down()?;
+        if ready {
+            // Grow the running test bed: keep its clusters, add the missing ones.
+            previous = Some(state);
+        } else {
+            eprintln!("xtask: the previous test bed is partly down; cleaning it up");
+            down()?;
+        }
     }
     let kube_dir = tools::ensure_kubernetes()?;
     let etcd_dir = tools::ensure_etcd()?;
@@ -165,13 +164,13 @@ pub async fn up(opts: &UpOptions) -> Result<UpOutcome> {
     let started = Instant::now();
     let dir = state_dir();
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut state = State {
+    let mut state = previous.unwrap_or(State {
         clusters: Vec::new(),
         simulator_pid: None,
         istio: None,
-    };
-    let mut kubeconfig = KubeconfigFile::default();
-    for i in 1..=opts.clusters {
+    });
+    let first = state.clusters.len();
+    for i in first + 1..=opts.clusters {
         let name = format!("cluster{i}");
         let ip = Ipv4Addr::new(127, 0, i as u8, 1);
         let cluster_dir = dir.join(&name);
@@ -193,20 +192,35 @@ pub async fn up(opts: &UpOptions) -> Result<UpOutcome> {
             ),
             true,
         )?;
-        kubeconfig.add(&name, ip, &pki.ca_cert, &pki.admin_cert, &pki.admin_key);
+        pki::write(&cluster_dir, "admin.crt", &pki.admin_cert, false)?;
+        pki::write(&cluster_dir, "admin.key", &pki.admin_key, true)?;
         state.clusters.push(ClusterState {
             name,
             ip,
             components: Vec::new(),
         });
     }
+    // One kubeconfig with every cluster, the first one current.
+    let mut kubeconfig = KubeconfigFile::default();
+    for cluster in &state.clusters {
+        let c = cluster.dir();
+        let read = |f: &str| std::fs::read_to_string(c.join(f));
+        let (cert, key) = match (read("admin.crt"), read("admin.key")) {
+            (Ok(cert), Ok(key)) => (cert, key),
+            // A test bed started before the admin credentials were kept as files.
+            _ => admin_credentials_from(&c.join("admin.kubeconfig"))?,
+        };
+        kubeconfig.add(&cluster.name, cluster.ip, &read("pki/ca.crt")?, &cert, &key);
+    }
     pki::write(&dir, "kubeconfig", &kubeconfig.render(), true)?;
     state.save()?;
 
-    let result = start_components(&mut state, &kube_dir, &etcd_dir).await;
+    let result = start_components(&mut state, first, &kube_dir, &etcd_dir).await;
     state.save()?;
     if let Err(err) = result {
-        let _ = down();
+        if first == 0 {
+            let _ = down();
+        }
         return Err(err);
     }
     eprintln!(
@@ -227,8 +241,13 @@ fn install_istio(state: &mut State) -> Result<()> {
     state.save()
 }
 
-async fn start_components(state: &mut State, kube_dir: &Path, etcd_dir: &Path) -> Result<()> {
-    for cluster in &mut state.clusters {
+async fn start_components(
+    state: &mut State,
+    first: usize,
+    kube_dir: &Path,
+    etcd_dir: &Path,
+) -> Result<()> {
+    for cluster in &mut state.clusters[first..] {
         let c = cluster.dir();
         let ip = cluster.ip;
         let etcd = spawn(
@@ -249,10 +268,10 @@ async fn start_components(state: &mut State, kube_dir: &Path, etcd_dir: &Path) -
         )?;
         cluster.components.push(etcd);
     }
-    for cluster in &state.clusters {
+    for cluster in &state.clusters[first..] {
         wait_tcp(cluster, "etcd", SocketAddr::from((cluster.ip, 2379))).await?;
     }
-    for cluster in &mut state.clusters {
+    for cluster in &mut state.clusters[first..] {
         let c = cluster.dir();
         let p = c.join("pki");
         let ip = cluster.ip;
@@ -294,7 +313,7 @@ async fn start_components(state: &mut State, kube_dir: &Path, etcd_dir: &Path) -
         cluster.components.push(apiserver);
     }
     wait_all_ready(state, Duration::from_secs(90)).await?;
-    for cluster in &mut state.clusters {
+    for cluster in &mut state.clusters[first..] {
         let c = cluster.dir();
         let p = c.join("pki");
         let kcm = spawn(
@@ -321,8 +340,12 @@ async fn start_components(state: &mut State, kube_dir: &Path, etcd_dir: &Path) -
         cluster.components.push(kcm);
     }
     // The controller-manager is up once the ServiceAccount controller has made `default/default`.
-    for cluster in &state.clusters {
+    for cluster in &state.clusters[first..] {
         wait_default_service_account(cluster, Duration::from_secs(60)).await?;
+    }
+    // The simulator reads the cluster list when it starts: (re)start it.
+    if let Some(old) = state.simulator_pid.take() {
+        signal(old, "TERM");
     }
     let sim_log = state_dir().join("simulator.log");
     let exe = std::env::current_exe().context("locating the xtask binary")?;
@@ -646,6 +669,31 @@ fn write_audit_policy(cluster_dir: &Path) -> Result<()> {
     let policy = "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [\"RequestReceived\"]\nrules:\n- level: Metadata\n";
     std::fs::write(cluster_dir.join("audit-policy.yaml"), policy)?;
     Ok(())
+}
+
+/// The admin client certificate and key (PEM) inside a test-bed kubeconfig.
+fn admin_credentials_from(path: &Path) -> Result<(String, String)> {
+    let kubeconfig = kube::config::Kubeconfig::read_from(path)?;
+    let user = kubeconfig
+        .auth_infos
+        .first()
+        .and_then(|a| a.auth_info.as_ref())
+        .context("no user in the admin kubeconfig")?;
+    let decode = |data: Option<&String>| -> Result<String> {
+        let data = data.context("no client certificate data in the admin kubeconfig")?;
+        Ok(String::from_utf8(
+            base64::engine::general_purpose::STANDARD.decode(data)?,
+        )?)
+    };
+    use secrecy::ExposeSecret;
+    let key = user
+        .client_key_data
+        .as_ref()
+        .map(|k| k.expose_secret().to_owned());
+    Ok((
+        decode(user.client_certificate_data.as_ref())?,
+        decode(key.as_ref())?,
+    ))
 }
 
 fn b64(s: &str) -> String {

@@ -124,7 +124,7 @@ pub fn kubectl_ok(args: &[&str]) -> bool {
 /// installed, but no cacerts, no network label on the namespaces, no cross-network
 /// Gateway, empty meshNetworks, no remote secrets, no reader credentials.
 pub fn reset_mesh() {
-    for ctx in ["cluster1", "cluster2"] {
+    for ctx in ["cluster1", "cluster2", "cluster3"] {
         let c = format!("--context={ctx}");
         let ns = "--namespace=istio-system";
         kubectl(&[&c, ns, "delete", "secret", "cacerts", "--ignore-not-found"]);
