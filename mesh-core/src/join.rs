@@ -153,7 +153,8 @@ impl Run<'_> {
     }
 
     fn warn(&self, cluster: &str, step: &str, message: String, started: Instant) {
-        tracing::warn!(cluster, step, "{message}");
+        // The caller renders the event; the log keeps it for -v.
+        tracing::info!(cluster, step, "warning: {message}");
         self.warnings
             .lock()
             .unwrap()

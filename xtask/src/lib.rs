@@ -2,6 +2,7 @@
 //! pinned versions and the test bed's layout. Never a dependency of a product crate.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod demo;
 pub mod istio;
 pub mod pki;
 pub mod simulator;

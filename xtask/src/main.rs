@@ -4,7 +4,7 @@
 //! the repository (see [`tools::cache_dir`]), so a fresh machine needs only Rust and Go.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-use xtask::{istio, simulator, testbed, tools};
+use xtask::{demo, istio, simulator, testbed, tools};
 
 use std::process::{Command, ExitCode};
 
@@ -150,22 +150,8 @@ async fn test(extra: &[String]) -> Result<ExitCode> {
 
 /// `cargo xtask demo`.
 async fn demo() -> Result<()> {
-    testbed::up(&testbed::UpOptions {
-        clusters: 2,
-        with_istio: true,
-    })
-    .await?;
     cargo(&["build", "--package", "kubectl-mesh"])?;
-    println!("\nThe test bed runs two real Kubernetes control planes on loopback:\n");
-    testbed::status().await?;
-    println!("\nPoint kubectl and kubectl mesh at it:\n");
-    print!("{}", testbed::env_lines()?);
-    println!(
-        "export PATH=\"$PWD/target/debug:$PATH\"   # puts kubectl-mesh on PATH for `kubectl mesh`"
-    );
-    println!("\nkubectl --context cluster2 get namespaces");
-    println!("kubectl mesh --help\n\nStop it with: cargo xtask testbed down");
-    Ok(())
+    demo::run(&demo::kubectl_mesh_binary()).await
 }
 
 fn cargo_bin() -> String {
