@@ -491,3 +491,86 @@ fn two_remotes_join_in_one_command() {
         );
     }
 }
+
+/// A kubeconfig with two contexts whose servers nobody listens on.
+fn offline_kubeconfig() -> tempfile::NamedTempFile {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        file.path(),
+        "apiVersion: v1\nkind: Config\ncurrent-context: east\nclusters:\n- name: east\n  cluster: {server: 'https://127.0.0.1:1'}\n- name: west\n  cluster: {server: 'https://127.0.0.1:2'}\nusers:\n- name: u\n  user: {token: not-a-real-token}\ncontexts:\n- name: east\n  context: {cluster: east, user: u}\n- name: west\n  context: {cluster: west, user: u}\n",
+    )
+    .unwrap();
+    file
+}
+
+#[test]
+fn without_a_terminal_a_missing_remote_names_the_argument_and_the_contexts() {
+    let kubeconfig = offline_kubeconfig();
+    let out = mesh(&["join", "--kubeconfig", kubeconfig.path().to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("kubectl mesh join REMOTE") && err.contains("west"),
+        "{err}"
+    );
+}
+
+#[test]
+fn without_a_terminal_join_asks_for_yes_instead_of_prompting() {
+    let kubeconfig = offline_kubeconfig();
+    let out = mesh(&[
+        "join",
+        "west",
+        "--kubeconfig",
+        kubeconfig.path().to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("--yes") && err.contains("east") && err.contains("west"),
+        "{err}"
+    );
+    assert!(!err.contains("not-a-real-token"), "{err}");
+}
+
+#[test]
+fn settings_of_one_remote_are_refused_with_several() {
+    let kubeconfig = offline_kubeconfig();
+    let out = mesh(&[
+        "join",
+        "west",
+        "east",
+        "--cluster-name",
+        "x",
+        "--yes",
+        "--kubeconfig",
+        kubeconfig.path().to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("--cluster-name"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn an_unreachable_primary_fails_fast_naming_the_context() {
+    let kubeconfig = offline_kubeconfig();
+    let out = mesh(&[
+        "join",
+        "west",
+        "--primary",
+        "east",
+        "--yes",
+        "--request-timeout",
+        "5s",
+        "--kubeconfig",
+        kubeconfig.path().to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("east") && err.contains("west"), "{err}");
+    assert!(err.contains("nothing was changed"), "{err}");
+    assert!(!err.contains("not-a-real-token"), "{err}");
+}
