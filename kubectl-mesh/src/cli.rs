@@ -90,6 +90,22 @@ pub enum Command {
     /// gateway's address, and reader credentials plus the remote Secret istiod watches.
     /// A second run changes nothing; a failed run can simply be re-run.
     Join(Box<crate::cmd::join::JoinArgs>),
+    /// Take a remote out of the primary's mesh, removing what join added for it.
+    ///
+    /// Removes the remote Secret(s) for the cluster from the primary, its meshNetworks
+    /// entry, and the token Secret join created in the remote (unless another remote
+    /// Secret still uses it) — nothing else. --purge also removes what join set up in the
+    /// remote (cacerts, network label, cross-network Gateway, reader account). A remote
+    /// that no longer answers does not stop it: the primary is cleaned and the rest is
+    /// reported. Running it again changes nothing.
+    Unjoin(Box<crate::cmd::unjoin::UnjoinArgs>),
+    /// Show the mesh (one row per cluster) and check every link: credentials, token
+    /// expiry, shared roots, networks and gateways.
+    ///
+    /// Reads the primary's remote Secrets (label istio/multiCluster=true); each data key
+    /// is a cluster ID with the kubeconfig istiod uses. Changes nothing; prints no token.
+    /// Exits 1 when a check fails, with a hint saying what to run.
+    Status(Box<crate::cmd::status::StatusArgs>),
     /// Print a shell completion script (bash, zsh, fish, …) for `kubectl-mesh`.
     ///
     /// kubectl (1.26 and later) completes `kubectl mesh …` itself with the help of the

@@ -41,8 +41,11 @@
 mod cluster;
 mod error;
 mod join;
+mod links;
 mod networks;
 mod progress;
+mod status;
+mod unjoin;
 
 pub use cluster::{
     CACERTS, CONTROL_PLANE_CLUSTERS_ANNOTATION, CROSS_NETWORK_GATEWAY, ClusterFacts,
@@ -53,3 +56,5 @@ pub use error::{Error, Problem, Result};
 pub use join::{Change, ClusterSpec, JoinOptions, JoinSummary, JoinedCluster, join};
 pub use networks::MeshNetworks;
 pub use progress::{Event, EventKind, NoProgress, Progress};
+pub use status::{Check, CheckState, ClusterRow, MeshStatus, StatusOptions, status};
+pub use unjoin::{UnjoinOptions, UnjoinSummary, unjoin};

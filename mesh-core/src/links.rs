@@ -22,7 +22,11 @@ pub(crate) struct Link {
 }
 
 /// The Secrets labelled `istio/multiCluster=true` in the primary's Istio namespace.
-pub(crate) async fn remote_secrets(client: &Client, context: &str, ns: &str) -> Result<Vec<Secret>> {
+pub(crate) async fn remote_secrets(
+    client: &Client,
+    context: &str,
+    ns: &str,
+) -> Result<Vec<Secret>> {
     let api: Api<Secret> = Api::namespaced(client.clone(), ns);
     let lp = ListParams::default().labels(&format!("{}=true", mesh_kubeconfig::MULTICLUSTER_LABEL));
     Ok(api
@@ -117,7 +121,10 @@ pub(crate) fn owned_metadata_keys(meta: &ObjectMeta, section: &str) -> Vec<Strin
         }
         let Some(fields) = &m.fields_v1 else { continue };
         if let Some(map) = fields.0["f:metadata"][format!("f:{section}")].as_object() {
-            keys.extend(map.keys().filter_map(|k| k.strip_prefix("f:").map(str::to_owned)));
+            keys.extend(
+                map.keys()
+                    .filter_map(|k| k.strip_prefix("f:").map(str::to_owned)),
+            );
         }
     }
     keys.sort();

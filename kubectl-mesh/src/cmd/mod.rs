@@ -4,6 +4,8 @@ pub mod certs;
 pub mod completion;
 pub mod join;
 pub mod remote_secret;
+pub mod status;
+pub mod unjoin;
 pub mod version;
 
 use std::process::ExitCode;
@@ -17,6 +19,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::RemoteSecret(args) => remote_secret::run(&cli.global, &args),
         Command::Certs(args) => certs::run(&args),
         Command::Join(args) => join::run(&cli.global, &args),
+        Command::Unjoin(args) => unjoin::run(&cli.global, &args),
+        Command::Status(args) => status::run(&cli.global, &args),
         Command::Completion(args) => completion::run(&args),
     }
 }

@@ -1,0 +1,198 @@
+//! `kubectl mesh status`.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use mesh_core::{CheckState, MeshStatus, StatusOptions};
+use mesh_kubeconfig::{KubeconfigSource, Kubeconfigs, parse_duration};
+
+use crate::cli::{GlobalArgs, OutputFormat};
+
+/// Options of `kubectl mesh status`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Exit status: 0 when every check passes (warnings allowed), 1 when one fails.
+
+Examples:
+  # The mesh of cluster1's istiod, and whether every link works
+  kubectl mesh status --primary cluster1
+
+  # One remote only, for scripts
+  kubectl mesh status --primary cluster1 --cluster-name cluster2 -o json"
+)]
+pub struct StatusArgs {
+    /// The context of the primary cluster (default: --context, then the current context).
+    #[arg(long, value_name = "CONTEXT")]
+    pub primary: Option<String>,
+
+    /// Check only this remote (its cluster ID); repeatable (default: every remote).
+    #[arg(long, value_name = "NAME")]
+    pub cluster_name: Vec<String>,
+
+    /// Warn when a link's token expires within this long.
+    #[arg(long, value_name = "DURATION", default_value = "7d")]
+    pub expiry_warning: String,
+
+    /// Output: a table and a check list, or the report as json or yaml on stdout.
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+/// Runs `kubectl mesh status`.
+pub fn run(global: &GlobalArgs, args: &StatusArgs) -> anyhow::Result<ExitCode> {
+    let kubeconfigs = Kubeconfigs::load(&KubeconfigSource::from_flag(global.kubeconfig.clone()))?;
+    let primary =
+        kubeconfigs.context_or_current(args.primary.as_deref().or(global.context.as_deref()))?;
+    let mut opts = StatusOptions::new(&primary);
+    opts.namespace = global.namespace.clone();
+    opts.clusters = args.cluster_name.clone();
+    opts.expiry_warning = expiry(&args.expiry_warning)?;
+    opts.request_timeout = global
+        .request_timeout
+        .as_deref()
+        .map(parse_duration)
+        .transpose()
+        .context("--request-timeout")?
+        .filter(|d| !d.is_zero());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let mesh = runtime.block_on(mesh_core::status(&kubeconfigs, &opts))?;
+    match args.output {
+        OutputFormat::Text => print_text(&mesh),
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&mesh)?),
+        OutputFormat::Yaml => print!("{}", serde_saphyr::to_string(&mesh)?),
+    }
+    Ok(if mesh.failed() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `--expiry-warning`: a duration, also in days (`7d`).
+fn expiry(text: &str) -> anyhow::Result<std::time::Duration> {
+    if let Some(days) = text.strip_suffix('d') {
+        let Ok(days) = days.parse::<u64>() else {
+            bail!("--expiry-warning {text:?} is not a duration like 7d, 48h or 30m");
+        };
+        return Ok(std::time::Duration::from_secs(days * 24 * 3600));
+    }
+    parse_duration(text).with_context(|| format!("--expiry-warning {text:?}"))
+}
+
+fn print_text(mesh: &MeshStatus) {
+    let color = crate::cli::color_enabled() && std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    let rows: Vec<[String; 6]> = mesh
+        .clusters
+        .iter()
+        .map(|c| {
+            [
+                c.cluster_id.clone(),
+                c.role.clone(),
+                dash(&c.network),
+                dash(&c.gateway),
+                dash(&c.server),
+                dash(&c.token_expiry),
+            ]
+        })
+        .collect();
+    let header = [
+        "CLUSTER",
+        "ROLE",
+        "NETWORK",
+        "GATEWAY",
+        "API SERVER",
+        "TOKEN EXPIRES",
+    ];
+    let mut widths = header.map(str::len);
+    for r in &rows {
+        for (w, cell) in widths.iter_mut().zip(r) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &[String]| {
+        cells
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_owned()
+    };
+    println!("{}", line(&header.map(str::to_owned)));
+    for r in &rows {
+        println!("{}", line(r));
+    }
+    println!();
+    let paint = |code: &str, s: &str| {
+        if color {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_owned()
+        }
+    };
+    let id_width = mesh
+        .checks
+        .iter()
+        .map(|c| c.cluster.len())
+        .max()
+        .unwrap_or(0);
+    for c in &mesh.checks {
+        let mark = match c.state {
+            CheckState::Pass => paint("32", "✓"),
+            CheckState::Warn => paint("33", "!"),
+            CheckState::Fail => paint("31", "✗"),
+        };
+        println!(
+            "{mark} {:<id_width$}  {:<13} {}",
+            c.cluster, c.check, c.message
+        );
+        if let Some(hint) = &c.hint
+            && c.state != CheckState::Pass
+        {
+            println!("  {:<id_width$}  {:<13} → {hint}", "", "");
+        }
+    }
+    let failed = mesh
+        .checks
+        .iter()
+        .filter(|c| c.state == CheckState::Fail)
+        .count();
+    let warned = mesh
+        .checks
+        .iter()
+        .filter(|c| c.state == CheckState::Warn)
+        .count();
+    println!();
+    if failed == 0 {
+        println!(
+            "All {} checks passed{}.",
+            mesh.checks.len(),
+            if warned > 0 {
+                format!(" ({warned} warning(s))")
+            } else {
+                String::new()
+            }
+        );
+    } else {
+        println!("{failed} of {} checks failed.", mesh.checks.len());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::expiry;
+
+    #[test]
+    fn expiry_warning_takes_days_and_durations() {
+        assert_eq!(expiry("7d").unwrap().as_secs(), 7 * 86400);
+        assert_eq!(expiry("48h").unwrap().as_secs(), 48 * 3600);
+        assert!(expiry("xd").is_err());
+    }
+}

@@ -1,0 +1,164 @@
+//! `kubectl mesh unjoin`.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use mesh_core::{UnjoinOptions, UnjoinSummary};
+use mesh_kubeconfig::{KubeconfigSource, Kubeconfigs, parse_duration};
+
+use crate::cli::{GlobalArgs, OutputFormat};
+use crate::progress::Renderer;
+
+/// Options of `kubectl mesh unjoin`.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  # See what would go, then take cluster2 out of cluster1's mesh
+  kubectl mesh unjoin cluster2 --primary cluster1 --dry-run
+  kubectl mesh unjoin cluster2 --primary cluster1
+
+  # Also remove cluster2's cacerts, network label, cross-network Gateway and reader account
+  kubectl mesh unjoin cluster2 --primary cluster1 --purge --yes
+
+  # A cluster that is gone: its context no longer answers; the primary is cleaned anyway
+  kubectl mesh unjoin old-cluster --primary cluster1 --cluster-name old-cluster --yes")]
+pub struct UnjoinArgs {
+    /// The kubeconfig context of the remote cluster to take out of the mesh.
+    #[arg(value_name = "REMOTE")]
+    pub remote: String,
+
+    /// The context of the primary cluster (default: --context, then the current context).
+    #[arg(long, value_name = "CONTEXT")]
+    pub primary: Option<String>,
+
+    /// The remote's cluster ID, as join named it (default: REMOTE as a DNS-1123 label).
+    #[arg(long, value_name = "NAME")]
+    pub cluster_name: Option<String>,
+
+    /// Also remove what join set up in the remote: cacerts, the network label and
+    /// control-plane annotation, the cross-network Gateway, the reader ServiceAccount and
+    /// its RBAC (each only if kubectl-mesh made it) — and, when no remote is left, the
+    /// primary's own cacerts, label, Gateway and meshNetworks entry.
+    #[arg(long)]
+    pub purge: bool,
+
+    /// Change nothing; say what would be removed.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Output: text progress, or the summary as yaml or json on stdout.
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+
+    /// Do not ask for confirmation (needed without a terminal).
+    #[arg(short, long)]
+    pub yes: bool,
+}
+
+/// Runs `kubectl mesh unjoin`.
+pub fn run(global: &GlobalArgs, args: &UnjoinArgs) -> anyhow::Result<ExitCode> {
+    let kubeconfigs = Kubeconfigs::load(&KubeconfigSource::from_flag(global.kubeconfig.clone()))?;
+    let primary =
+        kubeconfigs.context_or_current(args.primary.as_deref().or(global.context.as_deref()))?;
+    let request_timeout = global
+        .request_timeout
+        .as_deref()
+        .map(parse_duration)
+        .transpose()
+        .context("--request-timeout")?
+        .filter(|d| !d.is_zero());
+    let mut opts = UnjoinOptions::new(&primary, &args.remote);
+    opts.namespace = global.namespace.clone();
+    opts.cluster_name = args.cluster_name.clone();
+    opts.purge = args.purge;
+    opts.dry_run = args.dry_run;
+    opts.request_timeout = request_timeout;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+
+    // On a terminal, show what goes and ask before removing anything.
+    if !args.dry_run && !args.yes {
+        let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+        if !interactive {
+            bail!(
+                "unjoin changes {primary} and {}; pass --yes to confirm without a terminal (or --dry-run to see the plan)",
+                args.remote
+            );
+        }
+        let mut preview = opts.clone();
+        preview.dry_run = true;
+        let plan = runtime.block_on(mesh_core::unjoin(
+            &kubeconfigs,
+            &preview,
+            &mesh_core::NoProgress,
+        ))?;
+        if plan.changes.is_empty() {
+            print_summary(&plan);
+            return Ok(ExitCode::SUCCESS);
+        }
+        eprintln!("The plan:");
+        for c in &plan.changes {
+            eprintln!(
+                "  {}: {}",
+                c.cluster,
+                c.description.trim_start_matches("would have ")
+            );
+        }
+        for w in &plan.warnings {
+            eprintln!("  warning: {w}");
+        }
+        let go = dialoguer::Confirm::new()
+            .with_prompt(format!("Remove these from {primary} and {}?", args.remote))
+            .default(false)
+            .interact()
+            .context("reading the confirmation")?;
+        if !go {
+            eprintln!("Nothing was changed.");
+            return Ok(ExitCode::FAILURE);
+        }
+    }
+
+    let renderer = Renderer::new(args.output == OutputFormat::Text);
+    let result = runtime.block_on(mesh_core::unjoin(&kubeconfigs, &opts, &renderer));
+    renderer.finish();
+    let summary = result?;
+    match args.output {
+        OutputFormat::Text => print_summary(&summary),
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&summary)?),
+        OutputFormat::Yaml => print!("{}", serde_saphyr::to_string(&summary)?),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_summary(summary: &UnjoinSummary) {
+    let verb = if summary.dry_run {
+        "would be removed"
+    } else {
+        "removed"
+    };
+    if summary.changes.is_empty() {
+        println!(
+            "Nothing to remove: cluster {} ({}) is not joined to {}{}.",
+            summary.cluster_name,
+            summary.remote,
+            summary.primary,
+            if summary.remote_reachable {
+                ""
+            } else {
+                " (the remote was not reachable)"
+            }
+        );
+    } else {
+        println!("{} change(s) {verb}:", summary.changes.len());
+        for c in &summary.changes {
+            println!("  {}: {}", c.cluster, c.description);
+        }
+    }
+    for w in &summary.warnings {
+        eprintln!("warning: {w}");
+    }
+}

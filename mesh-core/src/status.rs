@@ -1,0 +1,752 @@
+//! `status`: the mesh as the primary's istiod sees it — one row per cluster, read from
+//! the primary's remote secrets — and a check of every link.
+//!
+//! For each data key of each `istio/multiCluster=true` Secret in the primary (a cluster
+//! ID and its kubeconfig), status checks that:
+//! - **credentials**: the kubeconfig reaches and authenticates to its cluster and may
+//!   read what istiod reads, nothing more ([`mesh_kubeconfig::verify_remote_kubeconfig`]);
+//! - **token expiry**: its token does not expire within the warning window;
+//! - **roots**: the cluster's `cacerts` shares a root with the primary's;
+//! - **network**: the cluster's Istio namespace declares a network, and `meshNetworks`
+//!   lists the cluster ID in that network, with a gateway;
+//! - **gateway**: its east-west gateway Service has an address, the one `meshNetworks` lists.
+//!
+//! The remote is read through the user's kubeconfig context for the same API server,
+//! if there is one, else through the remote secret's own (reader) credentials.
+//! Nothing is changed; no token reaches the result.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
+use k8s_openapi::jiff::Timestamp;
+use kube::{Api, Client};
+use mesh_certs::RootSet;
+use mesh_kubeconfig::Kubeconfigs;
+use secrecy::ExposeSecret;
+use serde::Serialize;
+
+use crate::cluster::{self, CACERTS, MESH_CONFIG_MAP, NETWORK_LABEL};
+use crate::error::{Result, kube};
+use crate::links;
+use crate::networks::MeshNetworks;
+
+/// What to look at.
+#[derive(Debug, Clone)]
+pub struct StatusOptions {
+    /// The Istio namespace (default `istio-system`).
+    pub namespace: String,
+    /// The primary's context.
+    pub primary: String,
+    /// Only these cluster IDs (empty: every remote in the primary).
+    pub clusters: Vec<String>,
+    /// Warn when a token expires within this long.
+    pub expiry_warning: Duration,
+    /// Bound on each API request.
+    pub request_timeout: Option<Duration>,
+}
+
+impl StatusOptions {
+    /// Status of `primary`'s mesh with a 7-day expiry warning.
+    ///
+    /// ```
+    /// let o = mesh_core::StatusOptions::new("cluster1");
+    /// assert_eq!(o.expiry_warning.as_secs(), 7 * 24 * 3600);
+    /// ```
+    pub fn new(primary: &str) -> StatusOptions {
+        StatusOptions {
+            namespace: "istio-system".into(),
+            primary: primary.into(),
+            clusters: Vec::new(),
+            expiry_warning: Duration::from_secs(7 * 24 * 3600),
+            request_timeout: None,
+        }
+    }
+}
+
+/// One cluster of the mesh.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClusterRow {
+    /// The cluster ID (istiod's `CLUSTER_ID` for the primary; the data key for a remote).
+    pub cluster_id: String,
+    /// `primary` or `remote`.
+    pub role: String,
+    /// The user's context for it, if the kubeconfig has one with the same API server.
+    pub context: Option<String>,
+    /// The remote Secret that links it (`namespace/name`), for remotes.
+    pub secret: Option<String>,
+    /// Its network (namespace label, else `meshNetworks`).
+    pub network: Option<String>,
+    /// Its east-west gateway's address (`ADDR:PORT`), if it has one.
+    pub gateway: Option<String>,
+    /// Its API server URL.
+    pub server: Option<String>,
+    /// When the link's token expires (RFC 3339), `never`, or `None` if unknown.
+    pub token_expiry: Option<String>,
+}
+
+/// The outcome of one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckState {
+    /// It holds.
+    Pass,
+    /// It holds, but needs attention soon.
+    Warn,
+    /// It does not hold: the link does not work (or will not).
+    Fail,
+}
+
+/// One check of one cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Check {
+    /// The cluster ID.
+    pub cluster: String,
+    /// The check: `credentials`, `token expiry`, `roots`, `network`, `gateway`, ...
+    pub check: String,
+    /// Its outcome.
+    pub state: CheckState,
+    /// What was found.
+    pub message: String,
+    /// What to run about it (failures and warnings).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+/// The mesh and its checks.
+#[derive(Debug, Clone, Serialize)]
+pub struct MeshStatus {
+    /// The primary's context.
+    pub primary_context: String,
+    /// The primary first, then each remote.
+    pub clusters: Vec<ClusterRow>,
+    /// Every check, cluster by cluster.
+    pub checks: Vec<Check>,
+}
+
+impl MeshStatus {
+    /// Whether a check failed.
+    pub fn failed(&self) -> bool {
+        self.checks.iter().any(|c| c.state == CheckState::Fail)
+    }
+}
+
+/// What status reads of a cluster's Istio namespace.
+struct Seen {
+    network: Option<String>,
+    roots: Option<RootSet>,
+    has_cacerts: bool,
+    gateway: Option<cluster::GatewayService>,
+    address: Option<(String, u16)>,
+}
+
+async fn see(client: &Client, ctx: &str, ns: &str) -> Result<Seen> {
+    let namespace = Api::<Namespace>::all(client.clone())
+        .get_opt(ns)
+        .await
+        .map_err(|e| kube(ctx, format!("reading namespace {ns}"), e))?;
+    let cacerts = Api::<Secret>::namespaced(client.clone(), ns)
+        .get_opt(CACERTS)
+        .await
+        .map_err(|e| kube(ctx, format!("reading Secret {ns}/{CACERTS}"), e))?;
+    let gateway = cluster::find_gateway(client, ctx, ns).await?;
+    let address = match &gateway {
+        Some(gw) => links::gateway_address_now(client, ctx, ns, gw).await?,
+        None => None,
+    };
+    let network = namespace
+        .and_then(|n| n.metadata.labels?.get(NETWORK_LABEL).cloned())
+        .or_else(|| gateway.as_ref()?.network_label.clone());
+    Ok(Seen {
+        network,
+        has_cacerts: cacerts.is_some(),
+        roots: cacerts
+            .and_then(|s| s.data?.get("root-cert.pem").cloned())
+            .and_then(|pem| RootSet::from_pem(&pem.0).ok()),
+        gateway,
+        address,
+    })
+}
+
+fn same_server(a: &str, b: &str) -> bool {
+    a.trim_end_matches('/')
+        .eq_ignore_ascii_case(b.trim_end_matches('/'))
+}
+
+struct Checks<'a> {
+    cluster: &'a str,
+    out: Vec<Check>,
+}
+
+impl Checks<'_> {
+    fn add(&mut self, check: &str, state: CheckState, message: String, hint: Option<String>) {
+        self.out.push(Check {
+            cluster: self.cluster.to_owned(),
+            check: check.to_owned(),
+            state,
+            message,
+            hint,
+        });
+    }
+    fn pass(&mut self, check: &str, message: String) {
+        self.add(check, CheckState::Pass, message, None);
+    }
+    fn fail(&mut self, check: &str, message: String, hint: String) {
+        self.add(check, CheckState::Fail, message, Some(hint));
+    }
+}
+
+/// Reads the mesh from the primary's remote secrets and checks every link. Fails only
+/// when the primary cannot be read; every other problem is a failed [`Check`].
+///
+/// ```no_run
+/// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+/// use mesh_core::{StatusOptions, status};
+/// use mesh_kubeconfig::{KubeconfigSource, Kubeconfigs};
+///
+/// let kubeconfigs = Kubeconfigs::load(&KubeconfigSource::Default)?;
+/// let mesh = status(&kubeconfigs, &StatusOptions::new("cluster1")).await?;
+/// for c in mesh.checks.iter().filter(|c| c.state == mesh_core::CheckState::Fail) {
+///     eprintln!("✗ {} {}: {}", c.cluster, c.check, c.message);
+/// }
+/// # Ok(()) }
+/// ```
+pub async fn status(kubeconfigs: &Kubeconfigs, opts: &StatusOptions) -> Result<MeshStatus> {
+    let ns = opts.namespace.as_str();
+    let pctx = opts.primary.as_str();
+    let primary = kubeconfigs.client(pctx, opts.request_timeout).await?;
+    let facts = cluster::read_facts(&primary, pctx, ns, false).await?;
+    let primary_id = facts
+        .istiod_cluster_id
+        .clone()
+        .unwrap_or_else(|| "Kubernetes".into());
+    let seen = see(&primary, pctx, ns).await?;
+    let cm = Api::<ConfigMap>::namespaced(primary.clone(), ns)
+        .get_opt(MESH_CONFIG_MAP)
+        .await
+        .map_err(|e| kube(pctx, format!("reading ConfigMap {ns}/{MESH_CONFIG_MAP}"), e))?;
+    let networks = cm
+        .as_ref()
+        .and_then(|c| c.data.as_ref()?.get("meshNetworks").cloned())
+        .map(|y| MeshNetworks::parse(&y));
+    let secrets = links::remote_secrets(&primary, pctx, ns).await?;
+    let all_links: Vec<links::Link> = links::links(&secrets)
+        .into_iter()
+        .filter(|l| opts.clusters.is_empty() || opts.clusters.contains(&l.key))
+        .collect();
+
+    // The user's contexts, by server, to read remotes with the user's own rights.
+    let contexts: Vec<(String, String)> = kubeconfigs
+        .contexts()
+        .into_iter()
+        .filter_map(|c| Some((c.to_owned(), kubeconfigs.resolve(c).ok()?.server)))
+        .collect();
+    // The primary.
+    let mut checks = Checks {
+        cluster: &primary_id,
+        out: Vec::new(),
+    };
+    let primary_server = kubeconfigs.resolve(pctx).ok().map(|r| r.server);
+    let mesh_networks = match &networks {
+        Some(Ok(n)) => Some(n.clone()),
+        Some(Err(reason)) => {
+            checks.fail(
+                "meshNetworks",
+                format!(
+                    "ConfigMap {ns}/{MESH_CONFIG_MAP} key meshNetworks does not parse: {reason}"
+                ),
+                format!("kubectl edit configmap {MESH_CONFIG_MAP} -n {ns} --context {pctx}"),
+            );
+            None
+        }
+        None => Some(MeshNetworks::parse("").expect("empty parses")),
+    };
+    if facts.istiod_cluster_id.is_none() && !facts.has_mesh_config {
+        checks.fail(
+            "istiod",
+            format!("no istiod in {ns} of {pctx}"),
+            "install istiod in the primary (helm install istiod)".into(),
+        );
+    }
+    if all_links.is_empty() {
+        checks.add(
+            "remotes",
+            CheckState::Warn,
+            format!(
+                "no remote secret (label istio/multiCluster=true) in {ns}: the mesh has one cluster"
+            ),
+            Some(format!(
+                "kubectl mesh join REMOTE --primary {pctx} --certs DIR"
+            )),
+        );
+    }
+    // Roots and networks only matter between clusters.
+    if !all_links.is_empty() {
+        if !seen.has_cacerts {
+            checks.fail(
+                "roots",
+                format!("no Secret {ns}/{CACERTS}: istiod signs with a self-signed root no other cluster trusts"),
+                format!("kubectl mesh join REMOTE --primary {pctx} --certs DIR (see kubectl mesh certs generate)"),
+            );
+        } else if seen.roots.is_none() {
+            checks.fail(
+                "roots",
+                format!("Secret {ns}/{CACERTS} has no readable root-cert.pem"),
+                "kubectl mesh certs check DIR on the bundle you plugged in".into(),
+            );
+        } else {
+            checks.pass("roots", format!("Secret {ns}/{CACERTS} holds a root"));
+        }
+        let hint = format!("kubectl mesh join REMOTE --primary {pctx}");
+        check_network(
+            &mut checks,
+            &seen,
+            &primary_id,
+            mesh_networks.as_ref(),
+            &hint,
+        );
+    }
+    let mut rows = vec![ClusterRow {
+        cluster_id: primary_id.clone(),
+        role: "primary".into(),
+        context: Some(pctx.to_owned()),
+        secret: None,
+        network: seen.network.clone(),
+        gateway: seen.address.as_ref().map(|(a, p)| format!("{a}:{p}")),
+        server: primary_server,
+        token_expiry: None,
+    }];
+    let mut all_checks = checks.out;
+
+    // Each remote, concurrently.
+    let cx = Cx {
+        opts,
+        kubeconfigs,
+        primary_id: &primary_id,
+        seen_primary: &seen,
+        mesh_networks: mesh_networks.as_ref(),
+        contexts: &contexts,
+        now: Timestamp::now(),
+    };
+    let per_link = all_links.iter().map(|link| check_link(&cx, link));
+    for (row, checks) in futures::future::join_all(per_link).await {
+        rows.push(row);
+        all_checks.extend(checks);
+    }
+    Ok(MeshStatus {
+        primary_context: pctx.to_owned(),
+        clusters: rows,
+        checks: all_checks,
+    })
+}
+
+/// What every link's checks need from the primary and the user's kubeconfig.
+struct Cx<'a> {
+    opts: &'a StatusOptions,
+    kubeconfigs: &'a Kubeconfigs,
+    primary_id: &'a str,
+    seen_primary: &'a Seen,
+    mesh_networks: Option<&'a MeshNetworks>,
+    contexts: &'a [(String, String)],
+    now: Timestamp,
+}
+
+impl Cx<'_> {
+    /// The user's context for `server`, if any.
+    fn context_for(&self, server: &str) -> Option<String> {
+        self.contexts
+            .iter()
+            .find(|(_, s)| same_server(s, server))
+            .map(|(c, _)| c.clone())
+    }
+
+    /// The join that recreates the link of cluster `id`.
+    fn join_hint(&self, ctx: Option<&str>, id: &str) -> String {
+        format!(
+            "kubectl mesh join {} --primary {} --cluster-name {id}",
+            ctx.unwrap_or("REMOTE"),
+            self.opts.primary
+        )
+    }
+}
+
+/// The row and checks of one link.
+async fn check_link(cx: &Cx<'_>, link: &links::Link) -> (ClusterRow, Vec<Check>) {
+    let ns = cx.opts.namespace.as_str();
+    let pctx = cx.opts.primary.as_str();
+    let opts = cx.opts;
+    let kubeconfigs = cx.kubeconfigs;
+    let seen_primary = cx.seen_primary;
+    let mesh_networks = cx.mesh_networks;
+    let primary_id = cx.primary_id;
+    let now = cx.now;
+    let context_for = |s: &str| cx.context_for(s);
+    let join_hint = |c: Option<&str>, id: &str| cx.join_hint(c, id);
+
+    let id = link.key.as_str();
+    let mut checks = Checks {
+        cluster: id,
+        out: Vec::new(),
+    };
+    let mut row = ClusterRow {
+        cluster_id: id.to_owned(),
+        role: "remote".into(),
+        context: None,
+        secret: Some(format!("{ns}/{}", link.secret)),
+        network: None,
+        gateway: None,
+        server: None,
+        token_expiry: None,
+    };
+    if id == primary_id {
+        checks.add(
+            "credentials",
+            CheckState::Warn,
+            format!("remote Secret {ns}/{} is keyed with the primary's own cluster ID; istiod ignores it", link.secret),
+            Some(format!("kubectl delete secret {} -n {ns} --context {pctx}", link.secret)),
+        );
+        return (row, checks.out);
+    }
+    let kc = match Kubeconfigs::from_yaml(link.kubeconfig.expose_secret()) {
+        Ok(kc) => kc,
+        Err(e) => {
+            checks.fail(
+                "credentials",
+                format!(
+                    "remote Secret {ns}/{} key {id} is not a kubeconfig: {e}",
+                    link.secret
+                ),
+                join_hint(None, id),
+            );
+            return (row, checks.out);
+        }
+    };
+    let resolved = kc.context_or_current(None).and_then(|c| kc.resolve(&c));
+    let server = resolved.as_ref().ok().map(|r| r.server.clone());
+    row.server = server.clone();
+    let context = server.as_deref().and_then(context_for);
+    row.context = context.clone();
+    let hint = join_hint(context.as_deref(), id);
+
+    // Credentials and expiry.
+    let expiry = links::kubeconfig_token(&link.kubeconfig)
+        .as_ref()
+        .and_then(mesh_kubeconfig::jwt_expiry);
+    match mesh_kubeconfig::verify_remote_kubeconfig(&link.kubeconfig, None, opts.request_timeout)
+        .await
+    {
+        Ok(v) if v.is_ok() => checks.pass(
+            "credentials",
+            format!(
+                "authenticates as {} and may read what istiod reads, nothing more",
+                v.user
+            ),
+        ),
+        Ok(v) => checks.fail(
+            "credentials",
+            format!(
+                "authenticates as {}, but {}",
+                v.user,
+                v.problems().join("; ")
+            ),
+            hint.clone(),
+        ),
+        Err(e) => checks.fail(
+            "credentials",
+            format!("{e}"),
+            format!("the token or server no longer works; recreate it: {hint}"),
+        ),
+    }
+    row.token_expiry = Some(match expiry {
+        None => "never".into(),
+        Some(t) => t.to_string(),
+    });
+    match expiry {
+        None => checks.pass("token expiry", "the token does not expire".into()),
+        Some(t) if t <= now => checks.fail(
+            "token expiry",
+            format!("the token expired at {t}"),
+            hint.clone(),
+        ),
+        Some(t) if (t.as_second() - now.as_second()) as u64 <= opts.expiry_warning.as_secs() => {
+            checks.add(
+                "token expiry",
+                CheckState::Warn,
+                format!("the token expires at {t}"),
+                Some(format!("renew it before then: {hint}")),
+            )
+        }
+        Some(t) => checks.pass("token expiry", format!("the token expires at {t}")),
+    }
+
+    // Read the remote: with the user's context, else with the link's credentials.
+    let client = match &context {
+        Some(c) => kubeconfigs.client(c, opts.request_timeout).await,
+        None => match kc.context_or_current(None) {
+            Ok(c) => kc.client(&c, opts.request_timeout).await,
+            Err(e) => Err(e),
+        },
+    };
+    let label = context.clone().unwrap_or_else(|| id.to_owned());
+    let read = match client {
+        Ok(client) => see(&client, &label, ns).await,
+        Err(e) => Err(e.into()),
+    };
+    let remote_seen = match read {
+        Ok(s) => s,
+        Err(e) => {
+            checks.fail(
+                "read",
+                format!("cannot read its Istio namespace: {e}"),
+                match &context {
+                    Some(c) => format!(
+                        "check that context {c} reaches it (kubectl get ns {ns} --context {c})"
+                    ),
+                    None => format!(
+                        "add a kubeconfig context for {} or fix the link: {hint}",
+                        server.clone().unwrap_or_default()
+                    ),
+                },
+            );
+            return (row, checks.out);
+        }
+    };
+    row.network = remote_seen
+        .network
+        .clone()
+        .or_else(|| mesh_networks?.network_of(id));
+    row.gateway = remote_seen
+        .address
+        .as_ref()
+        .map(|(a, p)| format!("{a}:{p}"));
+
+    // Roots.
+    let roots_hint = || {
+        "kubectl mesh certs check DIR on both clusters' bundles; \
+         every cluster needs cacerts under one root"
+            .to_owned()
+    };
+    let no_cacerts = format!(
+        "no Secret {ns}/{CACERTS}: its workloads' certificates chain to a root \
+         the primary does not trust"
+    );
+    match (&seen_primary.roots, &remote_seen.roots) {
+        (_, None) if !remote_seen.has_cacerts => {
+            checks.fail("roots", no_cacerts, format!("{hint} --certs DIR"));
+        }
+        (_, None) => {
+            let msg = format!("Secret {ns}/{CACERTS} has no readable root-cert.pem");
+            checks.fail("roots", msg, roots_hint());
+        }
+        (None, Some(_)) => {
+            let msg = "the primary has no readable root to compare with".into();
+            checks.fail("roots", msg, roots_hint());
+        }
+        (Some(p), Some(r)) => {
+            let sets = [("the primary", p.clone()), (id, r.clone())];
+            let agreement = mesh_certs::common_root_of_sets(&sets);
+            if agreement.is_agreed() {
+                let fp: String = agreement
+                    .common
+                    .first()
+                    .map(|f| f.chars().take(16).collect())
+                    .unwrap_or_default();
+                let msg = format!("its cacerts shares the primary's root (SHA-256 {fp}…)");
+                checks.pass("roots", msg);
+            } else {
+                let msg = "its cacerts root differs from the primary's: cross-cluster mTLS fails";
+                checks.fail("roots", msg.into(), roots_hint());
+            }
+        }
+    }
+    check_network(&mut checks, &remote_seen, id, mesh_networks, &hint);
+    (row, checks.out)
+}
+
+/// The `network` and `gateway` checks of one cluster against `meshNetworks`.
+fn check_network(
+    checks: &mut Checks<'_>,
+    seen: &Seen,
+    id: &str,
+    networks: Option<&MeshNetworks>,
+    hint: &str,
+) {
+    let Some(networks) = networks else { return };
+    let listed = networks.network_of(id);
+    let gateways = listed
+        .as_deref()
+        .map(|n| networks.gateways(n))
+        .unwrap_or_default();
+    match (&seen.network, &listed) {
+        (None, _) => checks.fail(
+            "network",
+            format!("its Istio namespace has no {NETWORK_LABEL} label"),
+            hint.to_owned(),
+        ),
+        (Some(_), None) => checks.fail(
+            "network",
+            format!("meshNetworks does not list cluster {id}"),
+            hint.to_owned(),
+        ),
+        (Some(label), Some(listed)) if label != listed => checks.fail(
+            "network",
+            format!("its namespace says network {label}, but meshNetworks lists it under {listed}"),
+            hint.to_owned(),
+        ),
+        (Some(label), Some(_)) if gateways.is_empty() => checks.fail(
+            "network",
+            format!("meshNetworks network {label} has no gateway: other networks cannot reach it"),
+            hint.to_owned(),
+        ),
+        (Some(label), Some(_)) => checks.pass(
+            "network",
+            format!(
+                "network {label}, listed in meshNetworks with gateway {}",
+                gateways
+                    .iter()
+                    .map(|(a, p)| format!("{a}:{p}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ),
+    }
+    match (&seen.gateway, &seen.address) {
+        (None, _) => checks.fail(
+            "gateway",
+            "no east-west gateway Service (label istio=eastwestgateway)".into(),
+            "install Istio's east-west gateway (helm install istio-eastwestgateway istio/gateway)"
+                .into(),
+        ),
+        (Some(gw), None) => {
+            let by_node_port = gw
+                .node_port
+                .is_some_and(|np| gateways.iter().any(|(_, p)| *p == np));
+            if by_node_port {
+                checks.pass(
+                    "gateway",
+                    format!(
+                        "Service {} is reached by node port {}",
+                        gw.name,
+                        gw.node_port.unwrap_or_default()
+                    ),
+                );
+            } else {
+                checks.fail(
+                    "gateway",
+                    format!(
+                        "Service {} has no LoadBalancer address or external IP",
+                        gw.name
+                    ),
+                    "check the cloud's load balancer, then re-run join (or pass --gateway-address)"
+                        .into(),
+                );
+            }
+        }
+        (Some(gw), Some((addr, port))) => {
+            if listed.is_none() || gateways.iter().any(|(a, p)| a == addr && p == port) {
+                checks.pass(
+                    "gateway",
+                    format!("Service {} has address {addr}:{port}", gw.name),
+                );
+            } else {
+                checks.fail(
+                    "gateway",
+                    format!("Service {} has address {addr}:{port}, but meshNetworks routes its network via {}", gw.name, gateways.iter().map(|(a, p)| format!("{a}:{p}")).collect::<Vec<_>>().join(", ")),
+                    hint.to_owned(),
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seen(network: Option<&str>, address: Option<(&str, u16)>) -> Seen {
+        Seen {
+            network: network.map(str::to_owned),
+            roots: None,
+            has_cacerts: false,
+            gateway: Some(cluster::GatewayService {
+                name: "istio-eastwestgateway".into(),
+                selector: Default::default(),
+                port: 15443,
+                node_port: None,
+                network_label: None,
+            }),
+            address: address.map(|(a, p)| (a.to_owned(), p)),
+        }
+    }
+
+    fn run(seen: &Seen, networks: &str) -> Vec<(String, CheckState)> {
+        let n = MeshNetworks::parse(networks).unwrap();
+        let mut c = Checks {
+            cluster: "c2",
+            out: Vec::new(),
+        };
+        check_network(&mut c, seen, "c2", Some(&n), "kubectl mesh join cluster2");
+        c.out.into_iter().map(|c| (c.check, c.state)).collect()
+    }
+
+    const GOOD: &str = "networks:\n  n2:\n    endpoints:\n    - fromRegistry: c2\n    gateways:\n    - address: 127.0.2.100\n      port: 15443\n";
+
+    #[test]
+    fn a_consistent_network_passes() {
+        let s = seen(Some("n2"), Some(("127.0.2.100", 15443)));
+        assert_eq!(
+            run(&s, GOOD),
+            [
+                ("network".into(), CheckState::Pass),
+                ("gateway".into(), CheckState::Pass)
+            ]
+        );
+    }
+
+    #[test]
+    fn missing_labels_entries_and_moved_gateways_fail() {
+        let fail = |s: &Seen, n: &str, which: &str| {
+            run(s, n)
+                .iter()
+                .any(|(c, st)| c == which && *st == CheckState::Fail)
+        };
+        assert!(fail(
+            &seen(None, Some(("127.0.2.100", 15443))),
+            GOOD,
+            "network"
+        ));
+        assert!(fail(
+            &seen(Some("n2"), Some(("127.0.2.100", 15443))),
+            "networks: {}",
+            "network"
+        ));
+        assert!(fail(
+            &seen(Some("n3"), Some(("127.0.2.100", 15443))),
+            GOOD,
+            "network"
+        ));
+        assert!(fail(
+            &seen(Some("n2"), Some(("10.0.0.9", 15443))),
+            GOOD,
+            "gateway"
+        ));
+        assert!(fail(&seen(Some("n2"), None), GOOD, "gateway"));
+        let no_gw = "networks:\n  n2:\n    endpoints:\n    - fromRegistry: c2\n";
+        assert!(fail(
+            &seen(Some("n2"), Some(("127.0.2.100", 15443))),
+            no_gw,
+            "network"
+        ));
+    }
+
+    #[test]
+    fn servers_compare_without_trailing_slash_or_case() {
+        assert!(same_server(
+            "https://127.0.2.1:6443/",
+            "https://127.0.2.1:6443"
+        ));
+        assert!(!same_server(
+            "https://127.0.2.1:6443",
+            "https://127.0.1.1:6443"
+        ));
+    }
+}
