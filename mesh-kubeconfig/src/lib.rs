@@ -16,6 +16,32 @@
 //!
 //! [`generate_remote_secret`] runs the whole flow. Tokens live in
 //! [`secrecy::SecretString`] and never reach a log or an error message.
+//!
+//! # Example
+//!
+//! From your own program: the remote Secret for context `cluster2`, as
+//! `kubectl mesh remote-secret cluster2` prints it.
+//!
+//! ```no_run
+//! # async fn f() -> Result<(), mesh_kubeconfig::Error> {
+//! use mesh_kubeconfig::{KubeconfigSource, Kubeconfigs, RemoteSecretRequest};
+//!
+//! let kubeconfigs = Kubeconfigs::load(&KubeconfigSource::Default)?;
+//! let generated =
+//!     mesh_kubeconfig::generate_remote_secret(&kubeconfigs, &RemoteSecretRequest::new("cluster2"))
+//!         .await?;
+//! for warning in &generated.warnings {
+//!     eprintln!("warning: {warning:?}");
+//! }
+//! // `generated.secret` is a k8s-openapi Secret to apply in the primary; it holds the token.
+//! eprintln!(
+//!     "{} for cluster {} (token from {:?})",
+//!     generated.secret.metadata.name.as_deref().unwrap_or_default(),
+//!     generated.cluster_name,
+//!     generated.token_source
+//! );
+//! # Ok(()) }
+//! ```
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 #![warn(missing_docs)]
 

@@ -2,8 +2,11 @@
 //! pinned versions and the test bed's layout. Never a dependency of a product crate.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod bench;
 pub mod demo;
+pub mod dist;
 pub mod istio;
+pub mod krew;
 pub mod pki;
 pub mod simulator;
 pub mod testbed;

@@ -4,7 +4,7 @@
 //! the repository (see [`tools::cache_dir`]), so a fresh machine needs only Rust and Go.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-use xtask::{demo, istio, simulator, testbed, tools};
+use xtask::{bench, demo, dist, istio, krew, simulator, testbed, tools};
 
 use std::process::{Command, ExitCode};
 
@@ -31,6 +31,30 @@ enum Task {
     },
     /// The main job: bring a test bed up and show kubectl mesh working against it.
     Demo,
+    /// Build the release archive, its sha256 and the krew manifest plugins/mesh.yaml.
+    Dist {
+        /// Where the archives and checksums go [default: dist in the workspace].
+        #[arg(long, value_name = "DIR")]
+        out: Option<std::path::PathBuf>,
+        /// The krew index directory the manifest goes to, as plugins/mesh.yaml
+        /// [default: the workspace, which is this project's krew index].
+        #[arg(long, value_name = "DIR")]
+        index: Option<std::path::PathBuf>,
+        /// Target triple to build for (repeatable; default: this machine's).
+        #[arg(long, value_name = "TRIPLE")]
+        target: Vec<String>,
+        /// Cargo profile.
+        #[arg(long, default_value = "release")]
+        profile: String,
+    },
+    /// Measure the release binary: size, start-up time (as a ratio against kubectl).
+    Bench {
+        /// Times each timed command runs.
+        #[arg(long, default_value_t = 50)]
+        runs: usize,
+        /// Only these sections (default: all).
+        sections: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -109,6 +133,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             TestbedCmd::Build { with_istio } => {
                 tools::ensure_kubernetes()?;
                 tools::ensure_etcd()?;
+                krew::ensure_krew()?;
                 if with_istio {
                     istio::ensure_helm()?;
                     istio::ensure_istio()?;
@@ -118,6 +143,21 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         },
         Task::Test { cargo_test_args } => return test(&cargo_test_args).await,
         Task::Demo => demo().await?,
+        Task::Dist {
+            out,
+            index,
+            target,
+            profile,
+        } => {
+            let defaults = dist::DistOptions::default();
+            dist::dist(&dist::DistOptions {
+                out: out.unwrap_or(defaults.out),
+                index: index.unwrap_or(defaults.index),
+                targets: target,
+                profile,
+            })?;
+        }
+        Task::Bench { runs, sections } => print!("{}", bench::run(&sections, runs)?),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -125,6 +165,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
 /// `cargo xtask test`: every test of the workspace, the ones that need clusters included.
 async fn test(extra: &[String]) -> Result<ExitCode> {
     cargo(&["build", "--workspace", "--all-targets"])?;
+    krew::ensure_krew()?; // once, before tests that use it run in parallel
     let outcome = testbed::up(&testbed::UpOptions {
         clusters: 3, // cluster1 primary, cluster2 and cluster3 remotes (joining two at once)
         with_istio: true,
