@@ -3,6 +3,10 @@
 //! This binary is glue: it parses arguments, renders progress and output, and maps
 //! errors to exit codes. The work happens in the `mesh-*` library crates.
 
+// Doc comments on the clap types are the --help text, where `<name>` is a placeholder
+// for the user, not an HTML tag.
+#![allow(rustdoc::invalid_html_tags)]
+
 mod cli;
 mod cmd;
 mod complete;

@@ -166,6 +166,15 @@ async fn run(cli: Cli) -> Result<ExitCode> {
 async fn test(extra: &[String]) -> Result<ExitCode> {
     cargo(&["build", "--workspace", "--all-targets"])?;
     krew::ensure_krew()?; // once, before tests that use it run in parallel
+    // The API docs (each library's front page has an example) build without a warning.
+    let docs = Command::new(cargo_bin())
+        .args(["doc", "--workspace", "--no-deps"])
+        .env("RUSTDOCFLAGS", "-D warnings")
+        .status()
+        .context("running cargo doc")?;
+    if !docs.success() {
+        bail!("`cargo doc --workspace --no-deps` with warnings denied failed ({docs})");
+    }
     let outcome = testbed::up(&testbed::UpOptions {
         clusters: 3, // cluster1 primary, cluster2 and cluster3 remotes (joining two at once)
         with_istio: true,
