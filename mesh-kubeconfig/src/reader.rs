@@ -136,6 +136,9 @@ pub fn reader_cluster_role() -> ClusterRole {
                     "replicationcontrollers",
                     "namespaces",
                     "secrets",
+                    // istiod lists ConfigMaps in every remote cluster; without them the
+                    // remote never syncs (`/debug/clusterz` says `timeout`).
+                    "configmaps",
                 ],
                 READ,
             ),
@@ -416,6 +419,7 @@ mod tests {
             ("", "pods"),
             ("", "namespaces"),
             ("", "secrets"),
+            ("", "configmaps"),
             ("", "nodes"),
             ("", "endpoints"),
             ("discovery.k8s.io", "endpointslices"),

@@ -108,6 +108,7 @@ fn needed_reads() -> Vec<Access> {
         ("", "nodes"),
         ("", "namespaces"),
         ("", "secrets"),
+        ("", "configmaps"),
     ] {
         for verb in ["get", "list", "watch"] {
             out.push(Access::new(verb, group, resource));

@@ -1,6 +1,8 @@
 //! Helpers shared by the tests that run on the test bed (`cargo xtask test`).
 #![allow(dead_code)]
 
+pub mod istiod;
+
 use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::PathBuf;
