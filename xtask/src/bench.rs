@@ -39,6 +39,7 @@ pub type BenchFn = fn(&Bench) -> Result<Section>;
 pub const SECTIONS: &[(&str, BenchFn)] = &[
     ("size", binary_size),
     ("startup", startup),
+    ("join", crate::bench_join::join),
 ];
 
 /// Builds the release binary, runs the chosen sections (all when `only` is empty) and

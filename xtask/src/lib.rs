@@ -3,6 +3,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod bench;
+pub mod bench_join;
 pub mod demo;
 pub mod dist;
 pub mod istio;
