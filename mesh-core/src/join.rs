@@ -1,7 +1,6 @@
 //! `join`: the guide's whole procedure as a plan of checked, idempotent steps.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Secret, Service};
@@ -17,7 +16,9 @@ use crate::cluster::{
 };
 use crate::error::{Error, Problem, Result, kube};
 use crate::networks::MeshNetworks;
-use crate::progress::{Event, EventKind, Progress};
+pub use crate::plan::Change;
+use crate::plan::{Outcome, Steps};
+use crate::progress::{EventKind, Progress};
 
 /// One cluster of a join, as the user named it.
 #[derive(Debug, Default)]
@@ -99,20 +100,6 @@ pub struct JoinedCluster {
     pub gateway: Option<(String, u16)>,
 }
 
-/// One object join changed, or in a dry run would change.
-#[derive(Debug, Clone, Serialize)]
-pub struct Change {
-    /// The context of the cluster.
-    pub cluster: String,
-    /// The step that changed it.
-    pub step: String,
-    /// What changed, e.g. "created Secret istio-system/cacerts".
-    pub description: String,
-    /// The object as applied (Secrets holding keys or tokens are left out).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub object: Option<serde_json::Value>,
-}
-
 /// What a join did.
 #[derive(Debug, Clone, Serialize)]
 pub struct JoinSummary {
@@ -130,74 +117,13 @@ pub struct JoinSummary {
 
 struct Run<'a> {
     opts: &'a JoinOptions,
-    progress: &'a dyn Progress,
-    changes: Mutex<Vec<Change>>,
-    warnings: Mutex<Vec<String>>,
+    steps: Steps<'a>,
 }
 
-/// What a step reports when it ends.
-enum Outcome {
-    Unchanged,
-    Found(String),
-    Changed(String, Option<serde_json::Value>),
-}
-
-impl Run<'_> {
-    fn emit(&self, cluster: &str, step: &str, kind: EventKind, started: Instant) {
-        self.progress.event(Event {
-            cluster: cluster.to_owned(),
-            step: step.to_owned(),
-            kind,
-            elapsed: started.elapsed(),
-        });
-    }
-
-    fn warn(&self, cluster: &str, step: &str, message: String, started: Instant) {
-        // The caller renders the event; the log keeps it for -v.
-        tracing::info!(cluster, step, "warning: {message}");
-        self.warnings
-            .lock()
-            .unwrap()
-            .push(format!("{cluster}: {message}"));
-        self.emit(cluster, step, EventKind::Warning(message), started);
-    }
-
-    /// Runs one step with its Started / Changed / Unchanged / Failed events.
-    async fn step<F>(&self, cluster: &str, step: &str, body: F) -> Result<()>
-    where
-        F: std::future::Future<Output = Result<Outcome>>,
-    {
-        let started = Instant::now();
-        self.emit(cluster, step, EventKind::Started, started);
-        match body.await {
-            Ok(Outcome::Unchanged) => {
-                self.emit(cluster, step, EventKind::Unchanged, started);
-                Ok(())
-            }
-            Ok(Outcome::Found(what)) => {
-                self.emit(cluster, step, EventKind::Found(what), started);
-                Ok(())
-            }
-            Ok(Outcome::Changed(description, object)) => {
-                let description = if self.opts.dry_run {
-                    format!("would have {description}")
-                } else {
-                    description
-                };
-                self.changes.lock().unwrap().push(Change {
-                    cluster: cluster.to_owned(),
-                    step: step.to_owned(),
-                    description: description.clone(),
-                    object,
-                });
-                self.emit(cluster, step, EventKind::Changed(description), started);
-                Ok(())
-            }
-            Err(err) => {
-                self.emit(cluster, step, EventKind::Failed(err.to_string()), started);
-                Err(err)
-            }
-        }
+impl<'a> std::ops::Deref for Run<'a> {
+    type Target = Steps<'a>;
+    fn deref(&self) -> &Steps<'a> {
+        &self.steps
     }
 }
 
@@ -234,9 +160,7 @@ pub async fn join(
 ) -> Result<JoinSummary> {
     let run = Run {
         opts,
-        progress,
-        changes: Mutex::new(Vec::new()),
-        warnings: Mutex::new(Vec::new()),
+        steps: Steps::new(opts.dry_run, progress),
     };
     let ns = opts.namespace.as_str();
 
@@ -340,6 +264,7 @@ pub async fn join(
         network: t.network.clone(),
         gateway: gw.clone(),
     };
+    let (changes, warnings) = run.steps.finish();
     Ok(JoinSummary {
         primary: joined(&targets[0], &gateways[0]),
         remotes: targets[1..]
@@ -347,8 +272,8 @@ pub async fn join(
             .zip(&gateways[1..])
             .map(|(t, g)| joined(t, g))
             .collect(),
-        changes: run.changes.into_inner().unwrap(),
-        warnings: run.warnings.into_inner().unwrap(),
+        changes,
+        warnings,
         dry_run: opts.dry_run,
     })
 }
@@ -622,7 +547,7 @@ async fn cluster_steps(
                 cluster::apply(&api, ctx, CACERTS, &desired).await?;
             }
             if t.facts.istiod_cluster_id.is_some() {
-                run.warn(ctx, "cacerts", "istiod already runs and keeps its old CA until it restarts: kubectl rollout restart deployment/istiod -n ".to_owned() + ns, Instant::now());
+                run.warn(ctx, "cacerts", "istiod already runs and keeps its old CA until it restarts: kubectl rollout restart deployment/istiod -n ".to_owned() + ns);
             }
             let verb = if current.is_some() { "updated" } else { "created" };
             Ok(Outcome::Changed(format!("{verb} Secret {ns}/{CACERTS}"), None))
@@ -672,7 +597,7 @@ async fn cluster_steps(
 
     let Some(gateway) = &t.facts.gateway else {
         if t.spec.gateway_address.is_none() {
-            run.warn(ctx, "gateway", format!("no east-west gateway Service (label istio=eastwestgateway) in {ns}: traffic from other networks cannot reach this cluster; install one, or pass its address"), Instant::now());
+            run.warn(ctx, "gateway", format!("no east-west gateway Service (label istio=eastwestgateway) in {ns}: traffic from other networks cannot reach this cluster; install one, or pass its address"));
         }
         return Ok(t
             .spec
@@ -801,7 +726,7 @@ async fn gateway_address(
                 })
             });
             if let Some(addr) = addr {
-                run.warn(ctx, "gateway address", format!("Service {ns}/{} has no LoadBalancer address; using node address {addr} and node port {node_port}", gw.name), started);
+                run.warn(ctx, "gateway address", format!("Service {ns}/{} has no LoadBalancer address; using node address {addr} and node port {node_port}", gw.name));
                 return Ok((addr, node_port));
             }
         }
@@ -927,12 +852,7 @@ async fn remote_secret_step(
     }
     let generated = mesh_kubeconfig::generate_remote_secret(kubeconfigs, request).await?;
     for w in &generated.warnings {
-        run.warn(
-            &remote.spec.context,
-            "remote secret",
-            w.to_string(),
-            Instant::now(),
-        );
+        run.warn(&remote.spec.context, "remote secret", w.to_string());
     }
     if let Some(v) = &generated.verification
         && !v.is_ok()

@@ -43,6 +43,7 @@ mod error;
 mod join;
 mod links;
 mod networks;
+mod plan;
 mod progress;
 mod status;
 mod unjoin;

@@ -24,7 +24,6 @@
 //! An unreachable remote (the cluster is gone) does not stop the primary's side: what
 //! could not be cleaned there is reported as warnings.
 
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -41,10 +40,10 @@ use crate::cluster::{
     NETWORK_LABEL,
 };
 use crate::error::{Error, Result, kube};
-use crate::join::Change;
 use crate::links::{self, TokenSubject};
 use crate::networks::MeshNetworks;
-use crate::progress::{Event, EventKind, Progress};
+use crate::plan::{Change, Steps};
+use crate::progress::{EventKind, Progress};
 
 const TOKEN_SECRET_TYPE: &str = "kubernetes.io/service-account-token";
 const SA_NAME_ANNOTATION: &str = "kubernetes.io/service-account.name";
@@ -117,63 +116,17 @@ pub struct UnjoinSummary {
 
 struct Run<'a> {
     opts: &'a UnjoinOptions,
-    progress: &'a dyn Progress,
-    changes: Mutex<Vec<Change>>,
-    warnings: Mutex<Vec<String>>,
+    steps: Steps<'a>,
+}
+
+impl<'a> std::ops::Deref for Run<'a> {
+    type Target = Steps<'a>;
+    fn deref(&self) -> &Steps<'a> {
+        &self.steps
+    }
 }
 
 impl Run<'_> {
-    fn emit(&self, cluster: &str, step: &str, kind: EventKind, started: Instant) {
-        self.progress.event(Event {
-            cluster: cluster.to_owned(),
-            step: step.to_owned(),
-            kind,
-            elapsed: started.elapsed(),
-        });
-    }
-
-    fn warn(&self, cluster: &str, step: &str, message: String) {
-        tracing::warn!(cluster, step, "{message}");
-        self.warnings
-            .lock()
-            .unwrap()
-            .push(format!("{cluster}: {message}"));
-        self.emit(cluster, step, EventKind::Warning(message), Instant::now());
-    }
-
-    /// Runs one step; the body returns what it removed (empty: nothing to do).
-    async fn step<F>(&self, cluster: &str, step: &str, body: F) -> Result<()>
-    where
-        F: std::future::Future<Output = Result<Vec<String>>>,
-    {
-        let started = Instant::now();
-        self.emit(cluster, step, EventKind::Started, started);
-        match body.await {
-            Ok(done) if done.is_empty() => {
-                self.emit(cluster, step, EventKind::Unchanged, started);
-                Ok(())
-            }
-            Ok(done) => {
-                let mut text = done.join("; ");
-                if self.opts.dry_run {
-                    text = format!("would have {text}");
-                }
-                self.changes.lock().unwrap().push(Change {
-                    cluster: cluster.to_owned(),
-                    step: step.to_owned(),
-                    description: text.clone(),
-                    object: None,
-                });
-                self.emit(cluster, step, EventKind::Changed(text), started);
-                Ok(())
-            }
-            Err(err) => {
-                self.emit(cluster, step, EventKind::Failed(err.to_string()), started);
-                Err(err)
-            }
-        }
-    }
-
     /// Deletes `name` unless this is a dry run; the object must still be at
     /// `resource_version` (check-then-act). Gone already counts as deleted.
     async fn delete<K>(&self, api: &Api<K>, ctx: &str, what: &str, meta: &ObjectMeta) -> Result<()>
@@ -227,9 +180,7 @@ pub async fn unjoin(
 ) -> Result<UnjoinSummary> {
     let run = Run {
         opts,
-        progress,
-        changes: Mutex::new(Vec::new()),
-        warnings: Mutex::new(Vec::new()),
+        steps: Steps::new(opts.dry_run, progress),
     };
     let ns = opts.namespace.as_str();
     let pctx = opts.primary.as_str();
@@ -295,7 +246,7 @@ pub async fn unjoin(
     });
 
     // The remote secret(s) in the primary.
-    run.step(pctx, "remote secret", async {
+    run.step_listing(pctx, "remote secret", async {
         let api: Api<Secret> = Api::namespaced(primary.clone(), ns);
         let mut done = Vec::new();
         for (secret, key_only) in &ours {
@@ -342,7 +293,7 @@ pub async fn unjoin(
     } else {
         None
     };
-    run.step(pctx, "meshNetworks", async {
+    run.step_listing(pctx, "meshNetworks", async {
         remove_from_mesh_networks(&run, &primary, &name, primary_id.as_deref()).await
     })
     .await?;
@@ -374,12 +325,12 @@ pub async fn unjoin(
                 })
                 .map(|(where_, _)| where_.clone())
                 .collect();
-            run.step(rctx, "token secret", async {
+            run.step_listing(rctx, "token secret", async {
                 remove_token_secrets(&run, remote, &account, &other_tokens).await
             })
             .await?;
             if opts.purge {
-                run.step(rctx, "reader account", async {
+                run.step_listing(rctx, "reader account", async {
                     remove_reader_account(&run, remote, &account, &others_use_sa).await
                 })
                 .await?;
@@ -393,13 +344,14 @@ pub async fn unjoin(
         tracing::info!("other remotes remain in {pctx}: its own mesh setup stays");
     }
 
+    let (changes, warnings) = run.steps.finish();
     Ok(UnjoinSummary {
         primary: pctx.to_owned(),
         remote: rctx.to_owned(),
         cluster_name: name,
         remote_reachable: remote.is_some(),
-        changes: run.changes.into_inner().unwrap(),
-        warnings: run.warnings.into_inner().unwrap(),
+        changes,
+        warnings,
         dry_run: opts.dry_run,
     })
 }
@@ -705,7 +657,7 @@ async fn purge_membership(
     primary: Option<&str>,
 ) -> Result<()> {
     let ns = run.opts.namespace.as_str();
-    run.step(ctx, "network label", async {
+    run.step_listing(ctx, "network label", async {
         let api: Api<Namespace> = Api::all(client.clone());
         let Some(current) = api
             .get_opt(ns)
@@ -748,7 +700,7 @@ async fn purge_membership(
     })
     .await?;
 
-    run.step(ctx, "cross-network gateway", async {
+    run.step_listing(ctx, "cross-network gateway", async {
         let Some(version) = links::gateway_crd_version(client, ctx).await? else {
             return Ok(Vec::new());
         };
@@ -782,7 +734,7 @@ async fn purge_membership(
     })
     .await?;
 
-    run.step(ctx, "cacerts", async {
+    run.step_listing(ctx, "cacerts", async {
         let api: Api<Secret> = Api::namespaced(client.clone(), ns);
         let current = api
             .get_opt(CACERTS)
