@@ -156,6 +156,15 @@ pub fn reset_mesh() {
             "istio-reader-service-account",
             "--ignore-not-found",
         ]);
+        // The reader account's RBAC is cluster-scoped: deleting the ServiceAccount
+        // leaves it behind.
+        kubectl(&[
+            &c,
+            "delete",
+            "clusterrolebinding",
+            "kubectl-mesh:istio-reader:istio-system:istio-reader-service-account",
+            "--ignore-not-found",
+        ]);
         kubectl(&[
             &c,
             ns,
