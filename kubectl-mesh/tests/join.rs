@@ -574,3 +574,96 @@ fn an_unreachable_primary_fails_fast_naming_the_context() {
     assert!(err.contains("nothing was changed"), "{err}");
     assert!(!err.contains("not-a-real-token"), "{err}");
 }
+
+/// A second kubeconfig file, merged after the test bed's through KUBECONFIG, with extra contexts.
+fn extra_contexts(yaml: &str) -> (tempfile::NamedTempFile, String) {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), yaml).unwrap();
+    let merged = format!(
+        "{}:{}",
+        std::env::var("KUBECONFIG").expect("KUBECONFIG of the test bed"),
+        file.path().display()
+    );
+    (file, merged)
+}
+
+#[test]
+#[ignore = "needs the test bed: cargo xtask test"]
+fn preflight_lists_every_problem_before_any_change() {
+    let _lock = mesh_lock();
+    reset_mesh();
+    let certs = generate_certs(&["cluster1", "viewer", "cluster1-again"]);
+    // A user of cluster2 who may only read, and a second name for cluster1 itself.
+    let _ = common::kubectl_ok(&[
+        "--context",
+        "cluster2",
+        "-n",
+        "default",
+        "create",
+        "serviceaccount",
+        "viewer",
+    ]);
+    let _ = common::kubectl_ok(&[
+        "--context",
+        "cluster2",
+        "create",
+        "clusterrolebinding",
+        "viewer-view",
+        "--clusterrole=view",
+        "--serviceaccount=default:viewer",
+    ]);
+    let token = kubectl(&[
+        "--context",
+        "cluster2",
+        "-n",
+        "default",
+        "create",
+        "token",
+        "viewer",
+    ]);
+    let server = kubectl(&[
+        "config",
+        "view",
+        "-o",
+        "jsonpath={.clusters[?(@.name==\"cluster2\")].cluster.server}",
+    ]);
+    let (_file, merged) = extra_contexts(&format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: viewer-cluster2\n  cluster: {{server: '{server}', insecure-skip-tls-verify: true}}\nusers:\n- name: viewer\n  user: {{token: '{}'}}\ncontexts:\n- name: viewer\n  context: {{cluster: viewer-cluster2, user: viewer}}\n- name: cluster1-again\n  context: {{cluster: cluster1, user: cluster1-admin}}\n",
+        token.trim()
+    ));
+    let marks = [audit_mark("cluster1"), audit_mark("cluster2")];
+    let out = Command::cargo_bin("kubectl-mesh")
+        .unwrap()
+        .env("KUBECONFIG", &merged)
+        .env("NO_COLOR", "1")
+        .args([
+            "join",
+            "viewer",
+            "cluster1-again",
+            "--primary",
+            "cluster1",
+            "--yes",
+            "--certs",
+        ])
+        .arg(certs.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    // Both problems, each naming its context and what to do, in one run.
+    assert!(err.contains("viewer: your user may not"), "{err}");
+    assert!(
+        err.contains("create secrets in namespace istio-system"),
+        "{err}"
+    );
+    assert!(err.contains("cluster-admin"), "{err}");
+    assert!(
+        err.contains("context cluster1-again reaches the same cluster as cluster1"),
+        "{err}"
+    );
+    assert!(err.contains("nothing was changed"), "{err}");
+    assert!(!err.contains(token.trim()), "the viewer's token leaked");
+    for m in &marks {
+        assert_eq!(m.mutations(), Vec::<String>::new(), "a refused join wrote");
+    }
+}

@@ -185,37 +185,62 @@ pub async fn read_facts(
         denied: Vec::new(),
     };
     if facts.istio_namespace.is_some() {
-        facts.gateway = find_gateway(client, context, namespace).await?;
+        // A read the user may not make is a problem to list, not a reason to stop looking.
+        let mut denied = Vec::new();
+        fn readable<T>(
+            denied: &mut Vec<String>,
+            what: String,
+            result: Result<Option<T>>,
+        ) -> Result<Option<T>> {
+            match result {
+                Err(crate::Error::Kube { reason, .. }) if reason.ends_with("(403)") => {
+                    denied.push(format!("read {what}"));
+                    Ok(None)
+                }
+                other => other,
+            }
+        }
+        facts.gateway = readable(
+            &mut denied,
+            format!("Services in namespace {namespace}"),
+            find_gateway(client, context, namespace).await,
+        )?;
         let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
-        facts.cacerts = secrets
-            .get_opt(CACERTS)
-            .await
-            .map_err(|e| kube(context, format!("reading Secret {namespace}/{CACERTS}"), e))?;
+        let what = format!("Secret {namespace}/{CACERTS}");
+        let result = secrets.get_opt(CACERTS).await;
+        facts.cacerts = readable(
+            &mut denied,
+            what.clone(),
+            result.map_err(|e| kube(context, format!("reading {what}"), e)),
+        )?;
         let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
-        if let Some(istiod) = deployments
-            .get_opt("istiod")
-            .await
-            .map_err(|e| kube(context, format!("reading Deployment {namespace}/istiod"), e))?
-        {
+        let what = format!("Deployment {namespace}/istiod");
+        let result = deployments.get_opt("istiod").await;
+        if let Some(istiod) = readable(
+            &mut denied,
+            what.clone(),
+            result.map_err(|e| kube(context, format!("reading {what}"), e)),
+        )? {
             facts.istiod_cluster_id = istiod_env(&istiod, "CLUSTER_ID");
         }
         let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
-        facts.has_mesh_config = config_maps
-            .get_opt(MESH_CONFIG_MAP)
-            .await
-            .map_err(|e| kube(context, format!("reading ConfigMap {namespace}/istio"), e))?
-            .is_some();
-        if let Some(injector) = config_maps
-            .get_opt("istio-sidecar-injector")
-            .await
-            .map_err(|e| {
-                kube(
-                    context,
-                    format!("reading ConfigMap {namespace}/istio-sidecar-injector"),
-                    e,
-                )
-            })?
-        {
+        let what = format!("ConfigMap {namespace}/{MESH_CONFIG_MAP}");
+        let result = config_maps.get_opt(MESH_CONFIG_MAP).await;
+        facts.has_mesh_config = readable(
+            &mut denied,
+            what.clone(),
+            result.map_err(|e| kube(context, format!("reading {what}"), e)),
+        )?
+        .is_some();
+        let what = format!("ConfigMap {namespace}/istio-sidecar-injector");
+        let result = config_maps.get_opt("istio-sidecar-injector").await;
+        let injector = readable(
+            &mut denied,
+            what.clone(),
+            result.map_err(|e| kube(context, format!("reading {what}"), e)),
+        )?;
+        facts.denied = denied;
+        if let Some(injector) = injector {
             facts.istiod_network = injector
                 .data
                 .as_ref()
@@ -225,17 +250,22 @@ pub async fn read_facts(
                 .filter(|n| !n.is_empty());
         }
     }
-    for (verb, group, resource, namespaced) in needed_access(remote) {
-        if !allowed(
-            client,
-            context,
-            verb,
-            group,
-            resource,
-            namespaced.then_some(namespace),
-        )
-        .await?
-        {
+    // One SelfSubjectAccessReview per write join makes, all at once.
+    let needs = needed_access(remote);
+    let answers =
+        futures::future::join_all(needs.iter().map(|(verb, group, resource, namespaced)| {
+            allowed(
+                client,
+                context,
+                verb,
+                group,
+                resource,
+                namespaced.then_some(namespace),
+            )
+        }))
+        .await;
+    for ((verb, group, resource, namespaced), answer) in needs.into_iter().zip(answers) {
+        if !answer? {
             let scope = if namespaced {
                 format!(" in namespace {namespace}")
             } else {
