@@ -42,8 +42,18 @@ fn join(certs: &std::path::Path) {
 }
 
 fn status() -> (bool, String, serde_json::Value) {
-    let out = mesh(&["status", "--primary", "cluster1"]);
-    let json = mesh(&["status", "--primary", "cluster1", "-o", "json"]);
+    // Text and JSON must agree; two runs may straddle a change (a token being revoked
+    // takes the API server a few seconds), so a disagreement is retried a few times.
+    let mut tries = 0;
+    let (out, json) = loop {
+        let out = mesh(&["status", "--primary", "cluster1"]);
+        let json = mesh(&["status", "--primary", "cluster1", "-o", "json"]);
+        tries += 1;
+        if out.status.code() == json.status.code() || tries == 5 {
+            break (out, json);
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    };
     assert_eq!(out.status.code(), json.status.code(), "text and json agree");
     let report = serde_json::from_slice(&json.stdout).expect("status -o json prints JSON");
     let all = format!(
