@@ -181,3 +181,35 @@ fn kubectl_completes_the_plugin_through_kubectl_complete_mesh() {
     let (out, _) = kubectl(plugins.path(), &kubeconfig, &["mesh", "version"]);
     assert!(out.starts_with("kubectl-mesh "), "{out}");
 }
+
+#[test]
+#[ignore = "needs the test bed: cargo xtask test"]
+fn kubectl_finds_the_plugin_and_its_help_reads_kubectl_mesh() {
+    let plugins = plugin_dir();
+    let kubeconfig = plugins.path().join("config");
+    std::fs::write(&kubeconfig, KUBECONFIG).unwrap();
+    let (direct, _) = kubectl(plugins.path(), &kubeconfig, &["plugin", "list"]);
+    assert!(direct.contains("kubectl-mesh"), "{direct}");
+    let (help, _) = kubectl(plugins.path(), &kubeconfig, &["mesh", "--help"]);
+    assert!(help.contains("Usage: kubectl mesh"), "{help}");
+    for command in [
+        "join",
+        "unjoin",
+        "status",
+        "certs",
+        "remote-secret",
+        "completion",
+        "version",
+    ] {
+        assert!(
+            help.lines().any(|l| l.trim_start().starts_with(command)),
+            "`kubectl mesh --help` does not list {command}:\n{help}"
+        );
+    }
+    let own = mesh().arg("--help").output().unwrap();
+    assert_eq!(
+        String::from_utf8(own.stdout).unwrap(),
+        help,
+        "the binary and the plugin differ"
+    );
+}
