@@ -182,16 +182,37 @@ async fn test(extra: &[String]) -> Result<ExitCode> {
     .await?;
     let mut args = vec!["test", "--workspace", "--", "--include-ignored"];
     args.extend(extra.iter().map(String::as_str));
-    let status = Command::new(cargo_bin())
+    let mut child = Command::new(cargo_bin())
         .args(&args)
         .envs(testbed::env_vars())
-        .status()
+        .stdout(std::process::Stdio::piped())
+        .spawn()
         .context("running cargo test")?;
+    // Pass the output through, adding up every test binary's result line.
+    let (mut passed, mut failed) = (0u64, 0u64);
+    let stdout = child.stdout.take().expect("piped stdout");
+    for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+        let line = line?;
+        println!("{line}");
+        if let Some(result) = line.strip_prefix("test result: ") {
+            let count = |word: &str| -> u64 {
+                result
+                    .split([';', '.'])
+                    .find_map(|part| part.trim().strip_suffix(word)?.trim().parse().ok())
+                    .unwrap_or(0)
+            };
+            passed += count(" passed");
+            failed += count(" failed");
+        }
+    }
+    let status = child.wait()?;
     if outcome == testbed::UpOutcome::Started {
         testbed::down()?;
     } else {
         eprintln!("xtask: leaving the test bed that was already up running");
     }
+    // One closing line for the whole workspace, after every binary's own.
+    println!("tests: {passed} passed, {failed} failed");
     if !status.success() {
         bail!("tests failed ({status})");
     }
