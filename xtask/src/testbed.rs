@@ -348,7 +348,12 @@ async fn start_components(
         signal(old, "TERM");
     }
     let sim_log = state_dir().join("simulator.log");
-    let exe = std::env::current_exe().context("locating the xtask binary")?;
+    // A private copy of this very binary: `cargo xtask test` rebuilds xtask (with
+    // test features) before it gets here, which unlinks the file this process runs
+    // from; /proc/self/exe still reads it, and a rebuild never touches the copy.
+    let exe = state_dir().join("simulator");
+    let _ = std::fs::remove_file(&exe);
+    std::fs::copy("/proc/self/exe", &exe).context("copying the xtask binary for the simulator")?;
     let simulator = spawn_logged(
         &sim_log,
         &exe,
