@@ -511,18 +511,31 @@ pub fn down() -> Result<()> {
         }
         return Ok(());
     };
+    // Stop from the top down: an API server whose etcd is already gone hangs in its
+    // graceful shutdown until it is killed.
     let pids: Vec<(String, u32)> = state.pids().map(|(n, p)| (n.to_owned(), p)).collect();
-    for (_, pid) in &pids {
-        signal(*pid, "TERM");
-    }
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while pids.iter().any(|(_, pid)| alive(*pid)) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    for (name, pid) in &pids {
-        if alive(*pid) {
-            eprintln!("xtask: {name} (pid {pid}) ignored SIGTERM; killing it");
-            signal(*pid, "KILL");
+    let stages: [&[&str]; 3] = [
+        &["simulator", "kube-controller-manager"],
+        &["kube-apiserver"],
+        &["etcd"],
+    ];
+    for stage in stages {
+        let group: Vec<&(String, u32)> = pids
+            .iter()
+            .filter(|(name, _)| stage.contains(&name.as_str()))
+            .collect();
+        for (_, pid) in &group {
+            signal(*pid, "TERM");
+        }
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while group.iter().any(|(_, pid)| alive(*pid)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        for (name, pid) in &group {
+            if alive(*pid) {
+                eprintln!("xtask: {name} (pid {pid}) ignored SIGTERM; killing it");
+                signal(*pid, "KILL");
+            }
         }
     }
     std::fs::remove_dir_all(state_dir())
