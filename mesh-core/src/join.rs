@@ -115,17 +115,7 @@ pub struct JoinSummary {
     pub dry_run: bool,
 }
 
-struct Run<'a> {
-    opts: &'a JoinOptions,
-    steps: Steps<'a>,
-}
-
-impl<'a> std::ops::Deref for Run<'a> {
-    type Target = Steps<'a>;
-    fn deref(&self) -> &Steps<'a> {
-        &self.steps
-    }
-}
+type Run<'a> = crate::plan::Run<'a, JoinOptions>;
 
 /// A cluster with its client and facts.
 struct Target<'a> {

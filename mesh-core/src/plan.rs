@@ -44,6 +44,19 @@ impl Outcome {
     }
 }
 
+/// A plan's options together with its step runner (steps are reached through `Deref`).
+pub(crate) struct Run<'a, O> {
+    pub(crate) opts: &'a O,
+    pub(crate) steps: Steps<'a>,
+}
+
+impl<'a, O> std::ops::Deref for Run<'a, O> {
+    type Target = Steps<'a>;
+    fn deref(&self) -> &Steps<'a> {
+        &self.steps
+    }
+}
+
 /// Runs steps and records their changes and warnings.
 pub(crate) struct Steps<'a> {
     dry_run: bool,

@@ -114,17 +114,7 @@ pub struct UnjoinSummary {
     pub dry_run: bool,
 }
 
-struct Run<'a> {
-    opts: &'a UnjoinOptions,
-    steps: Steps<'a>,
-}
-
-impl<'a> std::ops::Deref for Run<'a> {
-    type Target = Steps<'a>;
-    fn deref(&self) -> &Steps<'a> {
-        &self.steps
-    }
-}
+type Run<'a> = crate::plan::Run<'a, UnjoinOptions>;
 
 impl Run<'_> {
     /// Deletes `name` unless this is a dry run; the object must still be at
