@@ -58,6 +58,20 @@ pub struct GlobalArgs {
     pub verbose: u8,
 }
 
+impl GlobalArgs {
+    /// `--request-timeout` as a duration; `None` when unset or zero (kubectl's "no timeout").
+    pub fn request_timeout(&self) -> anyhow::Result<Option<std::time::Duration>> {
+        use anyhow::Context;
+        Ok(self
+            .request_timeout
+            .as_deref()
+            .map(mesh_kubeconfig::parse_duration)
+            .transpose()
+            .context("--request-timeout")?
+            .filter(|d| !d.is_zero()))
+    }
+}
+
 /// The commands of `kubectl mesh`.
 #[derive(Debug, Subcommand)]
 pub enum Command {

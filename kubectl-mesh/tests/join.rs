@@ -4,20 +4,12 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Output;
 
-use assert_cmd::Command;
-use common::{audit_mark, generate_certs, kubectl, mesh_lock, reset_mesh};
+use std::path::Path;
 
-fn mesh(args: &[&str]) -> Output {
-    Command::cargo_bin("kubectl-mesh")
-        .unwrap()
-        .env("NO_COLOR", "1")
-        .args(args)
-        .output()
-        .unwrap()
-}
+use assert_cmd::Command;
+use common::{audit_mark, generate_certs, kubectl, mesh, mesh_lock, reset_mesh, text};
 
 fn join(certs: &Path, extra: &[&str]) -> Output {
     let certs = certs.to_str().unwrap();
@@ -32,10 +24,6 @@ fn join(certs: &Path, extra: &[&str]) -> Output {
     ];
     args.extend(extra);
     mesh(&args)
-}
-
-fn text(out: &[u8]) -> String {
-    String::from_utf8_lossy(out).into_owned()
 }
 
 fn secret_file(ctx: &str, key: &str) -> Vec<u8> {

@@ -4,27 +4,11 @@
 
 mod common;
 
-use std::process::Output;
 use std::time::{Duration, Instant};
 
-use assert_cmd::Command;
-use common::{generate_certs, kubectl, mesh_lock, reset_mesh};
+use common::{generate_certs, kubectl, mesh, mesh_lock, reset_mesh, text};
 
 const NAME: &str = "status-test";
-
-fn mesh(args: &[&str]) -> Output {
-    Command::cargo_bin("kubectl-mesh")
-        .unwrap()
-        .env("NO_COLOR", "1")
-        .env_remove("RUST_LOG")
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 fn join(certs: &std::path::Path) {
     let out = mesh(&[

@@ -6,27 +6,14 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::process::Output;
 
+use std::collections::BTreeMap;
+
 use assert_cmd::Command;
-use common::{audit_mark, generate_certs, kubectl, kubectl_ok, mesh_lock, reset_mesh};
+use common::{audit_mark, generate_certs, kubectl, kubectl_ok, mesh, mesh_lock, reset_mesh, text};
 
 const NAME: &str = "unjoin-test";
-
-fn mesh(args: &[&str]) -> Output {
-    Command::cargo_bin("kubectl-mesh")
-        .unwrap()
-        .env("NO_COLOR", "1")
-        .env_remove("RUST_LOG")
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 fn join(certs: &std::path::Path, name: &str) {
     let out = mesh(&[

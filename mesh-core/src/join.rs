@@ -15,7 +15,7 @@ use crate::cluster::{
     MESH_CONFIG_MAP, NETWORK_LABEL,
 };
 use crate::error::{Error, Problem, Result, kube};
-use crate::networks::MeshNetworks;
+use crate::networks::read_mesh_networks;
 pub use crate::plan::Change;
 use crate::plan::{Outcome, Steps};
 use crate::progress::{EventKind, Progress};
@@ -742,17 +742,7 @@ async fn mesh_networks_step(
         .get(MESH_CONFIG_MAP)
         .await
         .map_err(|e| kube(ctx, format!("reading ConfigMap {ns}/{MESH_CONFIG_MAP}"), e))?;
-    let current = cm
-        .data
-        .as_ref()
-        .and_then(|d| d.get("meshNetworks"))
-        .cloned()
-        .unwrap_or_default();
-    let mut networks = MeshNetworks::parse(&current).map_err(|reason| Error::Malformed {
-        cluster: ctx.to_owned(),
-        object: format!("ConfigMap {ns}/{MESH_CONFIG_MAP} key meshNetworks"),
-        reason: format!("{reason}; fix it with kubectl edit, then run join again"),
-    })?;
+    let mut networks = read_mesh_networks(&cm, ctx, ns, "join")?;
     let mut changed = false;
     for (t, gw) in targets.iter().zip(gateways) {
         // A registry listed under another network moves to this one.
@@ -770,18 +760,7 @@ async fn mesh_networks_step(
     if !changed {
         return Ok(Outcome::Unchanged);
     }
-    let desired = ConfigMap {
-        metadata: ObjectMeta {
-            name: Some(MESH_CONFIG_MAP.into()),
-            namespace: Some(ns.into()),
-            ..Default::default()
-        },
-        data: Some(BTreeMap::from([(
-            "meshNetworks".to_owned(),
-            networks.to_yaml(),
-        )])),
-        ..Default::default()
-    };
+    let desired = networks.to_config_map(ns);
     if !run.opts.dry_run {
         cluster::apply(&api, ctx, MESH_CONFIG_MAP, &desired).await?;
     }

@@ -55,7 +55,7 @@ pub use cluster::{
 };
 pub use error::{Error, Problem, Result};
 pub use join::{Change, ClusterSpec, JoinOptions, JoinSummary, JoinedCluster, join};
-pub use networks::MeshNetworks;
+pub use networks::{MESH_NETWORKS_KEY, MeshNetworks};
 pub use progress::{Event, EventKind, NoProgress, Progress};
 pub use status::{Check, CheckState, ClusterRow, MeshStatus, StatusOptions, status};
 pub use unjoin::{UnjoinOptions, UnjoinSummary, unjoin};

@@ -2,7 +2,13 @@
 //! the gateways that reach them, edited structurally — parse, change, write back —
 //! so that networks and fields kubectl-mesh does not manage are kept as they are.
 
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::ObjectMeta;
 use serde_json::{Map, Value, json};
+
+use crate::cluster::MESH_CONFIG_MAP;
 
 /// A parsed `meshNetworks` document (the `meshNetworks` key of the `istio` ConfigMap).
 ///
@@ -159,6 +165,46 @@ impl MeshNetworks {
     pub fn to_yaml(&self) -> String {
         serde_saphyr::to_string(&self.doc).expect("a JSON value serialises to YAML")
     }
+
+    /// The `meshNetworks` key of istiod's `istio` ConfigMap; absent means no networks.
+    pub fn from_config_map(cm: &ConfigMap) -> Result<MeshNetworks, String> {
+        let yaml = cm.data.as_ref().and_then(|d| d.get(MESH_NETWORKS_KEY));
+        MeshNetworks::parse(yaml.map(String::as_str).unwrap_or_default())
+    }
+
+    /// The `istio` ConfigMap in `namespace` holding only this document, for server-side apply.
+    pub fn to_config_map(&self, namespace: &str) -> ConfigMap {
+        ConfigMap {
+            metadata: ObjectMeta {
+                name: Some(MESH_CONFIG_MAP.into()),
+                namespace: Some(namespace.into()),
+                ..Default::default()
+            },
+            data: Some(BTreeMap::from([(
+                MESH_NETWORKS_KEY.to_owned(),
+                self.to_yaml(),
+            )])),
+            ..Default::default()
+        }
+    }
+}
+
+/// The key of the `istio` ConfigMap that holds `meshNetworks`.
+pub const MESH_NETWORKS_KEY: &str = "meshNetworks";
+
+/// Reads `meshNetworks` from the primary's ConfigMap, naming it when it is malformed and
+/// telling the user to fix it and run `command` again.
+pub(crate) fn read_mesh_networks(
+    cm: &ConfigMap,
+    cluster: &str,
+    namespace: &str,
+    command: &str,
+) -> crate::Result<MeshNetworks> {
+    MeshNetworks::from_config_map(cm).map_err(|reason| crate::Error::Malformed {
+        cluster: cluster.to_owned(),
+        object: format!("ConfigMap {namespace}/{MESH_CONFIG_MAP} key {MESH_NETWORKS_KEY}"),
+        reason: format!("{reason}; fix it with kubectl edit, then run {command} again"),
+    })
 }
 
 fn registries(net: &Value) -> Vec<String> {

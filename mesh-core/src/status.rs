@@ -224,10 +224,7 @@ pub async fn status(kubeconfigs: &Kubeconfigs, opts: &StatusOptions) -> Result<M
         .get_opt(MESH_CONFIG_MAP)
         .await
         .map_err(|e| kube(pctx, format!("reading ConfigMap {ns}/{MESH_CONFIG_MAP}"), e))?;
-    let networks = cm
-        .as_ref()
-        .and_then(|c| c.data.as_ref()?.get("meshNetworks").cloned())
-        .map(|y| MeshNetworks::parse(&y));
+    let networks = cm.as_ref().map(MeshNetworks::from_config_map);
     let secrets = links::remote_secrets(&primary, pctx, ns).await?;
     let all_links: Vec<links::Link> = links::links(&secrets)
         .into_iter()

@@ -41,7 +41,7 @@ use crate::cluster::{
 };
 use crate::error::{Error, Result, kube};
 use crate::links::{self, TokenSubject};
-use crate::networks::MeshNetworks;
+use crate::networks::read_mesh_networks;
 use crate::plan::{Change, Steps};
 use crate::progress::{EventKind, Progress};
 
@@ -429,17 +429,7 @@ async fn remove_from_mesh_networks(
     else {
         return Ok(Vec::new());
     };
-    let current = cm
-        .data
-        .as_ref()
-        .and_then(|d| d.get("meshNetworks"))
-        .cloned()
-        .unwrap_or_default();
-    let mut networks = MeshNetworks::parse(&current).map_err(|reason| Error::Malformed {
-        cluster: ctx.to_owned(),
-        object: format!("ConfigMap {ns}/{MESH_CONFIG_MAP} key meshNetworks"),
-        reason: format!("{reason}; fix it with kubectl edit, then run unjoin again"),
-    })?;
+    let mut networks = read_mesh_networks(&cm, ctx, ns, "unjoin")?;
     let mut done = Vec::new();
     for id in std::iter::once(name).chain(primary_id) {
         let network = networks.network_of(id);
@@ -453,18 +443,7 @@ async fn remove_from_mesh_networks(
     if done.is_empty() || run.opts.dry_run {
         return Ok(done);
     }
-    let desired = ConfigMap {
-        metadata: ObjectMeta {
-            name: Some(MESH_CONFIG_MAP.into()),
-            namespace: Some(ns.into()),
-            ..Default::default()
-        },
-        data: Some(std::collections::BTreeMap::from([(
-            "meshNetworks".to_owned(),
-            networks.to_yaml(),
-        )])),
-        ..Default::default()
-    };
+    let desired = networks.to_config_map(ns);
     cluster::apply(&api, ctx, MESH_CONFIG_MAP, &desired).await?;
     Ok(done)
 }

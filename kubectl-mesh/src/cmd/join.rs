@@ -131,11 +131,7 @@ pub fn run(global: &GlobalArgs, args: &JoinArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let join_options = options(global, args, &primary, &remotes)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = super::runtime()?;
 
     // On a terminal, show the plan and ask before changing anything.
     if !args.dry_run && !args.yes {
@@ -158,21 +154,7 @@ pub fn run(global: &GlobalArgs, args: &JoinArgs) -> anyhow::Result<ExitCode> {
                 remotes.join(", ")
             );
         } else {
-            eprintln!("The plan:");
-            for c in &plan.changes {
-                eprintln!(
-                    "  {}: {}",
-                    c.cluster,
-                    c.description.trim_start_matches("would have ")
-                );
-            }
-            let go = dialoguer::Confirm::new()
-                .with_prompt("Apply these changes?")
-                .default(false)
-                .interact()
-                .context("reading the confirmation")?;
-            if !go {
-                eprintln!("Nothing was changed.");
+            if !super::confirm_plan(&plan.changes, &plan.warnings, "Apply these changes?")? {
                 return Ok(ExitCode::FAILURE);
             }
         }
@@ -206,13 +188,7 @@ fn options(
     remotes: &[String],
 ) -> anyhow::Result<JoinOptions> {
     let wait = parse_duration(&args.timeout).context("--timeout")?;
-    let request_timeout = global
-        .request_timeout
-        .as_deref()
-        .map(parse_duration)
-        .transpose()
-        .context("--request-timeout")?
-        .filter(|d| !d.is_zero());
+    let request_timeout = global.request_timeout()?;
     let primary_name = args
         .primary_cluster_name
         .clone()

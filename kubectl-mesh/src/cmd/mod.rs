@@ -12,6 +12,46 @@ use std::process::ExitCode;
 
 use crate::cli::{Cli, Command};
 
+/// The async runtime of the commands that talk to several clusters at once.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    use anyhow::Context;
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// Shows a dry run's plan (which cluster gets which change) on stderr and asks
+/// `prompt`; true when the user confirms.
+pub fn confirm_plan(
+    changes: &[mesh_core::Change],
+    warnings: &[String],
+    prompt: &str,
+) -> anyhow::Result<bool> {
+    use anyhow::Context;
+    eprintln!("The plan:");
+    for c in changes {
+        eprintln!(
+            "  {}: {}",
+            c.cluster,
+            c.description.trim_start_matches("would have ")
+        );
+    }
+    for w in warnings {
+        eprintln!("  warning: {w}");
+    }
+    let go = dialoguer::Confirm::new()
+        .with_prompt(prompt)
+        .default(false)
+        .interact()
+        .context("reading the confirmation")?;
+    if !go {
+        eprintln!("Nothing was changed.");
+    }
+    Ok(go)
+}
+
 /// Runs the chosen command and returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {

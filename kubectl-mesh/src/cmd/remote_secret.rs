@@ -167,13 +167,7 @@ pub fn credentials_request(
         (Some(TokenSourceArg::CreateSecret), None) => TokenStrategy::CreateSecret,
     };
     let wait = parse_duration(&args.token_wait).context("--token-wait")?;
-    let timeout = global
-        .request_timeout
-        .as_deref()
-        .map(parse_duration)
-        .transpose()
-        .context("--request-timeout")?
-        .filter(|d| !d.is_zero());
+    let timeout = global.request_timeout()?;
     Ok(RemoteSecretRequest {
         context: remote.to_owned(),
         cluster_name: None,

@@ -48,18 +48,8 @@ pub fn run(global: &GlobalArgs, args: &StatusArgs) -> anyhow::Result<ExitCode> {
     opts.namespace = global.namespace.clone();
     opts.clusters = args.cluster_name.clone();
     opts.expiry_warning = expiry(&args.expiry_warning)?;
-    opts.request_timeout = global
-        .request_timeout
-        .as_deref()
-        .map(parse_duration)
-        .transpose()
-        .context("--request-timeout")?
-        .filter(|d| !d.is_zero());
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    opts.request_timeout = global.request_timeout()?;
+    let runtime = super::runtime()?;
     let mesh = runtime.block_on(mesh_core::status(&kubeconfigs, &opts))?;
     match args.output {
         OutputFormat::Text => print_text(&mesh),

@@ -3,10 +3,10 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::Args;
 use mesh_core::{UnjoinOptions, UnjoinSummary};
-use mesh_kubeconfig::{KubeconfigSource, Kubeconfigs, parse_duration};
+use mesh_kubeconfig::{KubeconfigSource, Kubeconfigs};
 
 use crate::cli::{GlobalArgs, OutputFormat};
 use crate::progress::Renderer;
@@ -61,24 +61,14 @@ pub fn run(global: &GlobalArgs, args: &UnjoinArgs) -> anyhow::Result<ExitCode> {
     let kubeconfigs = Kubeconfigs::load(&KubeconfigSource::from_flag(global.kubeconfig.clone()))?;
     let primary =
         kubeconfigs.context_or_current(args.primary.as_deref().or(global.context.as_deref()))?;
-    let request_timeout = global
-        .request_timeout
-        .as_deref()
-        .map(parse_duration)
-        .transpose()
-        .context("--request-timeout")?
-        .filter(|d| !d.is_zero());
+    let request_timeout = global.request_timeout()?;
     let mut opts = UnjoinOptions::new(&primary, &args.remote);
     opts.namespace = global.namespace.clone();
     opts.cluster_name = args.cluster_name.clone();
     opts.purge = args.purge;
     opts.dry_run = args.dry_run;
     opts.request_timeout = request_timeout;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = super::runtime()?;
 
     // On a terminal, show what goes and ask before removing anything.
     if !args.dry_run && !args.yes {
@@ -100,24 +90,8 @@ pub fn run(global: &GlobalArgs, args: &UnjoinArgs) -> anyhow::Result<ExitCode> {
             print_summary(&plan);
             return Ok(ExitCode::SUCCESS);
         }
-        eprintln!("The plan:");
-        for c in &plan.changes {
-            eprintln!(
-                "  {}: {}",
-                c.cluster,
-                c.description.trim_start_matches("would have ")
-            );
-        }
-        for w in &plan.warnings {
-            eprintln!("  warning: {w}");
-        }
-        let go = dialoguer::Confirm::new()
-            .with_prompt(format!("Remove these from {primary} and {}?", args.remote))
-            .default(false)
-            .interact()
-            .context("reading the confirmation")?;
-        if !go {
-            eprintln!("Nothing was changed.");
+        let prompt = format!("Remove these from {primary} and {}?", args.remote);
+        if !super::confirm_plan(&plan.changes, &plan.warnings, &prompt)? {
             return Ok(ExitCode::FAILURE);
         }
     }

@@ -227,3 +227,19 @@ pub fn generate_certs(names: &[&str]) -> tempfile::TempDir {
     );
     dir
 }
+
+/// Runs the built `kubectl-mesh` without colour or a RUST_LOG from the environment.
+pub fn mesh(args: &[&str]) -> std::process::Output {
+    assert_cmd::Command::cargo_bin("kubectl-mesh")
+        .unwrap()
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_LOG")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Output bytes as text.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
