@@ -27,6 +27,7 @@ pub fn join(bench: &Bench) -> Result<Section> {
         tokio::runtime::Runtime::new()?.block_on(testbed::up(&testbed::UpOptions {
             clusters: 3,
             with_istio: true,
+            bare: 0,
         }))
     })
     .join()

@@ -14,6 +14,7 @@ pub async fn run(kubectl_mesh: &Path) -> Result<()> {
     testbed::up(&testbed::UpOptions {
         clusters: 2,
         with_istio: true,
+        bare: 0,
     })
     .await?;
     let env = testbed::env_vars();

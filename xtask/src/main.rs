@@ -68,6 +68,10 @@ enum TestbedCmd {
         /// gateway in cluster1; base and an east-west gateway in the others.
         #[arg(long)]
         with_istio: bool,
+        /// Also start this many clusters after those, never given Istio (what
+        /// `kubectl mesh join --install` starts from).
+        #[arg(long, default_value_t = 0)]
+        bare: usize,
     },
     /// Stop every process of the test bed and remove its state.
     Down,
@@ -111,10 +115,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             TestbedCmd::Up {
                 clusters,
                 with_istio,
+                bare,
             } => {
                 match testbed::up(&testbed::UpOptions {
                     clusters,
                     with_istio,
+                    bare,
                 })
                 .await?
                 {
@@ -178,6 +184,7 @@ async fn test(extra: &[String]) -> Result<ExitCode> {
     let outcome = testbed::up(&testbed::UpOptions {
         clusters: 3, // cluster1 primary, cluster2 and cluster3 remotes (joining two at once)
         with_istio: true,
+        bare: 2, // cluster4 and cluster5: `join --install` from nothing
     })
     .await?;
     let mut args = vec!["test", "--workspace", "--", "--include-ignored"];

@@ -1,8 +1,11 @@
 //! What a cloud and kubelets would do, and only that (as kwok does):
 //!
 //! - a Node per cluster, Ready;
-//! - LoadBalancer Services get a loopback address `127.0.<i>.<n>` (n from 100) in
-//!   `status.loadBalancer.ingress`;
+//! - LoadBalancer Services get an address `198.18.<i>.<n>` (n from 100) in
+//!   `status.loadBalancer.ingress`: from the range set aside for network tests
+//!   (RFC 2544), so it is no one's real address, and not loopback — a cloud never hands
+//!   out loopback addresses, and Kubernetes refuses them in EndpointSlices, which is
+//!   where Istio's remote profile puts the primary's gateway address;
 //! - pods are bound to the node, marked Running and Ready with a pod IP `10.<100+i>.x.y`,
 //!   so Deployments roll out and EndpointSlices fill;
 //! - pods being deleted are removed at once, as a kubelet confirms a deletion.
@@ -119,11 +122,11 @@ impl ClusterSim {
             let mut used = self.lb_used.lock().unwrap();
             let last = (100..=250u8)
                 .find(|n| !used.contains(n))
-                .context("no loopback LoadBalancer addresses left")?;
+                .context("no LoadBalancer addresses left")?;
             used.insert(last);
             last
         };
-        let ip = Ipv4Addr::new(127, 0, self.index, last);
+        let ip = Ipv4Addr::new(198, 18, self.index, last);
         let ns = svc.namespace().unwrap_or_default();
         let api: Api<Service> = Api::namespaced(self.client.clone(), &ns);
         let patch = json!({"status": {"loadBalancer": {"ingress": [{"ip": ip.to_string(), "ipMode": "VIP"}]}}});

@@ -116,9 +116,12 @@ impl State {
 
 /// Options of `testbed up`.
 pub struct UpOptions {
+    /// Clusters `cluster1`…`clusterN`, with Istio when `with_istio`.
     pub clusters: usize,
-    /// Install Istio (see [`crate::istio`]) if it is not installed yet.
+    /// Install Istio (see [`crate::istio`]) in the first `clusters` if it is not installed yet.
     pub with_istio: bool,
+    /// Clusters after those that never get Istio (for `join --install`).
+    pub bare: usize,
 }
 
 /// What `up` did.
@@ -130,9 +133,10 @@ pub enum UpOutcome {
 
 /// Brings the test bed up, or reuses the one that runs.
 pub async fn up(opts: &UpOptions) -> Result<UpOutcome> {
-    if !(1..=9).contains(&opts.clusters) {
-        bail!("--clusters must be between 1 and 9");
+    if !(1..=9).contains(&(opts.clusters + opts.bare)) || opts.clusters == 0 {
+        bail!("--clusters plus --bare must be between 1 and 9, with --clusters at least 1");
     }
+    let total = opts.clusters + opts.bare;
     if opts.with_istio {
         // Build first, so clusters do not sit idle (or come up at all) when a build fails.
         crate::istio::ensure_helm()?;
@@ -144,9 +148,9 @@ pub async fn up(opts: &UpOptions) -> Result<UpOutcome> {
             && wait_all_ready(&state, Duration::from_secs(20))
                 .await
                 .is_ok();
-        if ready && state.clusters.len() >= opts.clusters {
+        if ready && state.clusters.len() >= total {
             if opts.with_istio {
-                install_istio(&mut state)?;
+                install_istio(&mut state, opts.clusters)?;
             }
             return Ok(UpOutcome::Reused);
         }
@@ -170,7 +174,7 @@ pub async fn up(opts: &UpOptions) -> Result<UpOutcome> {
         istio: None,
     });
     let first = state.clusters.len();
-    for i in first + 1..=opts.clusters {
+    for i in first + 1..=total {
         let name = format!("cluster{i}");
         let ip = Ipv4Addr::new(127, 0, i as u8, 1);
         let cluster_dir = dir.join(&name);
@@ -225,18 +229,20 @@ pub async fn up(opts: &UpOptions) -> Result<UpOutcome> {
     }
     eprintln!(
         "xtask: test bed with {} clusters up in {:.1}s",
-        opts.clusters,
+        total,
         started.elapsed().as_secs_f64()
     );
     if opts.with_istio {
         // A failed install leaves the clusters up, to look at; the error says where.
-        install_istio(&mut state)?;
+        install_istio(&mut state, opts.clusters)?;
     }
     Ok(UpOutcome::Started)
 }
 
-fn install_istio(state: &mut State) -> Result<()> {
-    let istio = crate::istio::install(&state.clusters, state.istio.as_ref())?;
+/// Istio in the first `count` clusters (the others are left bare).
+fn install_istio(state: &mut State, count: usize) -> Result<()> {
+    let count = count.min(state.clusters.len());
+    let istio = crate::istio::install(&state.clusters[..count], state.istio.as_ref())?;
     state.istio = Some(istio);
     state.save()
 }

@@ -146,7 +146,7 @@ async fn the_istio_configmap_holds_the_mesh_config() {
 
 #[tokio::test]
 #[ignore = "needs the test bed: cargo xtask test"]
-async fn each_cluster_has_an_eastwest_gateway_with_a_loopback_address() {
+async fn each_cluster_has_an_eastwest_gateway_with_a_load_balancer_address() {
     for (i, context) in CONTEXTS.iter().enumerate() {
         let client = client(context).await;
         let network = istio::network(i + 1);
@@ -197,8 +197,11 @@ async fn each_cluster_has_an_eastwest_gateway_with_a_loopback_address() {
             .unwrap_or_else(|| panic!("{context}: the east-west gateway has no address"))
             .parse()
             .unwrap();
-        assert!(ip.is_loopback(), "{context}: {ip}");
-        assert_eq!(ip.octets()[2] as usize, i + 1, "{context}: {ip}");
+        assert_eq!(
+            ip.octets()[..3],
+            [198, 18, (i + 1) as u8],
+            "{context}: {ip}"
+        );
 
         let deployment = Api::<Deployment>::namespaced(client, NAMESPACE)
             .get(EASTWEST_RELEASE)
