@@ -14,7 +14,9 @@ use std::time::Duration;
 use assert_cmd::Command;
 use base64::Engine;
 use common::istiod::{Istiod, NAMESPACE};
-use common::{generate_certs, kubectl, kubectl_ok, mesh_lock, reset_mesh};
+use common::{
+    generate_certs, kubectl, kubectl_ok, lb_address, mesh_lock, mesh_networks, reset_mesh,
+};
 use serde_json::Value;
 
 /// How long istiod may take to reach a conclusion (sync a remote, see an endpoint).
@@ -55,21 +57,6 @@ fn join_cluster2() -> tempfile::TempDir {
         text(&out.stderr)
     );
     certs
-}
-
-fn lb_address(ctx: &str) -> String {
-    kubectl(&[
-        "--context",
-        ctx,
-        "-n",
-        NAMESPACE,
-        "get",
-        "svc",
-        "-l",
-        "istio=eastwestgateway",
-        "-o",
-        "jsonpath={.items[0].status.loadBalancer.ingress[0].ip}",
-    ])
 }
 
 fn status_of(clusters: &[(String, String)], id: &str) -> Option<String> {
@@ -305,17 +292,7 @@ fn istiod_sees_helloworld_v1_in_cluster1_and_v2_in_cluster2_on_their_networks() 
     // network2's gateway is where join found it: the address it wrote to meshNetworks,
     // which is the east-west gateway's LoadBalancer address, on the TLS port.
     let discovered = lb_address("cluster2");
-    let networks: Value = serde_saphyr::from_str(&kubectl(&[
-        "--context=cluster1",
-        "-n",
-        NAMESPACE,
-        "get",
-        "configmap",
-        "istio",
-        "-o",
-        "jsonpath={.data.meshNetworks}",
-    ]))
-    .unwrap();
+    let networks: Value = serde_saphyr::from_str(&mesh_networks("cluster1")).unwrap();
     assert_eq!(
         networks["networks"]["network2"]["gateways"][0]["address"],
         discovered.as_str()

@@ -9,7 +9,10 @@ use std::process::Output;
 use std::path::Path;
 
 use assert_cmd::Command;
-use common::{audit_mark, generate_certs, kubectl, mesh, mesh_lock, reset_mesh, text};
+use common::{
+    audit_mark, generate_certs, kubectl, lb_address, mesh, mesh_lock, mesh_networks,
+    offline_kubeconfig, reset_mesh, text,
+};
 
 fn join(certs: &Path, extra: &[&str]) -> Output {
     let certs = certs.to_str().unwrap();
@@ -43,35 +46,6 @@ fn secret_file(ctx: &str, key: &str) -> Vec<u8> {
     base64::engine::general_purpose::STANDARD
         .decode(b64.trim())
         .unwrap()
-}
-
-fn lb_address(ctx: &str) -> String {
-    kubectl(&[
-        "--context",
-        ctx,
-        "-n",
-        "istio-system",
-        "get",
-        "svc",
-        "-l",
-        "istio=eastwestgateway",
-        "-o",
-        "jsonpath={.items[0].status.loadBalancer.ingress[0].ip}",
-    ])
-}
-
-fn mesh_networks() -> String {
-    kubectl(&[
-        "--context",
-        "cluster1",
-        "-n",
-        "istio-system",
-        "get",
-        "configmap",
-        "istio",
-        "-o",
-        "jsonpath={.data.meshNetworks}",
-    ])
 }
 
 /// What a user would look at after a join, as one comparable text.
@@ -113,7 +87,7 @@ fn observable_state() -> String {
         ]);
         state += "\n";
     }
-    state += &mesh_networks();
+    state += &mesh_networks("cluster1");
     state += &kubectl(&[
         "--context",
         "cluster1",
@@ -199,7 +173,7 @@ fn join_from_scratch_then_again_changes_nothing() {
         );
     }
     // meshNetworks names both networks with the discovered gateway addresses.
-    let networks = mesh_networks();
+    let networks = mesh_networks("cluster1");
     let parsed: serde_json::Value = serde_saphyr::from_str(&networks).unwrap();
     for (net, cluster, ctx) in [
         ("network1", "cluster1", "cluster1"),
@@ -432,7 +406,7 @@ fn two_remotes_join_in_one_command() {
         certs.path().to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let parsed: serde_json::Value = serde_saphyr::from_str(&mesh_networks()).unwrap();
+    let parsed: serde_json::Value = serde_saphyr::from_str(&mesh_networks("cluster1")).unwrap();
     for (net, cluster) in [
         ("network1", "cluster1"),
         ("network2", "cluster2"),
@@ -478,17 +452,6 @@ fn two_remotes_join_in_one_command() {
             secret_file("cluster1", "root-cert.pem")
         );
     }
-}
-
-/// A kubeconfig with two contexts whose servers nobody listens on.
-fn offline_kubeconfig() -> tempfile::NamedTempFile {
-    let file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(
-        file.path(),
-        "apiVersion: v1\nkind: Config\ncurrent-context: east\nclusters:\n- name: east\n  cluster: {server: 'https://127.0.0.1:1'}\n- name: west\n  cluster: {server: 'https://127.0.0.1:2'}\nusers:\n- name: u\n  user: {token: not-a-real-token}\ncontexts:\n- name: east\n  context: {cluster: east, user: u}\n- name: west\n  context: {cluster: west, user: u}\n",
-    )
-    .unwrap();
-    file
 }
 
 #[test]

@@ -153,25 +153,7 @@ pub async fn read_facts(
         .get_opt(namespace)
         .await
         .map_err(|e| kube(context, format!("reading namespace {namespace}"), e))?;
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let gateway_crd_version = match crds.get_opt("gateways.networking.istio.io").await {
-        Ok(crd) => crd.and_then(|crd| {
-            let served: Vec<String> = crd
-                .spec
-                .versions
-                .iter()
-                .filter(|v| v.served)
-                .map(|v| v.name.clone())
-                .collect();
-            ["v1", "v1beta1", "v1alpha3"]
-                .iter()
-                .find(|v| served.iter().any(|s| s == *v))
-                .map(|v| (*v).to_owned())
-        }),
-        // Reading CRDs may be forbidden; then the gateway step says so itself.
-        Err(kube::Error::Api(s)) if s.code == 403 => Some("v1".into()),
-        Err(e) => return Err(kube(context, "reading Istio's CRDs", e)),
-    };
+    let gateway_crd_version = istio_gateway_crd_version(client, context).await?;
     let mut facts = ClusterFacts {
         context: context.to_owned(),
         kube_system_uid: kube_system.and_then(|ns| ns.metadata.uid),
@@ -317,6 +299,83 @@ async fn allowed(
         .await
         .map_err(|e| kube(context, "checking permissions (SelfSubjectAccessReview)", e))?;
     Ok(answer.status.is_some_and(|s| s.allowed))
+}
+
+/// The served version of Istio's Gateway CRD (`v1`, else `v1beta1`, else `v1alpha3`), or
+/// `None` when the CRD is missing. When reading CRDs is forbidden this says `v1`: the
+/// gateway step then reports the real problem itself.
+pub(crate) async fn istio_gateway_crd_version(
+    client: &Client,
+    context: &str,
+) -> Result<Option<String>> {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    match crds.get_opt("gateways.networking.istio.io").await {
+        Ok(crd) => Ok(crd.and_then(|crd| {
+            let served: Vec<String> = crd
+                .spec
+                .versions
+                .iter()
+                .filter(|v| v.served)
+                .map(|v| v.name.clone())
+                .collect();
+            ["v1", "v1beta1", "v1alpha3"]
+                .iter()
+                .find(|v| served.iter().any(|s| s == *v))
+                .map(|v| (*v).to_owned())
+        })),
+        Err(kube::Error::Api(s)) if s.code == 403 => Ok(Some("v1".into())),
+        Err(e) => Err(kube(context, "reading Istio's CRDs", e)),
+    }
+}
+
+/// The name of the Gateway that exposes istiod on the primary's east-west gateway.
+pub const ISTIOD_GATEWAY: &str = "istiod-gateway";
+/// The name of the VirtualService that routes that Gateway to istiod.
+pub const ISTIOD_VIRTUAL_SERVICE: &str = "istiod-vs";
+
+/// What exposes istiod to the remotes through the primary's east-west gateway (as
+/// Istio's `expose-istiod.yaml` sample does): a Gateway passing TLS through on 15012
+/// (xDS and certificates) and 15017 (injection webhook), and a VirtualService routing
+/// both to the `istiod` Service.
+///
+/// ```
+/// let objects = mesh_core::expose_istiod("istio-system", "v1");
+/// assert_eq!(objects[0].0.metadata.name.as_deref(), Some("istiod-gateway"));
+/// assert_eq!(objects[1].1.kind, "VirtualService");
+/// ```
+pub fn expose_istiod(namespace: &str, crd_version: &str) -> [(DynamicObject, ApiResource); 2] {
+    let gateway_resource = gateway_resource(crd_version);
+    let vs_resource = ApiResource {
+        kind: "VirtualService".into(),
+        plural: "virtualservices".into(),
+        ..gateway_resource.clone()
+    };
+    let server = |name: &str, number: u16| {
+        json!({
+            "port": {"name": name, "number": number, "protocol": "TLS"},
+            "tls": {"mode": "PASSTHROUGH"},
+            "hosts": ["*"],
+        })
+    };
+    let mut gateway = DynamicObject::new(ISTIOD_GATEWAY, &gateway_resource).within(namespace);
+    gateway.data = json!({"spec": {
+        "selector": {"istio": "eastwestgateway"},
+        "servers": [server("tls-istiod", 15012), server("tls-istiodwebhook", 15017)],
+    }});
+    let istiod = format!("istiod.{namespace}.svc.cluster.local");
+    let route = |port: u16, to: u16| {
+        json!({
+            "match": [{"port": port, "sniHosts": ["*"]}],
+            "route": [{"destination": {"host": istiod, "port": {"number": to}}}],
+        })
+    };
+    let mut vs = DynamicObject::new(ISTIOD_VIRTUAL_SERVICE, &vs_resource).within(namespace);
+    vs.data = json!({"spec": {
+        "hosts": ["*"],
+        "gateways": [ISTIOD_GATEWAY],
+        "tls": [route(15012, 15012), route(15017, 443)],
+    }});
+    [(gateway, gateway_resource), (vs, vs_resource)]
 }
 
 /// Finds the east-west gateway Service: label `istio=eastwestgateway`, else the

@@ -50,6 +50,17 @@ pub enum Error {
         reason: String,
     },
 
+    /// helm, or Istio's charts, could not install Istio (`join --install`).
+    #[error("{cluster}: {what} failed: {reason}")]
+    Install {
+        /// The cluster (its context), or `-` when no cluster is concerned.
+        cluster: String,
+        /// What was being done, e.g. "installing release istiod (chart …/istiod)".
+        what: String,
+        /// helm's own words (its last lines), or what is missing and how to get it.
+        reason: String,
+    },
+
     /// Reader credentials or the remote secret could not be made.
     #[error(transparent)]
     Credentials(#[from] mesh_kubeconfig::Error),

@@ -15,7 +15,8 @@ use crate::cluster::{
     MESH_CONFIG_MAP, NETWORK_LABEL,
 };
 use crate::error::{Error, Problem, Result, kube};
-use crate::networks::read_mesh_networks;
+use crate::install::{self, Charts, EASTWEST_RELEASE, Helm, InstallOptions, Release};
+use crate::networks::{MeshNetworks, read_mesh_networks};
 pub use crate::plan::Change;
 use crate::plan::{Outcome, Steps};
 use crate::progress::{EventKind, Progress};
@@ -52,6 +53,9 @@ pub struct JoinOptions {
     pub wait: Duration,
     /// Bound on each API request.
     pub request_timeout: Option<Duration>,
+    /// Install Istio where it is missing (`--install`), with helm; `None`: Istio must
+    /// be installed already.
+    pub install: Option<InstallOptions>,
 }
 
 impl JoinOptions {
@@ -83,6 +87,7 @@ impl JoinOptions {
             dry_run: false,
             wait: Duration::from_secs(120),
             request_timeout: None,
+            install: None,
         }
     }
 }
@@ -124,7 +129,19 @@ struct Target<'a> {
     facts: ClusterFacts,
     name: String,
     network: String,
+    /// The helm releases in the Istio namespace and their status (with `--install`).
+    releases: BTreeMap<String, String>,
 }
+
+/// helm and the charts, for `--install`.
+struct Installer<'a> {
+    helm: Helm<'a>,
+    charts: Charts,
+}
+
+/// The primary's east-west gateway address, as the remotes' istiod installs wait for it.
+type PrimaryAddress =
+    futures::future::Shared<futures::channel::oneshot::Receiver<Option<(String, u16)>>>;
 
 /// Joins the remotes to the primary: preflight (every problem, before any change),
 /// then the steps, concurrently where they do not depend on each other.
@@ -161,24 +178,41 @@ pub async fn join(
     for (spec, _) in &specs {
         run.emit(&spec.context, "preflight", EventKind::Started, started);
     }
+    let mut problems = Vec::new();
+    let installer = match &opts.install {
+        Some(install) => {
+            let (installer, found) = installer(install, opts).await;
+            problems.extend(found.into_iter().map(|message| Problem {
+                cluster: "-".into(),
+                message,
+            }));
+            installer
+        }
+        None => None,
+    };
+    let installer = installer.as_ref();
     let reads = specs.iter().map(|(spec, remote)| async move {
         let client = kubeconfigs
             .client(&spec.context, opts.request_timeout)
             .await?;
         let facts = cluster::read_facts(&client, &spec.context, ns, *remote).await?;
-        Ok::<_, Error>((client, facts))
+        let releases = match installer {
+            Some(i) => i.helm.releases(&spec.context).await?,
+            None => BTreeMap::new(),
+        };
+        Ok::<_, Error>((client, facts, releases))
     });
     let read = futures::future::join_all(reads).await;
-    let mut problems = Vec::new();
     let mut targets = Vec::new();
     for ((spec, _), result) in specs.iter().zip(read) {
         match result {
-            Ok((client, facts)) => targets.push(Target {
+            Ok((client, facts, releases)) => targets.push(Target {
                 spec,
                 client,
                 facts,
                 name: String::new(),
                 network: String::new(),
+                releases,
             }),
             Err(err) => problems.push(Problem {
                 cluster: spec.context.clone(),
@@ -206,12 +240,26 @@ pub async fn join(
     }
     let primary_name = targets[0].name.clone();
 
-    // Per cluster: cacerts, network label, (remote) control-plane annotation,
-    // cross-network Gateway, gateway address. Clusters run concurrently.
-    let per_cluster = targets
-        .iter()
-        .enumerate()
-        .map(|(i, t)| cluster_steps(&run, t, i > 0, &primary_name));
+    // Per cluster: the namespace's network label (and, on remotes, the control-plane
+    // annotation), cacerts, (--install) Istio's releases, the cross-network Gateway and
+    // the gateway address. Clusters run concurrently; a remote's istiod install waits
+    // for the primary's gateway address.
+    let (address_tx, address_rx) = futures::channel::oneshot::channel();
+    let primary_address: PrimaryAddress = futures::FutureExt::shared(address_rx);
+    let mut address_tx = Some(address_tx);
+    let per_cluster = targets.iter().enumerate().map(|(i, t)| {
+        cluster_steps(
+            &run,
+            t,
+            &primary_name,
+            installer,
+            if i == 0 {
+                Link::Primary(address_tx.take(), targets.len() > 1)
+            } else {
+                Link::Remote(primary_address.clone())
+            },
+        )
+    });
     let addresses: Vec<Result<Option<(String, u16)>>> =
         futures::future::join_all(per_cluster).await;
     let mut gateways = Vec::new();
@@ -279,28 +327,46 @@ async fn judge(targets: &mut [Target<'_>], opts: &JoinOptions) -> Vec<Problem> {
         })
     };
     let ns = &opts.namespace;
+    let installing = opts.install.is_some();
 
     for (i, t) in targets.iter_mut().enumerate() {
         let ctx = t.spec.context.clone();
         let f = &t.facts;
-        if f.istio_namespace.is_none() {
+        if f.istio_namespace.is_none() && !installing {
             problem(
                 &ctx,
                 format!(
-                    "namespace {ns} does not exist; install Istio first (or pass -n with Istio's namespace)"
+                    "namespace {ns} does not exist; install Istio first, or pass --install (or -n with Istio's namespace)"
                 ),
             );
         }
-        if f.gateway_crd_version.is_none() {
-            problem(&ctx, "Istio's CRDs are missing (gateways.networking.istio.io); install Istio's base chart first".into());
+        if f.gateway_crd_version.is_none() && !installing {
+            problem(&ctx, "Istio's CRDs are missing (gateways.networking.istio.io); install Istio's base chart first, or pass --install".into());
         }
-        if i == 0 && f.istio_namespace.is_some() && !f.has_mesh_config {
+        if i == 0 && f.istio_namespace.is_some() && !f.has_mesh_config && !installing {
             problem(
                 &ctx,
                 format!(
-                    "ConfigMap {ns}/{MESH_CONFIG_MAP} is missing: istiod is not installed in the primary; install istiod there first"
+                    "ConfigMap {ns}/{MESH_CONFIG_MAP} is missing: istiod is not installed in the primary; install istiod there first, or pass --install"
                 ),
             );
+        }
+        for (release, status) in &t.releases {
+            let ours = [
+                install::BASE_RELEASE,
+                install::ISTIOD_RELEASE,
+                EASTWEST_RELEASE,
+            ];
+            let stuck =
+                !["deployed", "failed", "pending-install", "superseded"].contains(&status.as_str());
+            if ours.contains(&release.as_str()) && stuck {
+                problem(
+                    &ctx,
+                    format!(
+                        "helm release {ns}/{release} is {status}; finish or undo that helm operation first (`helm history {release} -n {ns} --kube-context {ctx}`, then `helm rollback`)"
+                    ),
+                );
+            }
         }
         if !f.denied.is_empty() {
             problem(
@@ -516,43 +582,64 @@ async fn judge(targets: &mut [Target<'_>], opts: &JoinOptions) -> Vec<Problem> {
     problems
 }
 
+/// How a cluster's steps link to the primary's gateway address.
+enum Link {
+    /// The primary: sends its gateway address (once known) to the remotes; `true` when
+    /// there are remotes (with `--install`, istiod is then exposed on the gateway).
+    Primary(
+        Option<futures::channel::oneshot::Sender<Option<(String, u16)>>>,
+        bool,
+    ),
+    /// A remote: its istiod install waits for the primary's address.
+    Remote(PrimaryAddress),
+}
+
+/// helm and the charts, checked: every problem found (missing helm, charts, files).
+async fn installer<'a>(
+    install: &'a InstallOptions,
+    opts: &'a JoinOptions,
+) -> (Option<Installer<'a>>, Vec<String>) {
+    let mut problems = install::check_inputs(install);
+    let charts = Charts::find(&install.charts)
+        .map_err(|e| problems.push(e.to_string()))
+        .ok();
+    let helm = Helm {
+        opts: install,
+        namespace: &opts.namespace,
+        timeout: opts.wait,
+    };
+    match helm.version().await {
+        Ok(version) => tracing::debug!(%version, "helm runs"),
+        Err(e) => problems.push(e.to_string()),
+    }
+    match charts {
+        Some(charts) if problems.is_empty() => (Some(Installer { helm, charts }), problems),
+        _ => (None, problems),
+    }
+}
+
 /// The steps on one cluster; returns its gateway address.
 async fn cluster_steps(
     run: &Run<'_>,
     t: &Target<'_>,
-    remote: bool,
     primary_name: &str,
+    installer: Option<&Installer<'_>>,
+    link: Link,
 ) -> Result<Option<(String, u16)>> {
+    let remote = matches!(link, Link::Remote(_));
     let ctx = t.spec.context.as_str();
     let ns = run.opts.namespace.as_str();
-    if let Some(bundle) = &t.spec.certs {
-        run.step(ctx, "cacerts", async {
-            let desired = cluster::cacerts_secret(ns, bundle);
-            let current = t.facts.cacerts.as_ref();
-            if current.and_then(|s| s.data.as_ref()) == desired.data.as_ref() {
-                return Ok(Outcome::Unchanged);
-            }
-            if !run.opts.dry_run {
-                let api: Api<Secret> = Api::namespaced(t.client.clone(), ns);
-                cluster::apply(&api, ctx, CACERTS, &desired).await?;
-            }
-            if t.facts.istiod_cluster_id.is_some() {
-                run.warn(ctx, "cacerts", "istiod already runs and keeps its old CA until it restarts: kubectl rollout restart deployment/istiod -n ".to_owned() + ns);
-            }
-            let verb = if current.is_some() { "updated" } else { "created" };
-            Ok(Outcome::Changed(format!("{verb} Secret {ns}/{CACERTS}"), None))
-        })
-        .await?;
-    }
 
+    // The namespace first: cacerts lives in it, and istiod must find cacerts at start.
     run.step(ctx, "network label", async {
-        let ns_obj = t.facts.istio_namespace.as_ref().expect("checked in preflight");
-        let meta = &ns_obj.metadata;
-        let has_label = meta.labels.as_ref().and_then(|l| l.get(NETWORK_LABEL)) == Some(&t.network);
+        let meta = t.facts.istio_namespace.as_ref().map(|n| &n.metadata);
+        let has_label = meta
+            .and_then(|m| m.labels.as_ref())
+            .and_then(|l| l.get(NETWORK_LABEL))
+            == Some(&t.network);
         let has_annotation = !remote
             || meta
-                .annotations
-                .as_ref()
+                .and_then(|m| m.annotations.as_ref())
                 .and_then(|a| a.get(CONTROL_PLANE_CLUSTERS_ANNOTATION))
                 .is_some_and(|v| v.split(',').any(|c| c.trim() == primary_name));
         if has_label && has_annotation {
@@ -576,77 +663,352 @@ async fn cluster_steps(
             let api: Api<Namespace> = Api::all(t.client.clone());
             cluster::apply(&api, ctx, ns, &desired).await?;
         }
+        let verb = if meta.is_some() { "labelled" } else { "created" };
         let what = if remote {
-            format!("labelled namespace {ns} {NETWORK_LABEL}={} and annotated {CONTROL_PLANE_CLUSTERS_ANNOTATION}={primary_name}", t.network)
+            format!("{verb} namespace {ns} {NETWORK_LABEL}={} and annotated {CONTROL_PLANE_CLUSTERS_ANNOTATION}={primary_name}", t.network)
         } else {
-            format!("labelled namespace {ns} {NETWORK_LABEL}={}", t.network)
+            format!("{verb} namespace {ns} {NETWORK_LABEL}={}", t.network)
         };
         Ok(Outcome::Changed(what, serde_json::to_value(&desired).ok()))
     })
     .await?;
 
-    let Some(gateway) = &t.facts.gateway else {
+    if let Some(bundle) = &t.spec.certs {
+        run.step(ctx, "cacerts", async {
+            let desired = cluster::cacerts_secret(ns, bundle);
+            let current = t.facts.cacerts.as_ref();
+            if current.and_then(|s| s.data.as_ref()) == desired.data.as_ref() {
+                return Ok(Outcome::Unchanged);
+            }
+            if !run.opts.dry_run {
+                let api: Api<Secret> = Api::namespaced(t.client.clone(), ns);
+                cluster::apply(&api, ctx, CACERTS, &desired).await?;
+            }
+            if t.facts.istiod_cluster_id.is_some() {
+                run.warn(ctx, "cacerts", "istiod already runs and keeps its old CA until it restarts: kubectl rollout restart deployment/istiod -n ".to_owned() + ns);
+            }
+            let verb = if current.is_some() { "updated" } else { "created" };
+            Ok(Outcome::Changed(format!("{verb} Secret {ns}/{CACERTS}"), None))
+        })
+        .await?;
+    }
+
+    // --install: Istio's releases where they are missing, in the guide's order.
+    let mut crd_version = t.facts.gateway_crd_version.clone();
+    let mut gateway = t.facts.gateway.clone();
+    let mut gateway_pending = false;
+    if let Some(inst) = installer {
+        let releases = if remote {
+            None
+        } else {
+            Some(install::primary_releases(
+                &inst.charts,
+                &inst.helm.opts.mesh_id,
+                &t.name,
+                &t.network,
+            ))
+        };
+        let charts = &inst.charts;
+        let [base, istiod, eastwest] = match releases {
+            Some(r) => r,
+            // The remote's istiod is rebuilt below, once the primary's address is known.
+            None => install::remote_releases(charts, &t.name, &t.network, ""),
+        };
+        let base_needed = crd_version.is_none() || needs_repair(t, base.name);
+        if base_needed {
+            run.step(ctx, "istio-base", async {
+                release_step(run, t, inst, "istio-base", &base, Await::Crds).await
+            })
+            .await?;
+            crd_version = Some(if run.opts.dry_run {
+                "v1".to_owned()
+            } else {
+                cluster::istio_gateway_crd_version(&t.client, ctx)
+                    .await?
+                    .unwrap_or_else(|| "v1".into())
+            });
+        }
+        match &link {
+            Link::Primary(..) => {
+                if !t.facts.has_mesh_config && t.facts.istiod_cluster_id.is_none()
+                    || needs_repair(t, istiod.name)
+                {
+                    run.step(ctx, "istiod", async {
+                        release_step(run, t, inst, "istiod", &istiod, Await::Rollout).await
+                    })
+                    .await?;
+                }
+            }
+            Link::Remote(primary_address) => {
+                if remote_istiod_needed(run, t).await? {
+                    run.step(ctx, "istiod (remote profile)", async {
+                        let address = primary_address.clone().await.map_err(|_| {
+                            Error::Install {
+                                cluster: ctx.to_owned(),
+                                what: "installing istiod with the remote profile".into(),
+                                reason: "the primary's steps failed before its east-west gateway had an address (see the primary's error)".into(),
+                            }
+                        })?;
+                        match address {
+                            Some((addr, _)) if addr.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback()) => Err(Error::Install {
+                                cluster: ctx.to_owned(),
+                                what: "installing istiod with the remote profile".into(),
+                                reason: format!("the primary's east-west gateway address {addr} is a loopback address: this cluster's proxies could not reach istiod there (and Kubernetes refuses it in the istiod EndpointSlice); pass --primary-gateway-address with an address the remote reaches"),
+                            }),
+                            Some((addr, _)) => {
+                                let [_, istiod, _] = install::remote_releases(
+                                    &inst.charts, &t.name, &t.network, &addr,
+                                );
+                                release_step(run, t, inst, "istiod (remote profile)", &istiod, Await::Nothing).await
+                            }
+                            None if run.opts.dry_run => Ok(Outcome::Changed(
+                                format!("installed release istiod (remote profile, injection path {}) with remotePilotAddress set to the primary's east-west gateway address, known once that gateway is installed", install::injection_path(&t.name, &t.network)),
+                                None,
+                            )),
+                            None => Err(Error::Install {
+                                cluster: ctx.to_owned(),
+                                what: "installing istiod with the remote profile".into(),
+                                reason: "the primary's east-west gateway has no address; pass --primary-gateway-address".into(),
+                            }),
+                        }
+                    })
+                    .await?;
+                }
+            }
+        }
+        if gateway.is_none() || needs_repair(t, eastwest.name) {
+            run.step(ctx, "east-west gateway", async {
+                release_step(run, t, inst, "east-west gateway", &eastwest, Await::Rollout).await
+            })
+            .await?;
+            gateway = if run.opts.dry_run {
+                gateway_pending = true;
+                Some(planned_gateway(&t.network))
+            } else {
+                cluster::find_gateway(&t.client, ctx, ns).await?
+            };
+        }
+    }
+
+    let Some(gateway) = &gateway else {
         if t.spec.gateway_address.is_none() {
             run.warn(ctx, "gateway", format!("no east-west gateway Service (label istio=eastwestgateway) in {ns}: traffic from other networks cannot reach this cluster; install one, or pass its address"));
         }
-        return Ok(t
+        let address = t
             .spec
             .gateway_address
             .as_deref()
-            .map(|a| parse_address(a, 15443).expect("checked in preflight")));
+            .map(|a| parse_address(a, 15443).expect("checked in preflight"));
+        if let Link::Primary(Some(tx), _) = link {
+            let _ = tx.send(address.clone());
+        }
+        return Ok(address);
     };
-    let version = t.facts.gateway_crd_version.as_deref().unwrap_or("v1");
+    let version = crd_version.as_deref().unwrap_or("v1");
     run.step(ctx, "cross-network gateway", async {
         let desired = cluster::cross_network_gateway(ns, gateway, version);
-        let api: Api<DynamicObject> =
-            Api::namespaced_with(t.client.clone(), ns, &cluster::gateway_resource(version));
-        let current = api
-            .get_opt(cluster::CROSS_NETWORK_GATEWAY)
-            .await
-            .map_err(|e| {
-                kube(
-                    ctx,
-                    format!("reading Gateway {ns}/{}", cluster::CROSS_NETWORK_GATEWAY),
-                    e,
-                )
-            })?;
-        if current.as_ref().map(|c| &c.data["spec"]) == Some(&desired.data["spec"]) {
-            return Ok(Outcome::Unchanged);
-        }
-        if !run.opts.dry_run {
-            cluster::apply(&api, ctx, cluster::CROSS_NETWORK_GATEWAY, &desired).await?;
-        }
-        let verb = if current.is_some() {
-            "updated"
-        } else {
-            "created"
-        };
-        Ok(Outcome::Changed(
-            format!(
-                "{verb} Gateway {ns}/{} (TLS AUTO_PASSTHROUGH on port {})",
-                cluster::CROSS_NETWORK_GATEWAY,
-                gateway.port
-            ),
-            serde_json::to_value(&desired).ok(),
-        ))
+        apply_if_changed(
+            run,
+            t,
+            desired,
+            &cluster::gateway_resource(version),
+            format!("TLS AUTO_PASSTHROUGH on port {}", gateway.port),
+        )
+        .await
     })
     .await?;
+    if let (Link::Primary(_, true), Some(_)) = (&link, installer) {
+        run.step(ctx, "expose istiod", async {
+            let mut done = Vec::new();
+            for (object, resource) in cluster::expose_istiod(ns, version) {
+                if let Outcome::Changed(what, _) = apply_if_changed(
+                    run,
+                    t,
+                    object,
+                    &resource,
+                    "istiod's ports 15012 and 15017, TLS passthrough".into(),
+                )
+                .await?
+                {
+                    done.push(what);
+                }
+            }
+            Ok(Outcome::from_changes(done))
+        })
+        .await?;
+    }
 
-    if let Some(addr) = &t.spec.gateway_address {
-        return Ok(Some(
-            parse_address(addr, gateway.port).expect("checked in preflight"),
+    let found = if let Some(addr) = &t.spec.gateway_address {
+        Some(parse_address(addr, gateway.port).expect("checked in preflight"))
+    } else if gateway_pending {
+        run.step(ctx, "gateway address", async {
+            Ok(Outcome::Found(
+                "known once the east-west gateway is installed".into(),
+            ))
+        })
+        .await?;
+        None
+    } else {
+        let mut found = None;
+        let found_ref = &mut found;
+        run.step(ctx, "gateway address", async move {
+            let address = gateway_address(run, t, gateway).await?;
+            let shown = format!("{}:{}", address.0, address.1);
+            *found_ref = Some(address);
+            Ok(Outcome::Found(shown))
+        })
+        .await?;
+        found
+    };
+    if let Link::Primary(Some(tx), _) = link {
+        let _ = tx.send(found.clone());
+    }
+    Ok(found)
+}
+
+/// Applies an Istio object (Gateway, VirtualService) unless its spec already is as wanted.
+async fn apply_if_changed(
+    run: &Run<'_>,
+    t: &Target<'_>,
+    desired: DynamicObject,
+    resource: &kube::api::ApiResource,
+    detail: String,
+) -> Result<Outcome> {
+    let ctx = t.spec.context.as_str();
+    let ns = run.opts.namespace.as_str();
+    let name = desired.metadata.name.clone().unwrap_or_default();
+    let kind = &resource.kind;
+    let api: Api<DynamicObject> = Api::namespaced_with(t.client.clone(), ns, resource);
+    // Before --install has made the CRD, a dry run has nothing to read.
+    let current = match api.get_opt(&name).await {
+        Ok(current) => current,
+        Err(kube::Error::Api(s)) if s.code == 404 && run.opts.dry_run => None,
+        Err(e) => return Err(kube(ctx, format!("reading {kind} {ns}/{name}"), e)),
+    };
+    if current.as_ref().map(|c| &c.data["spec"]) == Some(&desired.data["spec"]) {
+        return Ok(Outcome::Unchanged);
+    }
+    if !run.opts.dry_run {
+        cluster::apply(&api, ctx, &name, &desired).await?;
+    }
+    let verb = if current.is_some() {
+        "updated"
+    } else {
+        "created"
+    };
+    Ok(Outcome::Changed(
+        format!("{verb} {kind} {ns}/{name} ({detail})"),
+        serde_json::to_value(&desired).ok(),
+    ))
+}
+
+/// Whether a release of ours exists but did not deploy (an interrupted or failed run).
+fn needs_repair(t: &Target<'_>, release: &str) -> bool {
+    t.releases
+        .get(release)
+        .is_some_and(|s| s == "failed" || s == "pending-install")
+}
+
+/// Whether a remote still needs istiod's remote profile: no release of it deployed, and
+/// no `istiod` Service (what the remote profile, or a local istiod, provides).
+async fn remote_istiod_needed(run: &Run<'_>, t: &Target<'_>) -> Result<bool> {
+    if needs_repair(t, install::ISTIOD_RELEASE) {
+        return Ok(true);
+    }
+    if t.releases.contains_key(install::ISTIOD_RELEASE) || t.facts.istiod_cluster_id.is_some() {
+        return Ok(false);
+    }
+    if t.facts.istio_namespace.is_none() {
+        return Ok(true);
+    }
+    let ns = run.opts.namespace.as_str();
+    let services: Api<Service> = Api::namespaced(t.client.clone(), ns);
+    let istiod = services
+        .get_opt("istiod")
+        .await
+        .map_err(|e| kube(&t.spec.context, format!("reading Service {ns}/istiod"), e))?;
+    Ok(istiod.is_none())
+}
+
+/// What to wait for after a release is installed.
+enum Await {
+    /// Istio's CRDs Established.
+    Crds,
+    /// The release's Deployments rolled out.
+    Rollout,
+    /// Nothing (the remote profile runs no pod).
+    Nothing,
+}
+
+/// Installs one release (a dry run renders it instead) and waits for it.
+async fn release_step(
+    run: &Run<'_>,
+    t: &Target<'_>,
+    inst: &Installer<'_>,
+    step: &str,
+    release: &Release,
+    wait: Await,
+) -> Result<Outcome> {
+    let ctx = t.spec.context.as_str();
+    let chart = release
+        .chart
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if run.opts.dry_run {
+        let objects = inst.helm.template(ctx, release).await?;
+        let what = format!(
+            "installed release {} (chart {chart}, {} objects)",
+            release.name,
+            objects.len()
+        );
+        let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": objects});
+        return Ok(Outcome::Changed(what, Some(list)));
+    }
+    let started = Instant::now();
+    let mut done = Vec::new();
+    if t.releases.get(release.name).map(String::as_str) == Some("pending-install") {
+        inst.helm.uninstall(ctx, release.name).await?;
+        done.push(format!(
+            "removed release {} left pending-install by an interrupted run",
+            release.name
         ));
     }
-    let mut found = None;
-    let found_ref = &mut found;
-    run.step(ctx, "gateway address", async move {
-        let address = gateway_address(run, t, gateway).await?;
-        let shown = format!("{}:{}", address.0, address.1);
-        *found_ref = Some(address);
-        Ok(Outcome::Found(shown))
-    })
-    .await?;
-    Ok(found)
+    inst.helm.upgrade_install(ctx, release).await?;
+    let on_wait = |what: String| run.emit(ctx, step, EventKind::Waiting(what), started);
+    let ns = run.opts.namespace.as_str();
+    let detail = match wait {
+        Await::Crds => {
+            let n = install::wait_crds_established(&t.client, ctx, run.opts.wait, &on_wait).await?;
+            format!("{n} CRDs Established")
+        }
+        Await::Rollout => {
+            let names =
+                install::wait_rollout(&t.client, ctx, ns, release.name, run.opts.wait, &on_wait)
+                    .await?;
+            format!("Deployment {} rolled out", names.join(", "))
+        }
+        Await::Nothing => "no pods to wait for".into(),
+    };
+    done.push(format!(
+        "installed release {ns}/{} (chart {chart}; {detail})",
+        release.name
+    ));
+    Ok(Outcome::from_changes(done))
+}
+
+/// The gateway Service the gateway chart will make (for a dry run before it exists).
+fn planned_gateway(network: &str) -> GatewayService {
+    GatewayService {
+        name: EASTWEST_RELEASE.into(),
+        selector: BTreeMap::from([
+            ("app".to_owned(), EASTWEST_RELEASE.to_owned()),
+            ("istio".to_owned(), "eastwestgateway".to_owned()),
+        ]),
+        port: 15443,
+        node_port: None,
+        network_label: Some(network.to_owned()),
+    }
 }
 
 /// Waits for the gateway Service's address: LoadBalancer ip or hostname, else
@@ -739,10 +1101,24 @@ async fn mesh_networks_step(
     let ns = run.opts.namespace.as_str();
     let api: Api<ConfigMap> = Api::namespaced(primary.client.clone(), ns);
     let cm = api
-        .get(MESH_CONFIG_MAP)
+        .get_opt(MESH_CONFIG_MAP)
         .await
         .map_err(|e| kube(ctx, format!("reading ConfigMap {ns}/{MESH_CONFIG_MAP}"), e))?;
-    let mut networks = read_mesh_networks(&cm, ctx, ns, "join")?;
+    let mut networks = match &cm {
+        Some(cm) => read_mesh_networks(cm, ctx, ns, "join")?,
+        // Only a dry run of --install gets here: istiod (and its ConfigMap) is not there yet.
+        None if run.opts.dry_run && run.opts.install.is_some() => {
+            MeshNetworks::parse("").expect("empty meshNetworks parses")
+        }
+        None => {
+            return Err(Error::Malformed {
+                cluster: ctx.to_owned(),
+                object: format!("ConfigMap {ns}/{MESH_CONFIG_MAP}"),
+                reason: "it is missing: istiod is not installed; install it, or pass --install"
+                    .into(),
+            });
+        }
+    };
     let mut changed = false;
     for (t, gw) in targets.iter().zip(gateways) {
         // A registry listed under another network moves to this one.

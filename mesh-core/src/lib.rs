@@ -16,6 +16,12 @@
 //! 5. `meshNetworks` in the primary's `istio` ConfigMap, edited structurally;
 //! 6. the reader credentials in each remote and its remote secret in the primary.
 //!
+//! With [`JoinOptions::install`] (`join --install`), Istio is installed first where it is
+//! missing, by real `helm` with Istio's own charts and the guide's values (see
+//! [`primary_releases`] and [`remote_releases`]): the namespace and `cacerts` first, then
+//! the CRDs (waited on until Established), istiod and the east-west gateways (waited on
+//! until rolled out); a remote's istiod points at the primary's gateway address.
+//!
 //! Progress reaches the caller as [`Event`]s through a [`Progress`]; this crate never
 //! prints or prompts.
 //!
@@ -40,6 +46,7 @@
 
 mod cluster;
 mod error;
+mod install;
 mod join;
 mod links;
 mod networks;
@@ -50,10 +57,14 @@ mod unjoin;
 
 pub use cluster::{
     CACERTS, CONTROL_PLANE_CLUSTERS_ANNOTATION, CROSS_NETWORK_GATEWAY, ClusterFacts,
-    GatewayService, MESH_CONFIG_MAP, NETWORK_LABEL, cacerts_secret, cross_network_gateway,
-    find_gateway, read_facts,
+    GatewayService, ISTIOD_GATEWAY, ISTIOD_VIRTUAL_SERVICE, MESH_CONFIG_MAP, NETWORK_LABEL,
+    cacerts_secret, cross_network_gateway, expose_istiod, find_gateway, read_facts,
 };
 pub use error::{Error, Problem, Result};
+pub use install::{
+    BASE_RELEASE, Charts, DEFAULT_MESH_ID, EASTWEST_RELEASE, ISTIOD_RELEASE, InstallOptions,
+    Release, injection_path, primary_releases, remote_releases,
+};
 pub use join::{Change, ClusterSpec, JoinOptions, JoinSummary, JoinedCluster, join};
 pub use networks::{MESH_NETWORKS_KEY, MeshNetworks};
 pub use progress::{Event, EventKind, NoProgress, Progress};

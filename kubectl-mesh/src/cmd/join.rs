@@ -26,7 +26,13 @@ use crate::progress::Renderer;
   kubectl mesh join cluster2 --primary cluster1 --certs certs --dry-run -o yaml
 
   # Join two remotes at once (concurrently)
-  kubectl mesh join cluster2 cluster3 --primary cluster1 --certs certs --yes")]
+  kubectl mesh join cluster2 cluster3 --primary cluster1 --certs certs --yes
+
+  # Install Istio where it is missing (helm upgrade --install, Istio's own charts), then join
+  kubectl mesh join cluster2 --primary cluster1 --certs certs --install --istio-charts istio-1.28.0/manifests/charts
+
+  # See what --install would install: the rendered charts, as objects
+  kubectl mesh join cluster2 --primary cluster1 --certs certs --install --istio-charts charts --dry-run -o yaml")]
 pub struct JoinArgs {
     /// The kubeconfig contexts of the clusters to join (asked for on a terminal when missing).
     #[arg(value_name = "REMOTE")]
@@ -89,6 +95,10 @@ pub struct JoinArgs {
     #[command(flatten)]
     pub credentials: CredentialArgs,
 
+    /// Installing Istio where it is missing.
+    #[command(flatten)]
+    pub install: InstallArgs,
+
     /// Change nothing; say what would change (with -o yaml|json: the objects).
     #[arg(long)]
     pub dry_run: bool,
@@ -104,6 +114,54 @@ pub struct JoinArgs {
     /// How long each wait (a gateway's address) may take.
     #[arg(long, value_name = "DURATION", default_value = "2m")]
     pub timeout: String,
+}
+
+/// `--install` and what it takes.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Installing Istio (--install)")]
+pub struct InstallArgs {
+    /// Install Istio where it is missing, with helm (`helm upgrade --install`): on the
+    /// primary istio-base, istiod (mesh ID, cluster name, network) and an east-west
+    /// gateway; on each remote istio-base and istiod with the remote profile (istiod's
+    /// address: the primary's east-west gateway), then its east-west gateway. Releases
+    /// already deployed are left as they are.
+    #[arg(long)]
+    pub install: bool,
+
+    /// Istio's chart directory: an Istio release's manifests/charts, or base/, istiod/
+    /// and gateway/ as `helm pull --untar` gives them.
+    #[arg(long, value_name = "DIR", env = "ISTIO_CHARTS")]
+    pub istio_charts: Option<PathBuf>,
+
+    /// The helm binary.
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "helm",
+        requires = "install"
+    )]
+    pub helm: PathBuf,
+
+    /// The mesh ID given to the primary's istiod.
+    #[arg(long, value_name = "ID", default_value = mesh_core::DEFAULT_MESH_ID, requires = "install")]
+    pub mesh_id: String,
+
+    /// A value for the control-plane releases (istio-base, istiod), as helm's --set;
+    /// repeatable; wins over ours.
+    #[arg(long, value_name = "KEY=VALUE", requires = "install")]
+    pub set: Vec<String>,
+
+    /// A values file for the control-plane releases, as helm's --values; repeatable.
+    #[arg(short = 'f', long, value_name = "FILE", requires = "install")]
+    pub values: Vec<PathBuf>,
+
+    /// A value for the east-west gateway releases (gateway chart); repeatable.
+    #[arg(long, value_name = "KEY=VALUE", requires = "install")]
+    pub gateway_set: Vec<String>,
+
+    /// A values file for the east-west gateway releases; repeatable.
+    #[arg(long, value_name = "FILE", requires = "install")]
+    pub gateway_values: Vec<PathBuf>,
 }
 
 /// Runs `kubectl mesh join`.
@@ -130,7 +188,7 @@ pub fn run(global: &GlobalArgs, args: &JoinArgs) -> anyhow::Result<ExitCode> {
             bail!("{flag} names one remote's setting; join the remotes one at a time to use it");
         }
     }
-    let join_options = options(global, args, &primary, &remotes)?;
+    let join_options = options(global, args, &primary, &remotes, &kubeconfigs)?;
     let runtime = super::runtime()?;
 
     // On a terminal, show the plan and ask before changing anything.
@@ -141,7 +199,7 @@ pub fn run(global: &GlobalArgs, args: &JoinArgs) -> anyhow::Result<ExitCode> {
                 remotes.join(", ")
             );
         }
-        let mut preview = options(global, args, &primary, &remotes)?;
+        let mut preview = options(global, args, &primary, &remotes, &kubeconfigs)?;
         preview.dry_run = true;
         let plan = runtime.block_on(mesh_core::join(
             &kubeconfigs,
@@ -170,8 +228,21 @@ pub fn run(global: &GlobalArgs, args: &JoinArgs) -> anyhow::Result<ExitCode> {
         OutputFormat::Yaml => {
             if summary.dry_run {
                 // The objects, ready for GitOps.
-                for c in summary.changes.iter().filter_map(|c| c.object.as_ref()) {
-                    print!("---\n{}", serde_saphyr::to_string(c)?);
+                for (change, c) in summary
+                    .changes
+                    .iter()
+                    .filter_map(|c| Some((c, c.object.as_ref()?)))
+                {
+                    // Which cluster each object is for, as a YAML comment.
+                    println!("# {}: {}", change.cluster, change.description);
+                    // A rendered helm release is a List: one document per object.
+                    let objects = match c["items"].as_array() {
+                        Some(items) if c["kind"] == "List" => items.iter().collect(),
+                        _ => vec![c],
+                    };
+                    for object in objects {
+                        print!("---\n{}", serde_saphyr::to_string(object)?);
+                    }
                 }
             } else {
                 print!("{}", serde_saphyr::to_string(&summary)?);
@@ -186,6 +257,7 @@ fn options(
     args: &JoinArgs,
     primary: &str,
     remotes: &[String],
+    kubeconfigs: &Kubeconfigs,
 ) -> anyhow::Result<JoinOptions> {
     let wait = parse_duration(&args.timeout).context("--timeout")?;
     let request_timeout = global.request_timeout()?;
@@ -240,7 +312,31 @@ fn options(
             wait
         },
         request_timeout,
+        install: install_options(&args.install, kubeconfigs)?,
     })
+}
+
+fn install_options(
+    args: &InstallArgs,
+    kubeconfigs: &Kubeconfigs,
+) -> anyhow::Result<Option<mesh_core::InstallOptions>> {
+    if !args.install {
+        return Ok(None);
+    }
+    let Some(charts) = &args.istio_charts else {
+        bail!(
+            "--install needs Istio's charts: pass --istio-charts DIR (or set ISTIO_CHARTS) with the manifests/charts directory of an Istio release, or a directory holding base/, istiod/ and gateway/ from `helm pull istio/<chart> --untar`"
+        );
+    };
+    let mut install = mesh_core::InstallOptions::new(charts);
+    install.helm = args.helm.clone();
+    install.kubeconfig_files = kubeconfigs.files().to_vec();
+    install.mesh_id = args.mesh_id.clone();
+    install.set = args.set.clone();
+    install.values_files = args.values.clone();
+    install.gateway_set = args.gateway_set.clone();
+    install.gateway_values_files = args.gateway_values.clone();
+    Ok(Some(install))
 }
 
 fn load(dir: &Path, flag: &str, cluster: &str) -> anyhow::Result<CaBundle> {

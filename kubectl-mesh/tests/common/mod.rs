@@ -62,6 +62,12 @@ impl AuditMark {
     /// mark, as `verb resource namespace/name` lines. Reviews that persist nothing
     /// (SelfSubjectAccessReview, TokenReview, …) are left out.
     pub fn mutations(&self) -> Vec<String> {
+        self.mutations_by(&["kubectl-mesh/"])
+    }
+
+    /// Like [`AuditMark::mutations`], for requests whose user agent starts with one of
+    /// `agents` (helm's is `Helm/<version>`).
+    pub fn mutations_by(&self, agents: &[&str]) -> Vec<String> {
         // The API server writes an event when the response is complete: give it a moment.
         std::thread::sleep(std::time::Duration::from_millis(1500));
         let mut file = File::open(&self.path).expect("audit log");
@@ -75,7 +81,7 @@ impl AuditMark {
             let agent = event["userAgent"].as_str().unwrap_or_default();
             let verb = event["verb"].as_str().unwrap_or_default();
             let resource = event["objectRef"]["resource"].as_str().unwrap_or_default();
-            if !agent.starts_with("kubectl-mesh/")
+            if !agents.iter().any(|a| agent.starts_with(a))
                 || event["stage"] != "ResponseComplete"
                 || !matches!(
                     verb,
@@ -112,6 +118,36 @@ pub fn kubectl(args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()
+}
+
+/// The LoadBalancer address of the east-west gateway (label `istio=eastwestgateway`) in `ctx`.
+pub fn lb_address(ctx: &str) -> String {
+    kubectl(&[
+        "--context",
+        ctx,
+        "-n",
+        "istio-system",
+        "get",
+        "svc",
+        "-l",
+        "istio=eastwestgateway",
+        "-o",
+        "jsonpath={.items[0].status.loadBalancer.ingress[0].ip}",
+    ])
+}
+
+/// The `meshNetworks` text of the `istio` ConfigMap in `ctx`.
+pub fn mesh_networks(ctx: &str) -> String {
+    kubectl(&[
+        &format!("--context={ctx}"),
+        "-n",
+        "istio-system",
+        "get",
+        "configmap",
+        "istio",
+        "-o",
+        "jsonpath={.data.meshNetworks}",
+    ])
 }
 
 /// Like [`kubectl`], but a failure is returned rather than a panic.
@@ -242,4 +278,15 @@ pub fn mesh(args: &[&str]) -> std::process::Output {
 /// Output bytes as text.
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A kubeconfig with two contexts whose servers nobody listens on.
+pub fn offline_kubeconfig() -> tempfile::NamedTempFile {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        file.path(),
+        "apiVersion: v1\nkind: Config\ncurrent-context: east\nclusters:\n- name: east\n  cluster: {server: 'https://127.0.0.1:1'}\n- name: west\n  cluster: {server: 'https://127.0.0.1:2'}\nusers:\n- name: u\n  user: {token: not-a-real-token}\ncontexts:\n- name: east\n  context: {cluster: east, user: u}\n- name: west\n  context: {cluster: west, user: u}\n",
+    )
+    .unwrap();
+    file
 }

@@ -1,0 +1,691 @@
+//! `join --install`: Istio installed where it is missing, by real `helm`.
+//!
+//! The releases are the ones Istio's multi-network primary-remote guide installs by hand,
+//! with the values it sets:
+//!
+//! | cluster | release | chart | values set here |
+//! |---|---|---|---|
+//! | primary | `istio-base` | `base` | `global.externalIstiod` |
+//! | primary | `istiod` | `istiod` | `global.meshID`, `global.multiCluster.clusterName`, `global.network`, `global.externalIstiod` |
+//! | each | `istio-eastwestgateway` | `gateway` | `name`, `networkGateway` (the east-west ports and the network label) |
+//! | remote | `istio-base` | `base` | `profile: remote` |
+//! | remote | `istiod` | `istiod` | `profile: remote`, cluster name, network, `istiodRemote.injectionPath` `/inject/cluster/<cluster>/net/<network>`, `global.configCluster`, `global.remotePilotAddress` = the primary's east-west gateway address |
+//!
+//! Every release goes through `helm upgrade --install`, so the releases can be managed
+//! with helm afterwards. The user's own values files and `--set`s come after these, so
+//! they win. A release already deployed is left alone (nothing is upgraded behind the
+//! user's back); a release left `failed` or `pending-install` by an interrupted run is
+//! repaired. helm runs without `--wait`: mesh-core waits itself (CRDs Established,
+//! Deployments rolled out), with progress and a deadline.
+//!
+//! Architecture invariant: helm is the only thing that installs Istio's charts; no chart
+//! is vendored or re-implemented here. Its output is captured, never printed.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::{Api, Client};
+use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
+
+use crate::error::{Error, Result, kube};
+
+/// The release of Istio's CRDs and cluster-wide pieces.
+pub const BASE_RELEASE: &str = "istio-base";
+/// The release of istiod (the remote profile on remotes).
+pub const ISTIOD_RELEASE: &str = "istiod";
+/// The release of the east-west gateway.
+pub const EASTWEST_RELEASE: &str = "istio-eastwestgateway";
+/// The mesh ID the guide uses, the default of [`InstallOptions::mesh_id`].
+pub const DEFAULT_MESH_ID: &str = "mesh1";
+
+/// How to install Istio where it is missing.
+#[derive(Debug, Clone)]
+pub struct InstallOptions {
+    /// The helm binary (a name looked up on `PATH`, or a path).
+    pub helm: PathBuf,
+    /// Istio's chart directory: `base/`, `istiod/` and `gateway/` (as `helm pull` gives
+    /// them), or an Istio release's `manifests/charts` (`istio-control/istio-discovery`).
+    pub charts: PathBuf,
+    /// The kubeconfig files helm reads (as `KUBECONFIG`); empty: helm's own default.
+    pub kubeconfig_files: Vec<PathBuf>,
+    /// The mesh ID given to the primary's istiod.
+    pub mesh_id: String,
+    /// Values files for the control-plane releases (`istio-base`, `istiod`), after ours.
+    pub values_files: Vec<PathBuf>,
+    /// `KEY=VALUE`s for the control-plane releases, last (helm's `--set`).
+    pub set: Vec<String>,
+    /// Values files for the east-west gateway releases.
+    pub gateway_values_files: Vec<PathBuf>,
+    /// `KEY=VALUE`s for the east-west gateway releases.
+    pub gateway_set: Vec<String>,
+}
+
+impl InstallOptions {
+    /// Options with `helm` from `PATH`, the guide's mesh ID and no extra values.
+    ///
+    /// ```
+    /// let install = mesh_core::InstallOptions::new("istio/manifests/charts");
+    /// assert_eq!(install.mesh_id, "mesh1");
+    /// assert_eq!(install.helm, std::path::Path::new("helm"));
+    /// ```
+    pub fn new(charts: impl Into<PathBuf>) -> InstallOptions {
+        InstallOptions {
+            helm: "helm".into(),
+            charts: charts.into(),
+            kubeconfig_files: Vec::new(),
+            mesh_id: DEFAULT_MESH_ID.into(),
+            values_files: Vec::new(),
+            set: Vec::new(),
+            gateway_values_files: Vec::new(),
+            gateway_set: Vec::new(),
+        }
+    }
+}
+
+/// Where Istio's three charts are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Charts {
+    /// The `base` chart (CRDs, reader RBAC).
+    pub base: PathBuf,
+    /// The `istiod` chart (`istio-discovery` in Istio's source tree).
+    pub istiod: PathBuf,
+    /// The `gateway` chart.
+    pub gateway: PathBuf,
+}
+
+impl Charts {
+    /// Finds the charts in `dir`, in either layout; the error names what is missing and
+    /// how to get it.
+    ///
+    /// ```no_run
+    /// let charts = mesh_core::Charts::find("istio-1.28.0/manifests/charts".as_ref())?;
+    /// assert!(charts.istiod.ends_with("istio-control/istio-discovery"));
+    /// # Ok::<(), mesh_core::Error>(())
+    /// ```
+    pub fn find(dir: &Path) -> Result<Charts> {
+        let pick = |candidates: &[&str]| {
+            candidates
+                .iter()
+                .map(|c| dir.join(c))
+                .find(|p| p.join("Chart.yaml").is_file())
+        };
+        let base = pick(&["base"]);
+        let istiod = pick(&["istiod", "istio-control/istio-discovery"]);
+        let gateway = pick(&["gateway"]);
+        match (base, istiod, gateway) {
+            (Some(base), Some(istiod), Some(gateway)) => Ok(Charts {
+                base,
+                istiod,
+                gateway,
+            }),
+            (base, istiod, gateway) => {
+                let missing: Vec<&str> = [
+                    ("base/", base.is_none()),
+                    (
+                        "istiod/ (or istio-control/istio-discovery/)",
+                        istiod.is_none(),
+                    ),
+                    ("gateway/", gateway.is_none()),
+                ]
+                .into_iter()
+                .filter_map(|(name, gone)| gone.then_some(name))
+                .collect();
+                Err(Error::Install {
+                    cluster: "-".into(),
+                    what: format!("finding Istio's charts in {}", dir.display()),
+                    reason: format!(
+                        "no Chart.yaml under {}; pass --istio-charts with the manifests/charts directory of an Istio release, or a directory holding the charts `helm pull istio/base --untar`, `helm pull istio/istiod --untar` and `helm pull istio/gateway --untar` give",
+                        missing.join(", ")
+                    ),
+                })
+            }
+        }
+    }
+}
+
+/// One helm release to install: what `helm upgrade --install` is given.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Release {
+    /// The release name.
+    pub name: &'static str,
+    /// The chart directory.
+    pub chart: PathBuf,
+    /// Our values (the user's values files and `--set`s come after them).
+    pub values: Value,
+    /// Whether the user's gateway values (rather than the control-plane ones) apply.
+    pub gateway: bool,
+}
+
+/// The primary's releases, in install order: base, istiod, east-west gateway.
+///
+/// ```
+/// let charts = mesh_core::Charts {
+///     base: "c/base".into(), istiod: "c/istiod".into(), gateway: "c/gateway".into(),
+/// };
+/// let releases = mesh_core::primary_releases(&charts, "mesh1", "cluster1", "network1");
+/// assert_eq!(releases[1].values["global"]["multiCluster"]["clusterName"], "cluster1");
+/// assert_eq!(releases[2].values["networkGateway"], "network1");
+/// ```
+pub fn primary_releases(
+    charts: &Charts,
+    mesh_id: &str,
+    cluster: &str,
+    network: &str,
+) -> [Release; 3] {
+    [
+        Release {
+            name: BASE_RELEASE,
+            chart: charts.base.clone(),
+            values: json!({"global": {"externalIstiod": true}}),
+            gateway: false,
+        },
+        Release {
+            name: ISTIOD_RELEASE,
+            chart: charts.istiod.clone(),
+            values: json!({"global": {
+                "meshID": mesh_id,
+                "multiCluster": {"clusterName": cluster},
+                "network": network,
+                "externalIstiod": true,
+            }}),
+            gateway: false,
+        },
+        eastwest_release(charts, network),
+    ]
+}
+
+/// A remote's releases, in install order: base and istiod with the remote profile
+/// (istiod's address: `pilot_address`, the primary's east-west gateway), then its
+/// east-west gateway — after istiod, whose injector fills in the gateway's proxy.
+///
+/// ```
+/// let charts = mesh_core::Charts {
+///     base: "c/base".into(), istiod: "c/istiod".into(), gateway: "c/gateway".into(),
+/// };
+/// let releases = mesh_core::remote_releases(&charts, "cluster2", "network2", "192.0.2.10");
+/// let istiod = &releases[1].values;
+/// assert_eq!(istiod["profile"], "remote");
+/// assert_eq!(istiod["istiodRemote"]["injectionPath"], "/inject/cluster/cluster2/net/network2");
+/// assert_eq!(istiod["global"]["remotePilotAddress"], "192.0.2.10");
+/// ```
+pub fn remote_releases(
+    charts: &Charts,
+    cluster: &str,
+    network: &str,
+    pilot_address: &str,
+) -> [Release; 3] {
+    [
+        Release {
+            name: BASE_RELEASE,
+            chart: charts.base.clone(),
+            values: json!({"profile": "remote"}),
+            gateway: false,
+        },
+        Release {
+            name: ISTIOD_RELEASE,
+            chart: charts.istiod.clone(),
+            values: json!({
+                "profile": "remote",
+                "global": {
+                    "multiCluster": {"clusterName": cluster},
+                    "network": network,
+                    "configCluster": true,
+                    "remotePilotAddress": pilot_address,
+                },
+                "istiodRemote": {"injectionPath": injection_path(cluster, network)},
+            }),
+            gateway: false,
+        },
+        eastwest_release(charts, network),
+    ]
+}
+
+/// The sidecar injection path that names a remote's cluster and network to istiod.
+///
+/// ```
+/// assert_eq!(mesh_core::injection_path("c2", "n2"), "/inject/cluster/c2/net/n2");
+/// ```
+pub fn injection_path(cluster: &str, network: &str) -> String {
+    format!("/inject/cluster/{cluster}/net/{network}")
+}
+
+fn eastwest_release(charts: &Charts, network: &str) -> Release {
+    Release {
+        name: EASTWEST_RELEASE,
+        chart: charts.gateway.clone(),
+        values: json!({"name": EASTWEST_RELEASE, "networkGateway": network}),
+        gateway: true,
+    }
+}
+
+/// Runs helm for one join: one Istio namespace, the user's extra values.
+pub(crate) struct Helm<'a> {
+    pub(crate) opts: &'a InstallOptions,
+    pub(crate) namespace: &'a str,
+    pub(crate) timeout: Duration,
+}
+
+/// What helm printed, and whether it succeeded.
+struct Ran {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+impl Helm<'_> {
+    async fn run(&self, cluster: &str, args: &[String], stdin: Option<&[u8]>) -> Result<Ran> {
+        let helm = &self.opts.helm;
+        let mut cmd = tokio::process::Command::new(helm);
+        cmd.args(args)
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        if !self.opts.kubeconfig_files.is_empty()
+            && let Ok(joined) = std::env::join_paths(&self.opts.kubeconfig_files)
+        {
+            cmd.env("KUBECONFIG", joined);
+        }
+        tracing::debug!(cluster, helm = %helm.display(), ?args, "running helm");
+        let mut child = cmd.spawn().map_err(|e| Error::Install {
+            cluster: cluster.to_owned(),
+            what: format!("running {}", helm.display()),
+            reason: if e.kind() == std::io::ErrorKind::NotFound {
+                format!(
+                    "{} was not found; install helm 3 (https://helm.sh/docs/intro/install/) or pass --helm PATH",
+                    helm.display()
+                )
+            } else {
+                e.to_string()
+            },
+        })?;
+        if let (Some(bytes), Some(mut pipe)) = (stdin, child.stdin.take()) {
+            // A helm that exits early closes the pipe; its own error says why.
+            let _ = pipe.write_all(bytes).await;
+        }
+        let out = child.wait_with_output().await.map_err(|e| Error::Install {
+            cluster: cluster.to_owned(),
+            what: format!("running {}", helm.display()),
+            reason: e.to_string(),
+        })?;
+        Ok(Ran {
+            ok: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        })
+    }
+
+    /// `helm version --short`: proves helm runs before anything changes.
+    pub(crate) async fn version(&self) -> Result<String> {
+        let ran = self
+            .run("-", &["version".into(), "--short".into()], None)
+            .await?;
+        if !ran.ok {
+            return Err(self.failed("-", "running `helm version`", &ran));
+        }
+        Ok(ran.stdout.trim().to_owned())
+    }
+
+    /// The releases in the Istio namespace of `context` and their status
+    /// (`deployed`, `failed`, `pending-install`, …).
+    pub(crate) async fn releases(&self, context: &str) -> Result<BTreeMap<String, String>> {
+        let mut args = self.target(context);
+        args.splice(0..0, ["list".into(), "--all".into()]);
+        args.extend(["--output".into(), "json".into()]);
+        let ran = self.run(context, &args, None).await?;
+        if !ran.ok {
+            return Err(self.failed(context, "listing helm releases", &ran));
+        }
+        #[derive(serde::Deserialize)]
+        struct Listed {
+            name: String,
+            status: String,
+        }
+        let listed: Vec<Listed> =
+            serde_json::from_str(ran.stdout.trim()).map_err(|e| Error::Install {
+                cluster: context.to_owned(),
+                what: "reading `helm list --output json`".into(),
+                reason: e.to_string(),
+            })?;
+        Ok(listed.into_iter().map(|l| (l.name, l.status)).collect())
+    }
+
+    /// `helm uninstall`: clears a release an interrupted install left pending.
+    pub(crate) async fn uninstall(&self, context: &str, release: &str) -> Result<()> {
+        let mut args = self.target(context);
+        args.splice(0..0, ["uninstall".into(), release.into()]);
+        let ran = self.run(context, &args, None).await?;
+        if !ran.ok {
+            return Err(self.failed(context, &format!("uninstalling release {release}"), &ran));
+        }
+        Ok(())
+    }
+
+    /// `helm upgrade --install` of one release, our values first, the user's after.
+    pub(crate) async fn upgrade_install(&self, context: &str, release: &Release) -> Result<()> {
+        let mut args: Vec<String> = vec![
+            "upgrade".into(),
+            "--install".into(),
+            release.name.into(),
+            release.chart.display().to_string(),
+            "--create-namespace".into(),
+            "--timeout".into(),
+            format!("{}s", self.timeout.as_secs().max(1)),
+        ];
+        args.extend(self.target(context));
+        let ran = self.run_with_values(context, args, release).await?;
+        if !ran.ok {
+            return Err(self.failed(
+                context,
+                &format!(
+                    "installing release {} (chart {})",
+                    release.name,
+                    release.chart.display()
+                ),
+                &ran,
+            ));
+        }
+        Ok(())
+    }
+
+    /// `helm template` of one release: the objects it would install, in order.
+    pub(crate) async fn template(&self, context: &str, release: &Release) -> Result<Vec<Value>> {
+        let args: Vec<String> = vec![
+            "template".into(),
+            release.name.into(),
+            release.chart.display().to_string(),
+            "--namespace".into(),
+            self.namespace.into(),
+        ];
+        let ran = self.run_with_values(context, args, release).await?;
+        if !ran.ok {
+            return Err(self.failed(
+                context,
+                &format!("rendering release {} (helm template)", release.name),
+                &ran,
+            ));
+        }
+        let docs: Vec<Value> =
+            serde_saphyr::from_multiple(&ran.stdout).map_err(|e| Error::Install {
+                cluster: context.to_owned(),
+                what: format!("reading what `helm template {}` rendered", release.name),
+                reason: e.to_string(),
+            })?;
+        Ok(docs.into_iter().filter(|d| d.is_object()).collect())
+    }
+
+    fn target(&self, context: &str) -> Vec<String> {
+        vec![
+            "--kube-context".into(),
+            context.into(),
+            "--namespace".into(),
+            self.namespace.into(),
+        ]
+    }
+
+    /// Runs helm with the release's values: ours on stdin (`--values -`), then the
+    /// user's files and `--set`s, which helm applies after ours.
+    async fn run_with_values(
+        &self,
+        context: &str,
+        mut args: Vec<String>,
+        release: &Release,
+    ) -> Result<Ran> {
+        args.extend(self.values_args(release));
+        let values = serde_json::to_vec(&release.values).expect("values serialise");
+        self.run(context, &args, Some(&values)).await
+    }
+
+    fn values_args(&self, release: &Release) -> Vec<String> {
+        let (files, sets) = if release.gateway {
+            (&self.opts.gateway_values_files, &self.opts.gateway_set)
+        } else {
+            (&self.opts.values_files, &self.opts.set)
+        };
+        let mut args = vec!["--values".to_owned(), "-".to_owned()];
+        for f in files {
+            args.extend(["--values".into(), f.display().to_string()]);
+        }
+        for s in sets {
+            args.extend(["--set".into(), s.clone()]);
+        }
+        args
+    }
+
+    fn failed(&self, cluster: &str, what: &str, ran: &Ran) -> Error {
+        let text = format!("{}\n{}", ran.stderr.trim(), ran.stdout.trim());
+        let lines: Vec<&str> = text.trim().lines().collect();
+        Error::Install {
+            cluster: cluster.to_owned(),
+            what: what.to_owned(),
+            reason: format!(
+                "helm said: {}",
+                lines[lines.len().saturating_sub(12)..].join("\n")
+            ),
+        }
+    }
+}
+
+/// Checks the user's values files and `--set`s before anything runs.
+pub(crate) fn check_inputs(opts: &InstallOptions) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (flag, files) in [
+        ("--values", &opts.values_files),
+        ("--gateway-values", &opts.gateway_values_files),
+    ] {
+        for f in files {
+            if !f.is_file() {
+                problems.push(format!("{flag} {}: no such file", f.display()));
+            }
+        }
+    }
+    for (flag, sets) in [("--set", &opts.set), ("--gateway-set", &opts.gateway_set)] {
+        for s in sets {
+            if !s
+                .split(',')
+                .all(|kv| kv.split_once('=').is_some_and(|(k, _)| !k.is_empty()))
+            {
+                problems.push(format!("{flag} {s:?} is not KEY=VALUE[,KEY=VALUE]"));
+            }
+        }
+    }
+    problems
+}
+
+/// Waits until every Istio CRD (group `*.istio.io`) is Established, with at least the
+/// Gateway CRD present.
+pub(crate) async fn wait_crds_established(
+    client: &Client,
+    context: &str,
+    timeout: Duration,
+    on_wait: &(dyn Fn(String) + Sync),
+) -> Result<usize> {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let started = Instant::now();
+    let reported = std::sync::atomic::AtomicBool::new(false);
+    let found = crate::cluster::poll(timeout, || async {
+        let list = api
+            .list(&Default::default())
+            .await
+            .map_err(|e| kube(context, "listing CustomResourceDefinitions", e))?;
+        let istio: Vec<&CustomResourceDefinition> = list
+            .items
+            .iter()
+            .filter(|c| c.spec.group.ends_with("istio.io"))
+            .collect();
+        let pending: Vec<String> = istio
+            .iter()
+            .filter(|c| {
+                !c.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|cs| {
+                        cs.iter()
+                            .any(|c| c.type_ == "Established" && c.status == "True")
+                    })
+            })
+            .filter_map(|c| c.metadata.name.clone())
+            .collect();
+        let has_gateway = istio
+            .iter()
+            .any(|c| c.metadata.name.as_deref() == Some("gateways.networking.istio.io"));
+        if pending.is_empty() && has_gateway {
+            return Ok(Some(istio.len()));
+        }
+        if !reported.swap(true, std::sync::atomic::Ordering::Relaxed)
+            || started.elapsed() > Duration::from_secs(2)
+        {
+            on_wait(format!(
+                "for {} Istio CRD(s) to be Established",
+                pending.len().max(1)
+            ));
+        }
+        Ok(None)
+    })
+    .await?;
+    found.ok_or_else(|| Error::Timeout {
+        cluster: context.to_owned(),
+        what: "Istio's CRDs to be Established".into(),
+        seconds: timeout.as_secs(),
+        hint: "look at `kubectl get crd | grep istio.io` and the API server's log".into(),
+    })
+}
+
+/// Waits until every Deployment helm made for `release` has rolled out: observed,
+/// updated and available replicas all as asked. Returns their names.
+pub(crate) async fn wait_rollout(
+    client: &Client,
+    context: &str,
+    namespace: &str,
+    release: &str,
+    timeout: Duration,
+    on_wait: &(dyn Fn(String) + Sync),
+) -> Result<Vec<String>> {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    let last = std::sync::Mutex::new(String::new());
+    let waiting_for = std::sync::Mutex::new(Vec::new());
+    let found = crate::cluster::poll(timeout, || async {
+        let list = api
+            .list(&Default::default())
+            .await
+            .map_err(|e| kube(context, format!("listing Deployments in {namespace}"), e))?;
+        let mine: Vec<&Deployment> = list
+            .items
+            .iter()
+            .filter(|d| {
+                d.metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get("meta.helm.sh/release-name"))
+                    .is_some_and(|r| r == release)
+            })
+            .collect();
+        let mut pending = Vec::new();
+        for d in &mine {
+            let want = d.spec.replicas.unwrap_or(1);
+            let status = d.status.clone().unwrap_or_default();
+            let observed = status.observed_generation >= d.metadata.generation;
+            let ready = status.updated_replicas.unwrap_or(0) >= want
+                && status.available_replicas.unwrap_or(0) >= want
+                && status.replicas.unwrap_or(0) <= want;
+            if !(observed && ready) {
+                pending.push(format!(
+                    "Deployment {namespace}/{} ({}/{want} available)",
+                    d.metadata.name.clone().unwrap_or_default(),
+                    status.available_replicas.unwrap_or(0)
+                ));
+            }
+        }
+        if pending.is_empty() {
+            return Ok(Some(
+                mine.iter()
+                    .filter_map(|d| d.metadata.name.clone())
+                    .collect::<Vec<_>>(),
+            ));
+        }
+        let text = format!("for {} to roll out", pending.join(", "));
+        if *last.lock().unwrap() != text {
+            on_wait(text.clone());
+            *last.lock().unwrap() = text;
+        }
+        *waiting_for.lock().unwrap() = pending;
+        Ok(None)
+    })
+    .await?;
+    found.ok_or_else(|| Error::Timeout {
+        cluster: context.to_owned(),
+        what: format!("{} to roll out", waiting_for.lock().unwrap().join(", ")),
+        seconds: timeout.as_secs(),
+        hint: format!(
+            "look at `kubectl --context {context} -n {namespace} get pods` (images pulled? nodes with room?), then run join again"
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn charts() -> Charts {
+        Charts {
+            base: "c/base".into(),
+            istiod: "c/istiod".into(),
+            gateway: "c/gateway".into(),
+        }
+    }
+
+    #[test]
+    fn the_guide_values_are_set_for_primary_and_remote() {
+        let p = primary_releases(&charts(), "mesh1", "cluster1", "network1");
+        let names: Vec<&str> = p.iter().map(|r| r.name).collect();
+        assert_eq!(names, ["istio-base", "istiod", "istio-eastwestgateway"]);
+        assert_eq!(p[1].values["global"]["meshID"], "mesh1");
+        assert_eq!(p[1].values["global"]["network"], "network1");
+        assert_eq!(p[1].values["global"]["externalIstiod"], true);
+        assert!(p[2].gateway && !p[1].gateway);
+        let r = remote_releases(&charts(), "cluster2", "network2", "gw.example.com");
+        assert_eq!(r[0].values["profile"], "remote");
+        assert_eq!(r[1].values["global"]["configCluster"], true);
+        assert_eq!(r[1].values["global"]["network"], "network2");
+        assert_eq!(r[2].values["networkGateway"], "network2");
+    }
+
+    #[test]
+    fn charts_are_found_in_both_layouts_and_a_missing_one_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        for c in ["base", "istio-control/istio-discovery", "gateway"] {
+            std::fs::create_dir_all(dir.path().join(c)).unwrap();
+            std::fs::write(dir.path().join(c).join("Chart.yaml"), "name: x\n").unwrap();
+        }
+        let found = Charts::find(dir.path()).unwrap();
+        assert_eq!(
+            found.istiod,
+            dir.path().join("istio-control/istio-discovery")
+        );
+        std::fs::remove_file(dir.path().join("gateway/Chart.yaml")).unwrap();
+        let err = Charts::find(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("gateway/"), "{err}");
+        assert!(!err.contains("base/"), "{err}");
+        assert!(err.contains("--istio-charts"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_inputs_are_named() {
+        let mut opts = InstallOptions::new("charts");
+        opts.set = vec!["a.b=1,c=2".into(), "nokey".into()];
+        opts.gateway_values_files = vec!["/no/such/values.yaml".into()];
+        let problems = check_inputs(&opts);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].contains("/no/such/values.yaml"));
+        assert!(problems[1].contains("\"nokey\""));
+    }
+}
