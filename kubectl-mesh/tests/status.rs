@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{generate_certs, kubectl, mesh, mesh_lock, reset_mesh, text};
+use common::{generate_certs, kubectl, lb_address, mesh, mesh_lock, reset_mesh, text};
 
 const NAME: &str = "status-test";
 
@@ -140,8 +140,9 @@ fn status_passes_on_a_joined_mesh_and_names_the_fix_when_a_link_breaks() {
         .find(|r| r["cluster_id"] == NAME)
         .expect("a row for the remote");
     assert_eq!(remote["context"], "cluster2");
-    assert!(
-        remote["gateway"].as_str().unwrap().starts_with("127.0.2."),
+    assert_eq!(
+        remote["gateway"],
+        format!("{}:15443", lb_address("cluster2")),
         "{out}"
     );
     assert!(

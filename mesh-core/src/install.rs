@@ -301,7 +301,7 @@ impl Helm<'_> {
             what: format!("running {}", helm.display()),
             reason: if e.kind() == std::io::ErrorKind::NotFound {
                 format!(
-                    "{} was not found; install helm 3 (https://helm.sh/docs/intro/install/) or pass --helm PATH",
+                    "{} was not found; install helm 3 (see helm's installation guide) or pass --helm PATH",
                     helm.display()
                 )
             } else {

@@ -741,7 +741,7 @@ async fn cluster_steps(
             }
             Link::Remote(primary_address) => {
                 if remote_istiod_needed(run, t).await? {
-                    run.step(ctx, "istiod (remote profile)", async {
+                    run.step(ctx, "istiod (remote)", async {
                         let address = primary_address.clone().await.map_err(|_| {
                             Error::Install {
                                 cluster: ctx.to_owned(),
@@ -759,7 +759,7 @@ async fn cluster_steps(
                                 let [_, istiod, _] = install::remote_releases(
                                     &inst.charts, &t.name, &t.network, &addr,
                                 );
-                                release_step(run, t, inst, "istiod (remote profile)", &istiod, Await::Nothing).await
+                                release_step(run, t, inst, "istiod (remote)", &istiod, Await::Nothing).await
                             }
                             None if run.opts.dry_run => Ok(Outcome::Changed(
                                 format!("installed release istiod (remote profile, injection path {}) with remotePilotAddress set to the primary's east-west gateway address, known once that gateway is installed", install::injection_path(&t.name, &t.network)),

@@ -95,10 +95,6 @@ pub struct JoinArgs {
     #[command(flatten)]
     pub credentials: CredentialArgs,
 
-    /// Installing Istio where it is missing.
-    #[command(flatten)]
-    pub install: InstallArgs,
-
     /// Change nothing; say what would change (with -o yaml|json: the objects).
     #[arg(long)]
     pub dry_run: bool,
@@ -114,6 +110,10 @@ pub struct JoinArgs {
     /// How long each wait (a gateway's address) may take.
     #[arg(long, value_name = "DURATION", default_value = "2m")]
     pub timeout: String,
+
+    /// Installing Istio where it is missing (last: its flags have their own heading).
+    #[command(flatten)]
+    pub install: InstallArgs,
 }
 
 /// `--install` and what it takes.
