@@ -87,7 +87,7 @@ impl std::fmt::Display for Change {
             ChangeKind::Created => "created",
             ChangeKind::Updated => "updated",
         };
-        write!(f, "{} {verb}", self.object)
+        write!(f, "{verb} {}", self.object)
     }
 }
 
