@@ -390,6 +390,13 @@ fn a_dry_run_prints_the_rendered_releases_and_changes_nothing() {
         .find(|e| e["name"] == "CLUSTER_ID")
         .unwrap();
     assert_eq!(cluster_id["value"], PRIMARY);
+    // istiod exposed to the remotes on the primary's east-west gateway.
+    find(PRIMARY, "Gateway", "istiod-gateway");
+    let vs = find(PRIMARY, "VirtualService", "istiod-vs");
+    assert_eq!(
+        vs["spec"]["tls"][0]["route"][0]["destination"]["host"],
+        "istiod.istio-system.svc.cluster.local"
+    );
     let slice = find(REMOTE, "EndpointSlice", "istiod");
     assert_eq!(slice["endpoints"][0]["addresses"][0], "203.0.113.7");
     let injector = find(

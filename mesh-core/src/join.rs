@@ -819,9 +819,9 @@ async fn cluster_steps(
     .await?;
     if let (Link::Primary(_, true), Some(_)) = (&link, installer) {
         run.step(ctx, "expose istiod", async {
-            let mut done = Vec::new();
+            let (mut done, mut objects) = (Vec::new(), Vec::new());
             for (object, resource) in cluster::expose_istiod(ns, version) {
-                if let Outcome::Changed(what, _) = apply_if_changed(
+                if let Outcome::Changed(what, object) = apply_if_changed(
                     run,
                     t,
                     object,
@@ -831,9 +831,15 @@ async fn cluster_steps(
                 .await?
                 {
                     done.push(what);
+                    objects.extend(object);
                 }
             }
-            Ok(Outcome::from_changes(done))
+            if done.is_empty() {
+                return Ok(Outcome::Unchanged);
+            }
+            // Both objects, as one List (the binary prints a document per item).
+            let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": objects});
+            Ok(Outcome::Changed(done.join("; "), Some(list)))
         })
         .await?;
     }
