@@ -278,6 +278,14 @@ fn install_from_nothing_builds_a_mesh_that_istiod_serves_and_a_second_run_change
     ]);
     assert_eq!(annotation, PRIMARY);
 
+    // kubectl mesh status agrees: every check passes.
+    let status = mesh(&["status", "--context", PRIMARY]);
+    assert!(
+        status.status.success(),
+        "status after join --install:\n{}",
+        text(&status.stdout)
+    );
+
     // Real istiod on the primary, configured by what helm installed there, reads the
     // remote through the remote secret and routes network-cluster5 via its gateway.
     let mut istiod = Istiod::start(PRIMARY);
