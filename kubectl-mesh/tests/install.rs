@@ -330,6 +330,29 @@ fn install_from_nothing_builds_a_mesh_that_istiod_serves_and_a_second_run_change
             "a second join --install wrote: {writes:?}"
         );
     }
+
+    // unjoin --purge of the last remote takes back what join added, istiod's exposure
+    // included, and leaves Istio itself to helm.
+    let unjoin = mesh(&["unjoin", REMOTE, "--primary", PRIMARY, "--purge", "--yes"]);
+    assert!(unjoin.status.success(), "{}", text(&unjoin.stderr));
+    for kind in [
+        "gateways.networking.istio.io",
+        "virtualservices.networking.istio.io",
+    ] {
+        let left = kubectl(&[
+            "--context=cluster4",
+            "-n",
+            NAMESPACE,
+            "get",
+            kind,
+            "-o",
+            "jsonpath={.items[*].metadata.name}",
+        ]);
+        assert_eq!(left, "", "{kind} left after unjoin --purge");
+    }
+    for ctx in [PRIMARY, REMOTE] {
+        assert_eq!(releases(ctx), all_deployed(), "{ctx}");
+    }
 }
 
 #[test]

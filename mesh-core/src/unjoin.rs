@@ -19,7 +19,10 @@
 //! - the reader ServiceAccount, its ClusterRoleBinding and (when nothing else binds it)
 //!   the ClusterRole — unless another remote secret's token belongs to that ServiceAccount;
 //! - and when no remote secret is left in the primary, the primary's own membership the
-//!   same way: its `meshNetworks` entry, network label, cross-network Gateway and `cacerts`.
+//!   same way: its `meshNetworks` entry, network label, cross-network Gateway, `cacerts`,
+//!   and the `istiod-gateway`/`istiod-vs` pair `join --install` exposes istiod with.
+//!   (Istio itself, installed by `join --install`, stays: its helm releases are the
+//!   user's to keep or `helm uninstall`.)
 //!
 //! An unreachable remote (the cluster is gone) does not stop the primary's side: what
 //! could not be cleaned there is reported as warnings.
@@ -673,35 +676,37 @@ async fn purge_membership(
         let Some(version) = links::gateway_crd_version(client, ctx).await? else {
             return Ok(Vec::new());
         };
-        let api: Api<DynamicObject> =
-            Api::namespaced_with(client.clone(), ns, &cluster::gateway_resource(&version));
-        let current = api.get_opt(CROSS_NETWORK_GATEWAY).await.map_err(|e| {
-            kube(
-                ctx,
-                format!("reading Gateway {ns}/{CROSS_NETWORK_GATEWAY}"),
-                e,
-            )
-        })?;
-        match current {
-            Some(gw) if links::managed_by_us(&gw.metadata) => {
-                let what = format!("Gateway {ns}/{CROSS_NETWORK_GATEWAY}");
-                run.delete(&api, ctx, &what, &gw.metadata).await?;
-                Ok(vec![format!("deleted {what}")])
-            }
-            Some(_) => {
-                run.warn(
-                    ctx,
-                    "cross-network gateway",
-                    format!(
-                        "kept Gateway {ns}/{CROSS_NETWORK_GATEWAY}: kubectl-mesh did not create it"
-                    ),
-                );
-                Ok(Vec::new())
-            }
-            None => Ok(Vec::new()),
-        }
+        let gateway = cluster::gateway_resource(&version);
+        delete_istio_object(
+            run,
+            client,
+            ctx,
+            "cross-network gateway",
+            &gateway,
+            CROSS_NETWORK_GATEWAY,
+        )
+        .await
     })
     .await?;
+
+    if primary.is_none() {
+        // What `join --install` added so remotes reach istiod through the gateway.
+        run.step_listing(ctx, "expose istiod", async {
+            let Some(version) = links::gateway_crd_version(client, ctx).await? else {
+                return Ok(Vec::new());
+            };
+            let mut done = Vec::new();
+            for (object, resource) in cluster::expose_istiod(ns, &version) {
+                let name = object.metadata.name.unwrap_or_default();
+                done.extend(
+                    delete_istio_object(run, client, ctx, "expose istiod", &resource, &name)
+                        .await?,
+                );
+            }
+            Ok(done)
+        })
+        .await?;
+    }
 
     run.step_listing(ctx, "cacerts", async {
         let api: Api<Secret> = Api::namespaced(client.clone(), ns);
@@ -726,6 +731,41 @@ async fn purge_membership(
         }
     })
     .await
+}
+
+/// Deletes an Istio object (Gateway, VirtualService) in the Istio namespace when
+/// kubectl-mesh made it; one it did not make is kept, with a warning.
+async fn delete_istio_object(
+    run: &Run<'_>,
+    client: &Client,
+    ctx: &str,
+    step: &str,
+    resource: &kube::api::ApiResource,
+    name: &str,
+) -> Result<Vec<String>> {
+    let ns = run.opts.namespace.as_str();
+    let kind = &resource.kind;
+    let what = format!("{kind} {ns}/{name}");
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, resource);
+    let current = api
+        .get_opt(name)
+        .await
+        .map_err(|e| kube(ctx, format!("reading {what}"), e))?;
+    match current {
+        Some(object) if links::managed_by_us(&object.metadata) => {
+            run.delete(&api, ctx, &what, &object.metadata).await?;
+            Ok(vec![format!("deleted {what}")])
+        }
+        Some(_) => {
+            run.warn(
+                ctx,
+                step,
+                format!("kept {what}: kubectl-mesh did not create it"),
+            );
+            Ok(Vec::new())
+        }
+        None => Ok(Vec::new()),
+    }
 }
 
 #[cfg(test)]

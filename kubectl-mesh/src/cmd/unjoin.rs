@@ -39,7 +39,9 @@ pub struct UnjoinArgs {
     /// Also remove what join set up in the remote: cacerts, the network label and
     /// control-plane annotation, the cross-network Gateway, the reader ServiceAccount and
     /// its RBAC (each only if kubectl-mesh made it) — and, when no remote is left, the
-    /// primary's own cacerts, label, Gateway and meshNetworks entry.
+    /// primary's own cacerts, label, Gateway, meshNetworks entry and the istiod-gateway /
+    /// istiod-vs that `join --install` exposes istiod with. Istio installed by
+    /// `join --install` stays: its helm releases are yours to `helm uninstall`.
     #[arg(long)]
     pub purge: bool,
 
