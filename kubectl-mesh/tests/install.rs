@@ -77,6 +77,20 @@ fn releases(ctx: &str) -> Vec<(String, String)> {
     out
 }
 
+/// The Gateways and VirtualServices in the Istio namespace of `ctx`, as `Kind name`.
+fn istio_object_names(ctx: &str) -> Vec<String> {
+    let listed = kubectl(&[
+        &format!("--context={ctx}"),
+        "-n",
+        NAMESPACE,
+        "get",
+        "gateways.networking.istio.io,virtualservices.networking.istio.io",
+        "-o",
+        "jsonpath={range .items[*]}{.kind} {.metadata.name}{\"\\n\"}{end}",
+    ]);
+    listed.lines().map(str::to_owned).collect()
+}
+
 /// What `releases` lists once every release of ours is installed.
 fn all_deployed() -> Vec<(String, String)> {
     let mut all: Vec<(String, String)> = RELEASES
@@ -220,26 +234,12 @@ fn install_from_nothing_builds_a_mesh_that_istiod_serves_and_a_second_run_change
         "jsonpath={.status.availableReplicas}",
     ]);
     assert_eq!(available, "1");
-    for kind in [
-        "gateways.networking.istio.io",
-        "virtualservices.networking.istio.io",
-    ] {
-        let names = kubectl(&[
-            "--context=cluster4",
-            "-n",
-            NAMESPACE,
-            "get",
-            kind,
-            "-o",
-            "jsonpath={.items[*].metadata.name}",
-        ]);
-        let want = if kind.starts_with("gateways") {
-            "istiod-gateway"
-        } else {
-            "istiod-vs"
-        };
-        assert!(names.split(' ').any(|n| n == want), "{kind}: {names}");
-    }
+    let exposure = istio_object_names(PRIMARY);
+    assert!(
+        exposure.contains(&"Gateway istiod-gateway".to_owned())
+            && exposure.contains(&"VirtualService istiod-vs".to_owned()),
+        "{exposure:?}"
+    );
 
     // The remote: the remote profile, pointed at the primary's discovered gateway.
     let primary_gateway = lb_address(PRIMARY);
@@ -335,21 +335,8 @@ fn install_from_nothing_builds_a_mesh_that_istiod_serves_and_a_second_run_change
     // included, and leaves Istio itself to helm.
     let unjoin = mesh(&["unjoin", REMOTE, "--primary", PRIMARY, "--purge", "--yes"]);
     assert!(unjoin.status.success(), "{}", text(&unjoin.stderr));
-    for kind in [
-        "gateways.networking.istio.io",
-        "virtualservices.networking.istio.io",
-    ] {
-        let left = kubectl(&[
-            "--context=cluster4",
-            "-n",
-            NAMESPACE,
-            "get",
-            kind,
-            "-o",
-            "jsonpath={.items[*].metadata.name}",
-        ]);
-        assert_eq!(left, "", "{kind} left after unjoin --purge");
-    }
+    let left = istio_object_names(PRIMARY);
+    assert!(left.is_empty(), "left after unjoin --purge: {left:?}");
     for ctx in [PRIMARY, REMOTE] {
         assert_eq!(releases(ctx), all_deployed(), "{ctx}");
     }
