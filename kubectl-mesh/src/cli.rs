@@ -114,7 +114,8 @@ pub enum Command {
     /// reported. Running it again changes nothing.
     Unjoin(Box<crate::cmd::unjoin::UnjoinArgs>),
     /// Show the mesh (one row per cluster) and check every link: credentials, token
-    /// expiry, shared roots, networks and gateways.
+    /// expiry, shared roots, networks, gateways, and where remote-profile remotes reach
+    /// istiod.
     ///
     /// Reads the primary's remote Secrets (label istio/multiCluster=true); each data key
     /// is a cluster ID with the kubeconfig istiod uses. Changes nothing; prints no token.

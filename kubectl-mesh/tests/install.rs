@@ -91,6 +91,20 @@ fn istio_object_names(ctx: &str) -> Vec<String> {
     listed.lines().map(str::to_owned).collect()
 }
 
+/// Where the remote's proxies dial istiod: its `istiod` EndpointSlice's addresses.
+fn remote_istiod_endpoints() -> String {
+    kubectl(&[
+        "--context=cluster5",
+        "-n",
+        NAMESPACE,
+        "get",
+        "endpointslice",
+        "istiod",
+        "-o",
+        "jsonpath={.endpoints[*].addresses[*]}",
+    ])
+}
+
 /// What `releases` lists once every release of ours is installed.
 fn all_deployed() -> Vec<(String, String)> {
     let mut all: Vec<(String, String)> = RELEASES
@@ -257,16 +271,7 @@ fn install_from_nothing_builds_a_mesh_that_istiod_serves_and_a_second_run_change
     assert_eq!(remote["global"]["network"], "network-cluster5");
     assert_eq!(values(REMOTE, "istio-base")["profile"], "remote");
     // What the remote's proxies dial for istiod: the primary's gateway.
-    let istiod_endpoints = kubectl(&[
-        "--context=cluster5",
-        "-n",
-        NAMESPACE,
-        "get",
-        "endpointslice",
-        "istiod",
-        "-o",
-        "jsonpath={.endpoints[*].addresses[*]}",
-    ]);
+    let istiod_endpoints = remote_istiod_endpoints();
     assert_eq!(istiod_endpoints, primary_gateway);
     let annotation = kubectl(&[
         "--context=cluster5",
@@ -313,6 +318,48 @@ fn install_from_nothing_builds_a_mesh_that_istiod_serves_and_a_second_run_change
         },
     );
     drop(istiod);
+
+    // The cloud gives the primary's gateway another address: the remote's proxies would
+    // dial the old one. status says so; join --install re-points the remote's istiod.
+    let moved = "198.18.4.250";
+    kubectl(&[
+        "--context=cluster4",
+        "-n",
+        NAMESPACE,
+        "patch",
+        "service",
+        "istio-eastwestgateway",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &format!(r#"{{"status":{{"loadBalancer":{{"ingress":[{{"ip":"{moved}"}}]}}}}}}"#),
+    ]);
+    let broken = mesh(&["status", "--context", PRIMARY]);
+    let report = text(&broken.stdout);
+    assert!(!broken.status.success(), "{report}");
+    assert!(
+        report.contains("control plane") && report.contains(&primary_gateway),
+        "{report}"
+    );
+    let repaired = join_install(&s, &[]);
+    let said = text(&repaired.stdout);
+    assert!(
+        repaired.status.success(),
+        "{said}\n{}",
+        text(&repaired.stderr)
+    );
+    assert!(
+        said.contains(&format!("remotePilotAddress {primary_gateway} → {moved}")),
+        "{said}"
+    );
+    let istiod_endpoints = remote_istiod_endpoints();
+    assert_eq!(istiod_endpoints, moved);
+    assert_eq!(
+        values(REMOTE, "istiod")["global"]["remotePilotAddress"],
+        moved
+    );
+    let status = mesh(&["status", "--context", PRIMARY]);
+    assert!(status.status.success(), "{}", text(&status.stdout));
 
     // Again: nothing to install, nothing to change — no write by kubectl-mesh or helm.
     let marks = [audit_mark(PRIMARY), audit_mark(REMOTE)];

@@ -378,6 +378,60 @@ pub fn expose_istiod(namespace: &str, crd_version: &str) -> [(DynamicObject, Api
     [(gateway, gateway_resource), (vs, vs_resource)]
 }
 
+/// Where a remote's `istiod` Service sends its proxies when istiod runs elsewhere (Istio's
+/// remote profile: a Service without selector, backed by an EndpointSlice holding
+/// `remotePilotAddress`, or an ExternalName): those addresses. `None` when the cluster has
+/// no `istiod` Service, or one that selects a local istiod.
+pub(crate) async fn remote_istiod_address(
+    client: &Client,
+    context: &str,
+    namespace: &str,
+) -> Result<Option<Vec<String>>> {
+    let services: Api<Service> = Api::namespaced(client.clone(), namespace);
+    let Some(svc) = services
+        .get_opt("istiod")
+        .await
+        .map_err(|e| kube(context, format!("reading Service {namespace}/istiod"), e))?
+    else {
+        return Ok(None);
+    };
+    let spec = svc.spec.unwrap_or_default();
+    if spec.selector.as_ref().is_some_and(|s| !s.is_empty()) {
+        return Ok(None);
+    }
+    if spec.type_.as_deref() == Some("ExternalName") {
+        return Ok(Some(spec.external_name.into_iter().collect()));
+    }
+    // As JSON: the EndpointSlice's Rust shape differs between Kubernetes versions.
+    let resource = ApiResource {
+        group: "discovery.k8s.io".into(),
+        version: "v1".into(),
+        api_version: "discovery.k8s.io/v1".into(),
+        kind: "EndpointSlice".into(),
+        plural: "endpointslices".into(),
+    };
+    let slices: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
+    let list = slices
+        .list(&kube::api::ListParams::default().labels("kubernetes.io/service-name=istiod"))
+        .await
+        .map_err(|e| {
+            kube(
+                context,
+                format!("listing EndpointSlices of Service {namespace}/istiod"),
+                e,
+            )
+        })?;
+    let mut addresses = Vec::new();
+    for slice in &list.items {
+        for endpoint in slice.data["endpoints"].as_array().into_iter().flatten() {
+            for address in endpoint["addresses"].as_array().into_iter().flatten() {
+                addresses.extend(address.as_str().map(str::to_owned));
+            }
+        }
+    }
+    Ok(Some(addresses))
+}
+
 /// Finds the east-west gateway Service: label `istio=eastwestgateway`, else the
 /// guide's `istio=ingressgateway`; its TLS port is the one named `tls`, else `https`.
 pub async fn find_gateway(

@@ -263,6 +263,27 @@ fn eastwest_release(charts: &Charts, network: &str) -> Release {
     }
 }
 
+/// One release as `helm list --output json` shows it.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub(crate) struct Listed {
+    pub(crate) name: String,
+    /// `deployed`, `failed`, `pending-install`, …
+    pub(crate) status: String,
+    /// `<chart name>-<chart version>`.
+    pub(crate) chart: String,
+}
+
+/// `<name>-<version>` of the chart in `dir`, as `helm list` names it.
+pub(crate) fn chart_id(dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(dir.join("Chart.yaml")).ok()?;
+    let chart: Value = serde_saphyr::from_str(&text).ok()?;
+    Some(format!(
+        "{}-{}",
+        chart["name"].as_str()?,
+        chart["version"].as_str()?
+    ))
+}
+
 /// Runs helm for one join: one Istio namespace, the user's extra values.
 pub(crate) struct Helm<'a> {
     pub(crate) opts: &'a InstallOptions,
@@ -335,9 +356,8 @@ impl Helm<'_> {
         Ok(ran.stdout.trim().to_owned())
     }
 
-    /// The releases in the Istio namespace of `context` and their status
-    /// (`deployed`, `failed`, `pending-install`, …).
-    pub(crate) async fn releases(&self, context: &str) -> Result<BTreeMap<String, String>> {
+    /// The releases in the Istio namespace of `context`, by name.
+    pub(crate) async fn releases(&self, context: &str) -> Result<BTreeMap<String, Listed>> {
         let mut args = self.target(context);
         args.splice(0..0, ["list".into(), "--all".into()]);
         args.extend(["--output".into(), "json".into()]);
@@ -345,18 +365,39 @@ impl Helm<'_> {
         if !ran.ok {
             return Err(self.failed(context, "listing helm releases", &ran));
         }
-        #[derive(serde::Deserialize)]
-        struct Listed {
-            name: String,
-            status: String,
-        }
         let listed: Vec<Listed> =
             serde_json::from_str(ran.stdout.trim()).map_err(|e| Error::Install {
                 cluster: context.to_owned(),
                 what: "reading `helm list --output json`".into(),
                 reason: e.to_string(),
             })?;
-        Ok(listed.into_iter().map(|l| (l.name, l.status)).collect())
+        Ok(listed.into_iter().map(|l| (l.name.clone(), l)).collect())
+    }
+
+    /// `helm upgrade --reuse-values` of a deployed release with `sets` on top: changes
+    /// those values and nothing else the release was installed with.
+    pub(crate) async fn set_values(
+        &self,
+        context: &str,
+        release: &str,
+        chart: &Path,
+        sets: &[String],
+    ) -> Result<()> {
+        let mut args: Vec<String> = vec![
+            "upgrade".into(),
+            release.into(),
+            chart.display().to_string(),
+            "--reuse-values".into(),
+        ];
+        args.extend(self.target(context));
+        for s in sets {
+            args.extend(["--set".into(), s.clone()]);
+        }
+        let ran = self.run(context, &args, None).await?;
+        if !ran.ok {
+            return Err(self.failed(context, &format!("updating release {release}"), &ran));
+        }
+        Ok(())
     }
 
     /// `helm uninstall`: clears a release an interrupted install left pending.

@@ -129,8 +129,8 @@ struct Target<'a> {
     facts: ClusterFacts,
     name: String,
     network: String,
-    /// The helm releases in the Istio namespace and their status (with `--install`).
-    releases: BTreeMap<String, String>,
+    /// The helm releases in the Istio namespace (with `--install`).
+    releases: BTreeMap<String, install::Listed>,
 }
 
 /// helm and the charts, for `--install`.
@@ -351,7 +351,8 @@ async fn judge(targets: &mut [Target<'_>], opts: &JoinOptions) -> Vec<Problem> {
                 ),
             );
         }
-        for (release, status) in &t.releases {
+        for (release, listed) in &t.releases {
+            let status = &listed.status;
             let ours = [
                 install::BASE_RELEASE,
                 install::ISTIOD_RELEASE,
@@ -740,38 +741,17 @@ async fn cluster_steps(
                 }
             }
             Link::Remote(primary_address) => {
-                if remote_istiod_needed(run, t).await? {
-                    run.step(ctx, "istiod (remote)", async {
-                        let address = primary_address.clone().await.map_err(|_| {
-                            Error::Install {
-                                cluster: ctx.to_owned(),
-                                what: "installing istiod with the remote profile".into(),
-                                reason: "the primary's steps failed before its east-west gateway had an address (see the primary's error)".into(),
-                            }
-                        })?;
-                        match address {
-                            Some((addr, _)) if addr.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback()) => Err(Error::Install {
-                                cluster: ctx.to_owned(),
-                                what: "installing istiod with the remote profile".into(),
-                                reason: format!("the primary's east-west gateway address {addr} is a loopback address: this cluster's proxies could not reach istiod there (and Kubernetes refuses it in the istiod EndpointSlice); pass --primary-gateway-address with an address the remote reaches"),
-                            }),
-                            Some((addr, _)) => {
-                                let [_, istiod, _] = install::remote_releases(
-                                    &inst.charts, &t.name, &t.network, &addr,
-                                );
-                                release_step(run, t, inst, "istiod (remote)", &istiod, Await::Nothing).await
-                            }
-                            None if run.opts.dry_run => Ok(Outcome::Changed(
-                                format!("installed release istiod (remote profile, injection path {}) with remotePilotAddress set to the primary's east-west gateway address, known once that gateway is installed", install::injection_path(&t.name, &t.network)),
-                                None,
-                            )),
-                            None => Err(Error::Install {
-                                cluster: ctx.to_owned(),
-                                what: "installing istiod with the remote profile".into(),
-                                reason: "the primary's east-west gateway has no address; pass --primary-gateway-address".into(),
-                            }),
-                        }
-                    })
+                let install = remote_istiod_needed(run, t).await?;
+                let deployed = t
+                    .releases
+                    .get(install::ISTIOD_RELEASE)
+                    .is_some_and(|r| r.status == "deployed");
+                if install || deployed {
+                    run.step(
+                        ctx,
+                        "istiod (remote)",
+                        remote_istiod_step(run, t, inst, primary_address.clone(), install),
+                    )
                     .await?;
                 }
             }
@@ -912,7 +892,7 @@ async fn apply_if_changed(
 fn needs_repair(t: &Target<'_>, release: &str) -> bool {
     t.releases
         .get(release)
-        .is_some_and(|s| s == "failed" || s == "pending-install")
+        .is_some_and(|r| r.status == "failed" || r.status == "pending-install")
 }
 
 /// Whether a remote still needs istiod's remote profile: no release of it deployed, and
@@ -934,6 +914,95 @@ async fn remote_istiod_needed(run: &Run<'_>, t: &Target<'_>) -> Result<bool> {
         .await
         .map_err(|e| kube(&t.spec.context, format!("reading Service {ns}/istiod"), e))?;
     Ok(istiod.is_none())
+}
+
+/// A remote's istiod with the remote profile: installed when missing, pointed at the
+/// primary's east-west gateway (`remotePilotAddress`) — where its proxies reach istiod —
+/// and, when a release of ours points elsewhere (the primary's gateway moved), re-pointed
+/// by `helm upgrade --reuse-values`, which changes that value only.
+async fn remote_istiod_step(
+    run: &Run<'_>,
+    t: &Target<'_>,
+    inst: &Installer<'_>,
+    primary_address: PrimaryAddress,
+    install: bool,
+) -> Result<Outcome> {
+    let ctx = t.spec.context.as_str();
+    let ns = run.opts.namespace.as_str();
+    let what = if install {
+        "installing istiod with the remote profile"
+    } else {
+        "pointing the remote's istiod at the primary's east-west gateway"
+    };
+    let failed = |reason: String| Error::Install {
+        cluster: ctx.to_owned(),
+        what: what.into(),
+        reason,
+    };
+    let address = primary_address.await.map_err(|_| {
+        failed("the primary's steps failed before its east-west gateway had an address (see the primary's error)".into())
+    })?;
+    let addr = match address {
+        Some((addr, _))
+            if addr
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback()) =>
+        {
+            return Err(failed(format!(
+                "the primary's east-west gateway address {addr} is a loopback address: this cluster's proxies could not reach istiod there (and Kubernetes refuses it in the istiod EndpointSlice); pass --primary-gateway-address with an address the remote reaches"
+            )));
+        }
+        Some((addr, _)) => addr,
+        None if run.opts.dry_run && install => {
+            return Ok(Outcome::Changed(
+                format!(
+                    "installed release istiod (remote profile, injection path {}) with remotePilotAddress set to the primary's east-west gateway address, known once that gateway is installed",
+                    install::injection_path(&t.name, &t.network)
+                ),
+                None,
+            ));
+        }
+        None => {
+            return Err(failed(
+                "the primary's east-west gateway has no address; pass --primary-gateway-address"
+                    .into(),
+            ));
+        }
+    };
+    if install {
+        let [_, istiod, _] = install::remote_releases(&inst.charts, &t.name, &t.network, &addr);
+        return release_step(run, t, inst, "istiod (remote)", &istiod, Await::Nothing).await;
+    }
+    // A deployed release of ours: does its istiod Service still lead to the primary?
+    let Some(current) = cluster::remote_istiod_address(&t.client, ctx, ns).await? else {
+        return Ok(Outcome::Unchanged);
+    };
+    if current.contains(&addr) {
+        return Ok(Outcome::Unchanged);
+    }
+    let installed = &t.releases[install::ISTIOD_RELEASE].chart;
+    let given = install::chart_id(&inst.charts.istiod).unwrap_or_default();
+    let set = format!("global.remotePilotAddress={addr}");
+    if *installed != given {
+        // Upgrading with another chart would upgrade Istio too: that is the user's call.
+        run.warn(ctx, "istiod (remote)", format!(
+            "release {ns}/istiod sends this cluster's proxies to {} but the primary's east-west gateway is at {addr}; it is chart {installed} and --istio-charts holds {given}, so update it yourself: helm upgrade istiod <chart {installed}> -n {ns} --kube-context {ctx} --reuse-values --set {set}",
+            current.join(", ")
+        ));
+        return Ok(Outcome::Unchanged);
+    }
+    if !run.opts.dry_run {
+        inst.helm
+            .set_values(ctx, install::ISTIOD_RELEASE, &inst.charts.istiod, &[set])
+            .await?;
+    }
+    Ok(Outcome::Changed(
+        format!(
+            "pointed release {ns}/istiod at the primary's east-west gateway: remotePilotAddress {} → {addr}",
+            current.join(", ")
+        ),
+        None,
+    ))
 }
 
 /// What to wait for after a release is installed.
@@ -973,7 +1042,10 @@ async fn release_step(
     }
     let started = Instant::now();
     let mut done = Vec::new();
-    if t.releases.get(release.name).map(String::as_str) == Some("pending-install") {
+    if t.releases
+        .get(release.name)
+        .is_some_and(|r| r.status == "pending-install")
+    {
         inst.helm.uninstall(ctx, release.name).await?;
         done.push(format!(
             "removed release {} left pending-install by an interrupted run",

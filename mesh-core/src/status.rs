@@ -9,7 +9,9 @@
 //! - **roots**: the cluster's `cacerts` shares a root with the primary's;
 //! - **network**: the cluster's Istio namespace declares a network, and `meshNetworks`
 //!   lists the cluster ID in that network, with a gateway;
-//! - **gateway**: its east-west gateway Service has an address, the one `meshNetworks` lists.
+//! - **gateway**: its east-west gateway Service has an address, the one `meshNetworks` lists;
+//! - **control plane** (remotes installed with Istio's remote profile): its `istiod`
+//!   Service leads to the primary's east-west gateway, where its proxies reach istiod.
 //!
 //! The remote is read through the user's kubeconfig context for the same API server,
 //! if there is one, else through the remote secret's own (reader) credentials.
@@ -137,6 +139,8 @@ struct Seen {
     has_cacerts: bool,
     gateway: Option<cluster::GatewayService>,
     address: Option<(String, u16)>,
+    /// Where its `istiod` Service leads when istiod runs elsewhere (remote profile).
+    remote_istiod: Option<Vec<String>>,
 }
 
 async fn see(client: &Client, ctx: &str, ns: &str) -> Result<Seen> {
@@ -153,6 +157,7 @@ async fn see(client: &Client, ctx: &str, ns: &str) -> Result<Seen> {
         Some(gw) => links::gateway_address_now(client, ctx, ns, gw).await?,
         None => None,
     };
+    let remote_istiod = cluster::remote_istiod_address(client, ctx, ns).await?;
     let network = namespace
         .and_then(|n| n.metadata.labels?.get(NETWORK_LABEL).cloned())
         .or_else(|| gateway.as_ref()?.network_label.clone());
@@ -164,6 +169,7 @@ async fn see(client: &Client, ctx: &str, ns: &str) -> Result<Seen> {
             .and_then(|pem| RootSet::from_pem(&pem.0).ok()),
         gateway,
         address,
+        remote_istiod,
     })
 }
 
@@ -556,6 +562,30 @@ async fn check_link(cx: &Cx<'_>, link: &links::Link) -> (ClusterRow, Vec<Check>)
         }
     }
     check_network(&mut checks, &remote_seen, id, mesh_networks, &hint);
+
+    // Control plane: a remote-profile cluster's proxies reach istiod through the
+    // primary's east-west gateway. (No primary address: the primary's gateway check says so.)
+    if let (Some(targets), Some((addr, _))) = (&remote_seen.remote_istiod, &seen_primary.address) {
+        if targets.contains(addr) {
+            checks.pass(
+                "control plane",
+                format!("its istiod Service leads to the primary's east-west gateway {addr}"),
+            );
+        } else {
+            checks.fail(
+                "control plane",
+                format!(
+                    "its istiod Service leads to {} but the primary's east-west gateway is {addr}: its proxies cannot reach istiod",
+                    if targets.is_empty() { "nowhere".to_owned() } else { targets.join(", ") }
+                ),
+                format!(
+                    "{} --install (re-points remotePilotAddress), or helm upgrade istiod ISTIOD_CHART -n {ns} --kube-context {} --reuse-values --set global.remotePilotAddress={addr}",
+                    join_hint(context.as_deref(), id),
+                    context.as_deref().unwrap_or("REMOTE")
+                ),
+            );
+        }
+    }
     (row, checks.out)
 }
 
@@ -672,6 +702,7 @@ mod tests {
                 network_label: None,
             }),
             address: address.map(|(a, p)| (a.to_owned(), p)),
+            remote_istiod: None,
         }
     }
 
