@@ -210,8 +210,13 @@ fn install_from_nothing_builds_a_mesh_that_istiod_serves_and_a_second_run_change
     let s = setup();
 
     // ISTIO_CHARTS comes from the test bed's environment, as --istio-charts' default.
-    let out = join_install(&s, &[]);
+    // With -vv the helm runs are logged, but not a --set value (it may be a credential).
+    let marker = "not-for-the-log-7f3a";
+    let set = format!("meshConfig.defaultConfig.proxyMetadata.TEST_MARKER={marker}");
+    let out = join_install(&s, &["-vv", "--set", &set]);
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(stderr.contains("running helm"), "{stderr}");
+    assert!(!stderr.contains(marker) && !stdout.contains(marker));
     assert!(
         out.status.success(),
         "join --install failed:\n{stdout}\n{stderr}"
@@ -237,6 +242,10 @@ fn install_from_nothing_builds_a_mesh_that_istiod_serves_and_a_second_run_change
     assert_eq!(primary["global"]["multiCluster"]["clusterName"], PRIMARY);
     assert_eq!(primary["global"]["network"], "network-cluster4");
     assert_eq!(primary["global"]["operatorManageWebhooks"], true);
+    assert_eq!(
+        primary["meshConfig"]["defaultConfig"]["proxyMetadata"]["TEST_MARKER"], marker,
+        "--set reaches helm"
+    );
     let available = kubectl(&[
         "--context=cluster4",
         "-n",

@@ -316,7 +316,18 @@ impl Helm<'_> {
         {
             cmd.env("KUBECONFIG", joined);
         }
-        tracing::debug!(cluster, helm = %helm.display(), ?args, "running helm");
+        // `--set` values stay out of the log: a user may pass a credential there.
+        let shown: Vec<String> = args
+            .iter()
+            .enumerate()
+            .map(
+                |(i, a)| match (i > 0 && args[i - 1] == "--set", a.split_once('=')) {
+                    (true, Some((key, _))) => format!("{key}=…"),
+                    _ => a.clone(),
+                },
+            )
+            .collect();
+        tracing::debug!(cluster, helm = %helm.display(), args = ?shown, "running helm");
         let mut child = cmd.spawn().map_err(|e| Error::Install {
             cluster: cluster.to_owned(),
             what: format!("running {}", helm.display()),

@@ -4,7 +4,8 @@
 //! For each data key of each `istio/multiCluster=true` Secret in the primary (a cluster
 //! ID and its kubeconfig), status checks that:
 //! - **credentials**: the kubeconfig reaches and authenticates to its cluster and may
-//!   read what istiod reads, nothing more ([`mesh_kubeconfig::verify_remote_kubeconfig`]);
+//!   read what istiod reads, and may not write what a reader must not
+//!   ([`mesh_kubeconfig::verify_remote_kubeconfig`]);
 //! - **token expiry**: its token does not expire within the warning window;
 //! - **roots**: the cluster's `cacerts` shares a root with the primary's;
 //! - **network**: the cluster's Istio namespace declares a network, and `meshNetworks`
@@ -440,7 +441,7 @@ async fn check_link(cx: &Cx<'_>, link: &links::Link) -> (ClusterRow, Vec<Check>)
         Ok(v) if v.is_ok() => checks.pass(
             "credentials",
             format!(
-                "authenticates as {} and may read what istiod reads, nothing more",
+                "authenticates as {}, may read what istiod reads, and may not change Services, EndpointSlices, pods, namespaces or Secrets",
                 v.user
             ),
         ),
