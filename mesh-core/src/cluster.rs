@@ -153,7 +153,7 @@ pub async fn read_facts(
         .get_opt(namespace)
         .await
         .map_err(|e| kube(context, format!("reading namespace {namespace}"), e))?;
-    let gateway_crd_version = istio_gateway_crd_version(client, context).await?;
+    let gateway_crd_version = gateway_crd_version(client, context).await?;
     let mut facts = ClusterFacts {
         context: context.to_owned(),
         kube_system_uid: kube_system.and_then(|ns| ns.metadata.uid),
@@ -304,10 +304,7 @@ async fn allowed(
 /// The served version of Istio's Gateway CRD (`v1`, else `v1beta1`, else `v1alpha3`), or
 /// `None` when the CRD is missing. When reading CRDs is forbidden this says `v1`: the
 /// gateway step then reports the real problem itself.
-pub(crate) async fn istio_gateway_crd_version(
-    client: &Client,
-    context: &str,
-) -> Result<Option<String>> {
+pub(crate) async fn gateway_crd_version(client: &Client, context: &str) -> Result<Option<String>> {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     match crds.get_opt("gateways.networking.istio.io").await {
         Ok(crd) => Ok(crd.and_then(|crd| {
@@ -378,29 +375,41 @@ pub fn expose_istiod(namespace: &str, crd_version: &str) -> [(DynamicObject, Api
     [(gateway, gateway_resource), (vs, vs_resource)]
 }
 
-/// Where a remote's `istiod` Service sends its proxies when istiod runs elsewhere (Istio's
-/// remote profile: a Service without selector, backed by an EndpointSlice holding
-/// `remotePilotAddress`, or an ExternalName): those addresses. `None` when the cluster has
-/// no `istiod` Service, or one that selects a local istiod.
-pub(crate) async fn remote_istiod_address(
+/// What a cluster's `istiod` Service is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum IstiodService {
+    /// There is none: no istiod, local or remote.
+    Missing,
+    /// It selects a local istiod.
+    Local,
+    /// istiod runs elsewhere (Istio's remote profile: a Service without selector, backed
+    /// by an EndpointSlice holding `remotePilotAddress`, or an ExternalName); where it
+    /// sends the cluster's proxies.
+    Remote(Vec<String>),
+}
+
+/// Reads the `istiod` Service of `namespace` (and, for a remote one, where it leads).
+pub(crate) async fn istiod_service(
     client: &Client,
     context: &str,
     namespace: &str,
-) -> Result<Option<Vec<String>>> {
+) -> Result<IstiodService> {
     let services: Api<Service> = Api::namespaced(client.clone(), namespace);
     let Some(svc) = services
         .get_opt("istiod")
         .await
         .map_err(|e| kube(context, format!("reading Service {namespace}/istiod"), e))?
     else {
-        return Ok(None);
+        return Ok(IstiodService::Missing);
     };
     let spec = svc.spec.unwrap_or_default();
     if spec.selector.as_ref().is_some_and(|s| !s.is_empty()) {
-        return Ok(None);
+        return Ok(IstiodService::Local);
     }
     if spec.type_.as_deref() == Some("ExternalName") {
-        return Ok(Some(spec.external_name.into_iter().collect()));
+        return Ok(IstiodService::Remote(
+            spec.external_name.into_iter().collect(),
+        ));
     }
     // As JSON: the EndpointSlice's Rust shape differs between Kubernetes versions.
     let resource = ApiResource {
@@ -429,7 +438,7 @@ pub(crate) async fn remote_istiod_address(
             }
         }
     }
-    Ok(Some(addresses))
+    Ok(IstiodService::Remote(addresses))
 }
 
 /// Finds the east-west gateway Service: label `istio=eastwestgateway`, else the

@@ -24,7 +24,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -157,8 +157,6 @@ pub struct Release {
     pub chart: PathBuf,
     /// Our values (the user's values files and `--set`s come after them).
     pub values: Value,
-    /// Whether the user's gateway values (rather than the control-plane ones) apply.
-    pub gateway: bool,
 }
 
 /// The primary's releases, in install order: base, istiod, east-west gateway.
@@ -182,7 +180,6 @@ pub fn primary_releases(
             name: BASE_RELEASE,
             chart: charts.base.clone(),
             values: json!({"global": {"externalIstiod": true}}),
-            gateway: false,
         },
         Release {
             name: ISTIOD_RELEASE,
@@ -193,7 +190,6 @@ pub fn primary_releases(
                 "network": network,
                 "externalIstiod": true,
             }}),
-            gateway: false,
         },
         eastwest_release(charts, network),
     ]
@@ -224,7 +220,6 @@ pub fn remote_releases(
             name: BASE_RELEASE,
             chart: charts.base.clone(),
             values: json!({"profile": "remote"}),
-            gateway: false,
         },
         Release {
             name: ISTIOD_RELEASE,
@@ -239,7 +234,6 @@ pub fn remote_releases(
                 },
                 "istiodRemote": {"injectionPath": injection_path(cluster, network)},
             }),
-            gateway: false,
         },
         eastwest_release(charts, network),
     ]
@@ -259,7 +253,6 @@ fn eastwest_release(charts: &Charts, network: &str) -> Release {
         name: EASTWEST_RELEASE,
         chart: charts.gateway.clone(),
         values: json!({"name": EASTWEST_RELEASE, "networkGateway": network}),
-        gateway: true,
     }
 }
 
@@ -498,7 +491,8 @@ impl Helm<'_> {
     }
 
     fn values_args(&self, release: &Release) -> Vec<String> {
-        let (files, sets) = if release.gateway {
+        // The gateway chart gets the user's gateway values; the others, the control plane's.
+        let (files, sets) = if release.name == EASTWEST_RELEASE {
             (&self.opts.gateway_values_files, &self.opts.gateway_set)
         } else {
             (&self.opts.values_files, &self.opts.set)
@@ -553,6 +547,34 @@ pub(crate) fn check_inputs(opts: &InstallOptions) -> Vec<String> {
     problems
 }
 
+/// What a wait is waiting for, passed on (as "for …") only when it changes: one progress
+/// line per change on a plain terminal, not one per poll. The last one names a timeout.
+struct WaitReport<'a> {
+    on_wait: &'a (dyn Fn(String) + Sync),
+    last: std::sync::Mutex<String>,
+}
+
+impl<'a> WaitReport<'a> {
+    fn new(on_wait: &'a (dyn Fn(String) + Sync)) -> WaitReport<'a> {
+        WaitReport {
+            on_wait,
+            last: std::sync::Mutex::new(String::new()),
+        }
+    }
+
+    fn say(&self, what: String) {
+        let mut last = self.last.lock().unwrap();
+        if *last != what {
+            (self.on_wait)(format!("for {what}"));
+            *last = what;
+        }
+    }
+
+    fn last(&self) -> String {
+        self.last.lock().unwrap().clone()
+    }
+}
+
 /// Waits until every Istio CRD (group `*.istio.io`) is Established, with at least the
 /// Gateway CRD present.
 pub(crate) async fn wait_crds_established(
@@ -562,8 +584,7 @@ pub(crate) async fn wait_crds_established(
     on_wait: &(dyn Fn(String) + Sync),
 ) -> Result<usize> {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let started = Instant::now();
-    let reported = std::sync::atomic::AtomicBool::new(false);
+    let report = WaitReport::new(on_wait);
     let found = crate::cluster::poll(timeout, || async {
         let list = api
             .list(&Default::default())
@@ -593,20 +614,16 @@ pub(crate) async fn wait_crds_established(
         if pending.is_empty() && has_gateway {
             return Ok(Some(istio.len()));
         }
-        if !reported.swap(true, std::sync::atomic::Ordering::Relaxed)
-            || started.elapsed() > Duration::from_secs(2)
-        {
-            on_wait(format!(
-                "for {} Istio CRD(s) to be Established",
-                pending.len().max(1)
-            ));
-        }
+        report.say(format!(
+            "{} Istio CRD(s) to be Established",
+            pending.len().max(1)
+        ));
         Ok(None)
     })
     .await?;
     found.ok_or_else(|| Error::Timeout {
         cluster: context.to_owned(),
-        what: "Istio's CRDs to be Established".into(),
+        what: report.last(),
         seconds: timeout.as_secs(),
         hint: "look at `kubectl get crd | grep istio.io` and the API server's log".into(),
     })
@@ -623,8 +640,7 @@ pub(crate) async fn wait_rollout(
     on_wait: &(dyn Fn(String) + Sync),
 ) -> Result<Vec<String>> {
     let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
-    let last = std::sync::Mutex::new(String::new());
-    let waiting_for = std::sync::Mutex::new(Vec::new());
+    let report = WaitReport::new(on_wait);
     let found = crate::cluster::poll(timeout, || async {
         let list = api
             .list(&Default::default())
@@ -664,18 +680,13 @@ pub(crate) async fn wait_rollout(
                     .collect::<Vec<_>>(),
             ));
         }
-        let text = format!("for {} to roll out", pending.join(", "));
-        if *last.lock().unwrap() != text {
-            on_wait(text.clone());
-            *last.lock().unwrap() = text;
-        }
-        *waiting_for.lock().unwrap() = pending;
+        report.say(format!("{} to roll out", pending.join(", ")));
         Ok(None)
     })
     .await?;
     found.ok_or_else(|| Error::Timeout {
         cluster: context.to_owned(),
-        what: format!("{} to roll out", waiting_for.lock().unwrap().join(", ")),
+        what: report.last(),
         seconds: timeout.as_secs(),
         hint: format!(
             "look at `kubectl --context {context} -n {namespace} get pods` (images pulled? nodes with room?), then run join again"
@@ -703,12 +714,28 @@ mod tests {
         assert_eq!(p[1].values["global"]["meshID"], "mesh1");
         assert_eq!(p[1].values["global"]["network"], "network1");
         assert_eq!(p[1].values["global"]["externalIstiod"], true);
-        assert!(p[2].gateway && !p[1].gateway);
         let r = remote_releases(&charts(), "cluster2", "network2", "gw.example.com");
         assert_eq!(r[0].values["profile"], "remote");
         assert_eq!(r[1].values["global"]["configCluster"], true);
         assert_eq!(r[1].values["global"]["network"], "network2");
         assert_eq!(r[2].values["networkGateway"], "network2");
+    }
+
+    #[test]
+    fn the_user_values_go_to_their_own_releases_after_ours() {
+        let mut opts = InstallOptions::new("charts");
+        opts.set = vec!["pilot.x=1".into()];
+        opts.gateway_set = vec!["service.y=2".into()];
+        let helm = Helm {
+            opts: &opts,
+            namespace: "istio-system",
+            timeout: Duration::from_secs(1),
+        };
+        let p = primary_releases(&charts(), "mesh1", "cluster1", "network1");
+        let istiod = helm.values_args(&p[1]);
+        let gateway = helm.values_args(&p[2]);
+        assert_eq!(istiod, ["--values", "-", "--set", "pilot.x=1"]);
+        assert_eq!(gateway, ["--values", "-", "--set", "service.y=2"]);
     }
 
     #[test]

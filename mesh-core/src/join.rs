@@ -11,7 +11,7 @@ use mesh_kubeconfig::{Kubeconfigs, RemoteSecretRequest};
 use serde::Serialize;
 
 use crate::cluster::{
-    self, CACERTS, CONTROL_PLANE_CLUSTERS_ANNOTATION, ClusterFacts, GatewayService,
+    self, CACERTS, CONTROL_PLANE_CLUSTERS_ANNOTATION, ClusterFacts, GatewayService, IstiodService,
     MESH_CONFIG_MAP, NETWORK_LABEL,
 };
 use crate::error::{Error, Problem, Result, kube};
@@ -254,7 +254,7 @@ pub async fn join(
             &primary_name,
             installer,
             if i == 0 {
-                Link::Primary(address_tx.take(), targets.len() > 1)
+                Link::Primary(address_tx.take())
             } else {
                 Link::Remote(primary_address.clone())
             },
@@ -585,12 +585,8 @@ async fn judge(targets: &mut [Target<'_>], opts: &JoinOptions) -> Vec<Problem> {
 
 /// How a cluster's steps link to the primary's gateway address.
 enum Link {
-    /// The primary: sends its gateway address (once known) to the remotes; `true` when
-    /// there are remotes (with `--install`, istiod is then exposed on the gateway).
-    Primary(
-        Option<futures::channel::oneshot::Sender<Option<(String, u16)>>>,
-        bool,
-    ),
+    /// The primary: sends its gateway address (once known) to the remotes.
+    Primary(Option<futures::channel::oneshot::Sender<Option<(String, u16)>>>),
     /// A remote: its istiod install waits for the primary's address.
     Remote(PrimaryAddress),
 }
@@ -724,7 +720,7 @@ async fn cluster_steps(
             crd_version = Some(if run.opts.dry_run {
                 "v1".to_owned()
             } else {
-                cluster::istio_gateway_crd_version(&t.client, ctx)
+                cluster::gateway_crd_version(&t.client, ctx)
                     .await?
                     .unwrap_or_else(|| "v1".into())
             });
@@ -741,16 +737,20 @@ async fn cluster_steps(
                 }
             }
             Link::Remote(primary_address) => {
-                let install = remote_istiod_needed(run, t).await?;
-                let deployed = t
-                    .releases
-                    .get(install::ISTIOD_RELEASE)
-                    .is_some_and(|r| r.status == "deployed");
+                // The remote profile is needed when neither a release of it, nor a local
+                // istiod, nor any `istiod` Service is there (or ours did not deploy).
+                let istiod = cluster::istiod_service(&t.client, ctx, ns).await?;
+                let release = t.releases.get(install::ISTIOD_RELEASE);
+                let install = needs_repair(t, install::ISTIOD_RELEASE)
+                    || (release.is_none()
+                        && t.facts.istiod_cluster_id.is_none()
+                        && istiod == IstiodService::Missing);
+                let deployed = release.is_some_and(|r| r.status == "deployed");
                 if install || deployed {
                     run.step(
                         ctx,
                         "istiod (remote)",
-                        remote_istiod_step(run, t, inst, primary_address.clone(), install),
+                        remote_istiod_step(run, t, inst, primary_address.clone(), install, istiod),
                     )
                     .await?;
                 }
@@ -779,7 +779,7 @@ async fn cluster_steps(
             .gateway_address
             .as_deref()
             .map(|a| parse_address(a, 15443).expect("checked in preflight"));
-        if let Link::Primary(Some(tx), _) = link {
+        if let Link::Primary(Some(tx)) = link {
             let _ = tx.send(address.clone());
         }
         return Ok(address);
@@ -797,7 +797,8 @@ async fn cluster_steps(
         .await
     })
     .await?;
-    if let (Link::Primary(_, true), Some(_)) = (&link, installer) {
+    // With --install and remotes, the primary exposes istiod to them on its gateway.
+    if matches!(link, Link::Primary(_)) && installer.is_some() && !run.opts.remotes.is_empty() {
         run.step(ctx, "expose istiod", async {
             let (mut done, mut objects) = (Vec::new(), Vec::new());
             for (object, resource) in cluster::expose_istiod(ns, version) {
@@ -846,7 +847,7 @@ async fn cluster_steps(
         .await?;
         found
     };
-    if let Link::Primary(Some(tx), _) = link {
+    if let Link::Primary(Some(tx)) = link {
         let _ = tx.send(found.clone());
     }
     Ok(found)
@@ -895,27 +896,6 @@ fn needs_repair(t: &Target<'_>, release: &str) -> bool {
         .is_some_and(|r| r.status == "failed" || r.status == "pending-install")
 }
 
-/// Whether a remote still needs istiod's remote profile: no release of it deployed, and
-/// no `istiod` Service (what the remote profile, or a local istiod, provides).
-async fn remote_istiod_needed(run: &Run<'_>, t: &Target<'_>) -> Result<bool> {
-    if needs_repair(t, install::ISTIOD_RELEASE) {
-        return Ok(true);
-    }
-    if t.releases.contains_key(install::ISTIOD_RELEASE) || t.facts.istiod_cluster_id.is_some() {
-        return Ok(false);
-    }
-    if t.facts.istio_namespace.is_none() {
-        return Ok(true);
-    }
-    let ns = run.opts.namespace.as_str();
-    let services: Api<Service> = Api::namespaced(t.client.clone(), ns);
-    let istiod = services
-        .get_opt("istiod")
-        .await
-        .map_err(|e| kube(&t.spec.context, format!("reading Service {ns}/istiod"), e))?;
-    Ok(istiod.is_none())
-}
-
 /// A remote's istiod with the remote profile: installed when missing, pointed at the
 /// primary's east-west gateway (`remotePilotAddress`) — where its proxies reach istiod —
 /// and, when a release of ours points elsewhere (the primary's gateway moved), re-pointed
@@ -926,6 +906,7 @@ async fn remote_istiod_step(
     inst: &Installer<'_>,
     primary_address: PrimaryAddress,
     install: bool,
+    istiod: IstiodService,
 ) -> Result<Outcome> {
     let ctx = t.spec.context.as_str();
     let ns = run.opts.namespace.as_str();
@@ -974,7 +955,7 @@ async fn remote_istiod_step(
         return release_step(run, t, inst, "istiod (remote)", &istiod, Await::Nothing).await;
     }
     // A deployed release of ours: does its istiod Service still lead to the primary?
-    let Some(current) = cluster::remote_istiod_address(&t.client, ctx, ns).await? else {
+    let IstiodService::Remote(current) = istiod else {
         return Ok(Outcome::Unchanged);
     };
     if current.contains(&addr) {

@@ -3,7 +3,6 @@
 //! made an object, and where a gateway Service can be reached right now.
 
 use k8s_openapi::api::core::v1::{Secret, Service};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{ListParams, ObjectMeta};
 use kube::{Api, Client};
 use secrecy::{ExposeSecret, SecretString};
@@ -130,22 +129,6 @@ pub(crate) fn owned_metadata_keys(meta: &ObjectMeta, section: &str) -> Vec<Strin
     keys.sort();
     keys.dedup();
     keys
-}
-
-/// The served version of Istio's Gateway CRD, if the CRD exists.
-pub(crate) async fn gateway_crd_version(client: &Client, context: &str) -> Result<Option<String>> {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let crd = match crds.get_opt("gateways.networking.istio.io").await {
-        Ok(crd) => crd,
-        Err(kube::Error::Api(s)) if s.code == 403 => return Ok(Some("v1".into())),
-        Err(e) => return Err(kube(context, "reading Istio's CRDs", e)),
-    };
-    Ok(crd.and_then(|crd| {
-        ["v1", "v1beta1", "v1alpha3"]
-            .iter()
-            .find(|v| crd.spec.versions.iter().any(|s| s.served && s.name == **v))
-            .map(|v| (*v).to_owned())
-    }))
 }
 
 /// Where the gateway Service can be reached now (no waiting): LoadBalancer ip or

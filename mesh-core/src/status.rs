@@ -140,8 +140,6 @@ struct Seen {
     has_cacerts: bool,
     gateway: Option<cluster::GatewayService>,
     address: Option<(String, u16)>,
-    /// Where its `istiod` Service leads when istiod runs elsewhere (remote profile).
-    remote_istiod: Option<Vec<String>>,
 }
 
 async fn see(client: &Client, ctx: &str, ns: &str) -> Result<Seen> {
@@ -158,7 +156,6 @@ async fn see(client: &Client, ctx: &str, ns: &str) -> Result<Seen> {
         Some(gw) => links::gateway_address_now(client, ctx, ns, gw).await?,
         None => None,
     };
-    let remote_istiod = cluster::remote_istiod_address(client, ctx, ns).await?;
     let network = namespace
         .and_then(|n| n.metadata.labels?.get(NETWORK_LABEL).cloned())
         .or_else(|| gateway.as_ref()?.network_label.clone());
@@ -170,7 +167,6 @@ async fn see(client: &Client, ctx: &str, ns: &str) -> Result<Seen> {
             .and_then(|pem| RootSet::from_pem(&pem.0).ok()),
         gateway,
         address,
-        remote_istiod,
     })
 }
 
@@ -491,11 +487,17 @@ async fn check_link(cx: &Cx<'_>, link: &links::Link) -> (ClusterRow, Vec<Check>)
         },
     };
     let label = context.clone().unwrap_or_else(|| id.to_owned());
+    // Its istiod Service too: on a remote-profile cluster it says where proxies reach istiod.
     let read = match client {
-        Ok(client) => see(&client, &label, ns).await,
+        Ok(client) => match see(&client, &label, ns).await {
+            Ok(seen) => cluster::istiod_service(&client, &label, ns)
+                .await
+                .map(|istiod| (seen, istiod)),
+            Err(e) => Err(e),
+        },
         Err(e) => Err(e.into()),
     };
-    let remote_seen = match read {
+    let (remote_seen, remote_istiod) = match read {
         Ok(s) => s,
         Err(e) => {
             checks.fail(
@@ -566,7 +568,9 @@ async fn check_link(cx: &Cx<'_>, link: &links::Link) -> (ClusterRow, Vec<Check>)
 
     // Control plane: a remote-profile cluster's proxies reach istiod through the
     // primary's east-west gateway. (No primary address: the primary's gateway check says so.)
-    if let (Some(targets), Some((addr, _))) = (&remote_seen.remote_istiod, &seen_primary.address) {
+    if let (cluster::IstiodService::Remote(targets), Some((addr, _))) =
+        (&remote_istiod, &seen_primary.address)
+    {
         if targets.contains(addr) {
             checks.pass(
                 "control plane",
@@ -703,7 +707,6 @@ mod tests {
                 network_label: None,
             }),
             address: address.map(|(a, p)| (a.to_owned(), p)),
-            remote_istiod: None,
         }
     }
 

@@ -672,11 +672,13 @@ async fn purge_membership(
     })
     .await?;
 
+    // Istio's CRDs, read once for the Gateway and the istiod exposure (none: nothing to do).
+    let crd_version = cluster::gateway_crd_version(client, ctx).await?;
     run.step_listing(ctx, "cross-network gateway", async {
-        let Some(version) = links::gateway_crd_version(client, ctx).await? else {
+        let Some(version) = &crd_version else {
             return Ok(Vec::new());
         };
-        let gateway = cluster::gateway_resource(&version);
+        let gateway = cluster::gateway_resource(version);
         delete_istio_object(
             run,
             client,
@@ -692,11 +694,11 @@ async fn purge_membership(
     if primary.is_none() {
         // What `join --install` added so remotes reach istiod through the gateway.
         run.step_listing(ctx, "expose istiod", async {
-            let Some(version) = links::gateway_crd_version(client, ctx).await? else {
+            let Some(version) = &crd_version else {
                 return Ok(Vec::new());
             };
             let mut done = Vec::new();
-            for (object, resource) in cluster::expose_istiod(ns, &version) {
+            for (object, resource) in cluster::expose_istiod(ns, version) {
                 let name = object.metadata.name.unwrap_or_default();
                 done.extend(
                     delete_istio_object(run, client, ctx, "expose istiod", &resource, &name)
