@@ -535,16 +535,81 @@ pub(crate) fn check_inputs(opts: &InstallOptions) -> Vec<String> {
         }
     }
     for (flag, sets) in [("--set", &opts.set), ("--gateway-set", &opts.gateway_set)] {
-        for s in sets {
-            if !s
-                .split(',')
-                .all(|kv| kv.split_once('=').is_some_and(|(k, _)| !k.is_empty()))
-            {
-                problems.push(format!("{flag} {s:?} is not KEY=VALUE[,KEY=VALUE]"));
+        for (i, s) in sets.iter().enumerate() {
+            // The text itself is never quoted: a user may pass a credential there.
+            if let Err(why) = check_helm_set(s) {
+                problems.push(format!(
+                    "{flag} number {} of {} is not KEY=VALUE[,KEY=VALUE…] as helm reads it: {why} (its text is not shown: it may hold a secret)",
+                    i + 1,
+                    sets.len()
+                ));
             }
         }
     }
     problems
+}
+
+/// Checks one `--set` argument the way helm's parser reads it: comma-separated
+/// `KEY=VALUE` pairs, where a backslash escapes the next character (`a=x\,y` is one
+/// value) and a value in braces is a list (`a={x,y}`). The error says where it breaks
+/// without quoting the text.
+fn check_helm_set(text: &str) -> std::result::Result<(), String> {
+    let mut chars = text.chars();
+    let mut pair = 0;
+    'pairs: loop {
+        pair += 1;
+        // The key, up to its '='.
+        let mut key_len = 0;
+        loop {
+            match chars.next() {
+                None if key_len == 0 && pair > 1 => return Ok(()), // a trailing comma
+                None | Some(',') => return Err(format!("pair {pair} has no '='")),
+                Some('=') if key_len == 0 => return Err(format!("pair {pair} has no key")),
+                Some('=') => break,
+                Some('\\') => {
+                    chars
+                        .next()
+                        .ok_or(format!("pair {pair} ends with a lone backslash"))?;
+                    key_len += 1;
+                }
+                Some(_) => key_len += 1,
+            }
+        }
+        // The value: a list in braces, or up to the next unescaped ','.
+        let mut rest = chars.clone();
+        if rest.next() == Some('{') {
+            chars = rest;
+            loop {
+                match chars.next() {
+                    None => return Err(format!("pair {pair} opens a list '{{' without its '}}'")),
+                    Some('}') => break,
+                    Some('\\') => {
+                        chars
+                            .next()
+                            .ok_or(format!("pair {pair} ends with a lone backslash"))?;
+                    }
+                    Some(_) => {}
+                }
+            }
+            match chars.next() {
+                None => return Ok(()),
+                Some(',') => continue 'pairs,
+                Some(_) => return Err(format!("pair {pair} has text after its list's '}}'")),
+            }
+        }
+        loop {
+            match chars.next() {
+                None => return Ok(()),
+                Some(',') => continue 'pairs,
+                Some('\\') => {
+                    chars
+                        .next()
+                        .ok_or(format!("pair {pair} ends with a lone backslash"))?;
+                }
+                Some(_) => {}
+            }
+        }
+    }
 }
 
 /// What a wait is waiting for, passed on (as "for …") only when it changes: one progress
@@ -765,6 +830,52 @@ mod tests {
         let problems = check_inputs(&opts);
         assert_eq!(problems.len(), 2, "{problems:?}");
         assert!(problems[0].contains("/no/such/values.yaml"));
-        assert!(problems[1].contains("\"nokey\""));
+        assert!(problems[1].contains("--set number 2 of 2"), "{problems:?}");
+        assert!(
+            !problems[1].contains("nokey"),
+            "the text is echoed: {problems:?}"
+        );
+    }
+
+    #[test]
+    fn sets_are_read_as_helm_reads_them() {
+        for good in [
+            "a=1",
+            "a.b=1,c=2",
+            "a={x,y}",
+            "a={x,y},b=2",
+            "a=x\\,y",
+            "a\\.b=1",
+            "a[0].b=x",
+            "a=",
+            "a=1,",
+            "a==b",
+            "a={}",
+        ] {
+            assert_eq!(check_helm_set(good), Ok(()), "{good:?}");
+        }
+        for (bad, why) in [
+            ("nokey", "pair 1 has no '='"),
+            ("a=1,b", "pair 2 has no '='"),
+            ("a=1,,b=2", "pair 2 has no '='"),
+            ("=1", "pair 1 has no key"),
+            ("a={x,y", "pair 1 opens a list"),
+            ("a={x}y", "pair 1 has text after"),
+            ("a=x\\", "lone backslash"),
+            ("", "pair 1 has no '='"),
+        ] {
+            let e = check_helm_set(bad).expect_err(bad);
+            assert!(e.contains(why), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_malformed_set_is_refused_without_its_secret() {
+        let mut opts = InstallOptions::new("charts");
+        opts.set = vec!["global.password=hunter2,oops".into()];
+        let problems = check_inputs(&opts);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("pair 2 has no '='"), "{problems:?}");
+        assert!(!problems[0].contains("hunter2"), "{problems:?}");
     }
 }

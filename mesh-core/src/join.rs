@@ -413,6 +413,21 @@ async fn judge(targets: &mut [Target<'_>], opts: &JoinOptions) -> Vec<Problem> {
             None => default_name,
         };
         // The network.
+        let network_flag = if i == 0 {
+            "--network"
+        } else {
+            "--remote-network"
+        };
+        if let Some(flag) = &t.spec.network
+            && !is_label_value(flag)
+        {
+            problem(
+                &ctx,
+                format!(
+                    "{network_flag} {flag:?} is not a valid label value (at most 63 letters, digits, '-', '_' or '.', beginning and ending with a letter or digit); pass another {network_flag}"
+                ),
+            );
+        }
         let declared = f.declared_network();
         t.network = match (&t.spec.network, declared) {
             (Some(flag), Some((declared, source))) if *flag != declared => {
@@ -431,7 +446,15 @@ async fn judge(targets: &mut [Target<'_>], opts: &JoinOptions) -> Vec<Problem> {
         if let Some(addr) = &t.spec.gateway_address
             && let Err(e) = parse_address(addr, 15443)
         {
-            problem(&ctx, e);
+            let address_flag = if i == 0 {
+                "--primary-gateway-address"
+            } else {
+                "--gateway-address"
+            };
+            problem(
+                &ctx,
+                format!("{address_flag} {addr:?} {e}; pass HOST or HOST:PORT"),
+            );
         }
     }
 
@@ -1119,9 +1142,22 @@ async fn gateway_address(
         );
         found = cluster::poll(run.opts.wait, look).await?;
     }
+    // What a Service's status or a Node says is written by others (a cloud controller,
+    // anyone who may update status) and goes into meshNetworks and helm values: a host
+    // name or an IP address, nothing else.
+    let checked = |(addr, port): (String, u16), source: &str| match check_host(&addr) {
+        Ok(()) => Ok((addr, port)),
+        Err(why) => Err(Error::Malformed {
+            cluster: ctx.to_owned(),
+            object: source.to_owned(),
+            reason: format!(
+                "the gateway address it gives {why}; pass --gateway-address HOST[:PORT]"
+            ),
+        }),
+    };
     let found = found.filter(|(addr, _)| !addr.is_empty());
     if let Some(addr) = found {
-        return Ok(addr);
+        return checked(addr, &format!("Service {ns}/{}", gw.name));
     }
     // NodePort fallback: a node's address and the node port.
     if let Some(node_port) = gw.node_port {
@@ -1138,7 +1174,7 @@ async fn gateway_address(
             });
             if let Some(addr) = addr {
                 run.warn(ctx, "gateway address", format!("Service {ns}/{} has no LoadBalancer address; using node address {addr} and node port {node_port}", gw.name));
-                return Ok((addr, node_port));
+                return checked((addr, node_port), "a Node's address");
             }
         }
     }
@@ -1316,32 +1352,74 @@ async fn remote_secret_step(
     }
 }
 
-/// Parses `ADDR` or `ADDR:PORT` (IPv6 in brackets), defaulting the port.
+/// Parses `HOST` or `HOST:PORT` (an IPv6 address in brackets when a port follows),
+/// defaulting the port; the error says why `text` is not one (without naming a flag).
 fn parse_address(text: &str, default_port: u16) -> std::result::Result<(String, u16), String> {
-    let bad = || format!("--gateway-address {text:?} is not ADDR or ADDR:PORT");
-    if text.is_empty() {
-        return Err(bad());
-    }
-    if let Some(rest) = text.strip_prefix('[') {
-        let (host, after) = rest.split_once(']').ok_or_else(bad)?;
-        let port = match after.strip_prefix(':') {
-            Some(p) => p.parse().map_err(|_| bad())?,
-            None if after.is_empty() => default_port,
-            None => return Err(bad()),
-        };
-        return Ok((host.to_owned(), port));
-    }
-    match text.rsplit_once(':') {
-        Some((host, port)) if !host.contains(':') => {
-            Ok((host.to_owned(), port.parse().map_err(|_| bad())?))
+    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+        let (host, after) = rest.split_once(']').ok_or("has a '[' without its ']'")?;
+        match after.strip_prefix(':') {
+            Some(port) => (host, Some(port)),
+            None if after.is_empty() => (host, None),
+            None => return Err(format!("has {after:?} after its ']'")),
         }
-        _ => Ok((text.to_owned(), default_port)),
+    } else {
+        match text.rsplit_once(':') {
+            // One colon: HOST:PORT; more: a bare IPv6 address.
+            Some((host, port)) if !host.contains(':') => (host, Some(port)),
+            _ => (text, None),
+        }
+    };
+    check_host(host)?;
+    let port = match port {
+        None => default_port,
+        Some(port) => match port.parse::<u16>() {
+            Ok(port) if port > 0 => port,
+            _ => return Err(format!("has port {port:?}, not a number from 1 to 65535")),
+        },
+    };
+    Ok((host.to_owned(), port))
+}
+
+/// Why `host` is neither an IP address nor a DNS host name, if it is not one.
+fn check_host(host: &str) -> std::result::Result<(), String> {
+    if host.is_empty() {
+        return Err("has no host".into());
     }
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(());
+    }
+    let label_ok = |label: &str| {
+        (1..=63).contains(&label.len())
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    };
+    if host.len() <= 253 && host.split('.').all(label_ok) {
+        Ok(())
+    } else {
+        Err(format!(
+            "has host {host:?}, which is neither an IP address nor a DNS name"
+        ))
+    }
+}
+
+/// Whether `value` may be a Kubernetes label value that names something: 1 to 63
+/// letters, digits, `-`, `_` or `.`, beginning and ending with a letter or digit.
+fn is_label_value(value: &str) -> bool {
+    let edge_ok = |b: Option<u8>| b.is_some_and(|b| b.is_ascii_alphanumeric());
+    value.len() <= 63
+        && edge_ok(value.bytes().next())
+        && edge_ok(value.bytes().last())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::parse_address;
+    use super::{is_label_value, parse_address};
 
     #[test]
     fn gateway_addresses_parse_with_and_without_port() {
@@ -1357,5 +1435,49 @@ mod tests {
         assert_eq!(parse_address("::1", 15443), Ok(("::1".into(), 15443)));
         assert!(parse_address("1.2.3.4:http", 15443).is_err());
         assert!(parse_address("", 15443).is_err());
+    }
+
+    #[test]
+    fn gateway_addresses_are_a_host_and_a_port_and_nothing_else() {
+        // What would reach helm as a second value, or a URL, or a path.
+        for bad in [
+            "1.2.3.4,x=y",
+            "1.2.3.4:15443,x=y",
+            "gw.example.com/x",
+            "https://gw.example.com",
+            "gw example.com",
+            "-gw.example.com",
+            "[::1",
+            "[::1]x",
+            ":443",
+        ] {
+            assert!(parse_address(bad, 15443).is_err(), "{bad:?} was accepted");
+        }
+        for bad_port in ["1.2.3.4:0", "1.2.3.4:65536", "[::1]:-1"] {
+            let e = parse_address(bad_port, 15443).unwrap_err();
+            assert!(e.contains("1 to 65535"), "{bad_port:?}: {e}");
+        }
+        assert_eq!(
+            parse_address("GW-1.example.com:65535", 15443),
+            Ok(("GW-1.example.com".into(), 65535))
+        );
+    }
+
+    #[test]
+    fn network_names_are_label_values() {
+        for good in ["network1", "net_2", "a", "eu-west.1", &"n".repeat(63)] {
+            assert!(is_label_value(good), "{good:?} was refused");
+        }
+        for bad in [
+            "",
+            "-net",
+            "net-",
+            "net work",
+            "net/1",
+            "n=1",
+            &"n".repeat(64),
+        ] {
+            assert!(!is_label_value(bad), "{bad:?} was accepted");
+        }
     }
 }
