@@ -11,4 +11,5 @@ pub mod krew;
 pub mod pki;
 pub mod simulator;
 pub mod testbed;
+pub mod tidy;
 pub mod tools;

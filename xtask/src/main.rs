@@ -1,10 +1,10 @@
-//! Build system of kubectl-mesh (`cargo xtask …`): test bed, demo, test, dist, bench.
+//! Build system of kubectl-mesh (`cargo xtask …`): test bed, demo, test, dist, bench, tidy.
 //!
 //! Everything the tests need is built here from the Go module proxy and cached outside
 //! the repository (see [`tools::cache_dir`]), so a fresh machine needs only Rust and Go.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-use xtask::{bench, demo, dist, istio, krew, simulator, testbed, tools};
+use xtask::{bench, demo, dist, istio, krew, simulator, testbed, tidy, tools};
 
 use std::process::{Command, ExitCode};
 
@@ -55,6 +55,8 @@ enum Task {
         /// Only these sections (default: all).
         sections: Vec<String>,
     },
+    /// Check that ARCHITECTURE.md names only code that exists (run by `test`).
+    Tidy,
 }
 
 #[derive(Subcommand)]
@@ -164,12 +166,15 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             })?;
         }
         Task::Bench { runs, sections } => print!("{}", bench::run(&sections, runs)?),
+        Task::Tidy => tidy::run(&dist::workspace_root())?,
     }
     Ok(ExitCode::SUCCESS)
 }
 
 /// `cargo xtask test`: every test of the workspace, the ones that need clusters included.
 async fn test(extra: &[String]) -> Result<ExitCode> {
+    // The map first: a stale name fails in a second, before any build.
+    tidy::run(&dist::workspace_root())?;
     cargo(&["build", "--workspace", "--all-targets"])?;
     krew::ensure_krew()?; // once, before tests that use it run in parallel
     // The API docs (each library's front page has an example) build without a warning.
