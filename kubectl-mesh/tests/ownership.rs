@@ -308,6 +308,11 @@ fn reader_credentials_another_primary_uses_are_kept() {
     let out = unjoin("cluster2", &["--cluster-name", NAME, "--purge"]);
     let stderr = text(&out.stderr);
     assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        shared("cluster2"),
+        before,
+        "cluster2's shared objects changed"
+    );
     assert!(
         stderr.contains("in cluster3") && stderr.contains("still uses"),
         "{stderr}"
@@ -316,11 +321,6 @@ fn reader_credentials_another_primary_uses_are_kept() {
         "cluster1",
         &["secret", &format!("istio-remote-secret-{NAME}")]
     ));
-    assert_eq!(
-        shared("cluster2"),
-        before,
-        "cluster2's shared objects changed"
-    );
 
     // A second primary that cannot be reached or found: unjoin cannot tell, so it keeps them.
     joined(certs.path());
@@ -427,6 +427,8 @@ fn unjoin_removes_only_its_own_keys_from_shared_remote_secrets() {
         "cluster1",
         &["secret", &format!("istio-remote-secret-{NAME}")]
     ));
+    // A Secret marked for owner-test but holding only other clusters' keys stays whole.
+    assert_eq!(keys("remotes-others"), "fourth-cluster third-cluster");
     assert_eq!(keys("remotes-shared"), "other-cluster");
     assert_eq!(
         get(
@@ -441,7 +443,6 @@ fn unjoin_removes_only_its_own_keys_from_shared_remote_secrets() {
         "",
         "the annotation for the removed cluster stays"
     );
-    assert_eq!(keys("remotes-others"), "fourth-cluster third-cluster");
     assert!(
         text(&out.stderr).contains("kept Secret istio-system/remotes-others"),
         "{}",
