@@ -355,6 +355,7 @@ pub fn expose_istiod(namespace: &str, crd_version: &str) -> [(DynamicObject, Api
         })
     };
     let mut gateway = DynamicObject::new(ISTIOD_GATEWAY, &gateway_resource).within(namespace);
+    gateway.metadata.labels = Some(owned_labels());
     gateway.data = json!({"spec": {
         "selector": {"istio": "eastwestgateway"},
         "servers": [server("tls-istiod", 15012), server("tls-istiodwebhook", 15017)],
@@ -367,6 +368,7 @@ pub fn expose_istiod(namespace: &str, crd_version: &str) -> [(DynamicObject, Api
         })
     };
     let mut vs = DynamicObject::new(ISTIOD_VIRTUAL_SERVICE, &vs_resource).within(namespace);
+    vs.metadata.labels = Some(owned_labels());
     vs.data = json!({"spec": {
         "hosts": ["*"],
         "gateways": [ISTIOD_GATEWAY],
@@ -491,6 +493,7 @@ pub fn cross_network_gateway(
 ) -> DynamicObject {
     let mut obj =
         DynamicObject::new(CROSS_NETWORK_GATEWAY, &gateway_resource(crd_version)).within(namespace);
+    obj.metadata.labels = Some(owned_labels());
     obj.data = json!({"spec": {
         "selector": gateway.selector,
         "servers": [{
@@ -500,6 +503,38 @@ pub fn cross_network_gateway(
         }],
     }});
     obj
+}
+
+/// The ownership label join sets on everything it creates
+/// (`app.kubernetes.io/managed-by=kubectl-mesh`): unjoin deletes only objects carrying it.
+pub(crate) fn owned_labels() -> BTreeMap<String, String> {
+    let (key, value) = mesh_kubeconfig::MANAGED_BY_LABEL;
+    BTreeMap::from([(key.to_owned(), value.to_owned())])
+}
+
+/// Whether an existing cross-network Gateway join did not create already does its job
+/// for `gateway`: it selects the gateway's pods (its selector is part of the Service's)
+/// and has a server on the TLS port with `AUTO_PASSTHROUGH` for `*.local` (or `*`).
+/// Istio's own sample `cross-network-gateway` does.
+pub(crate) fn gateway_does_the_job(existing: &DynamicObject, gateway: &GatewayService) -> bool {
+    let spec = &existing.data["spec"];
+    let selector = spec["selector"].as_object();
+    let selects = selector.is_some_and(|sel| {
+        !sel.is_empty()
+            && sel
+                .iter()
+                .all(|(k, v)| gateway.selector.get(k).map(String::as_str) == v.as_str())
+    });
+    let serves = spec["servers"].as_array().into_iter().flatten().any(|s| {
+        s["port"]["number"].as_u64() == Some(u64::from(gateway.port))
+            && s["tls"]["mode"].as_str() == Some("AUTO_PASSTHROUGH")
+            && s["hosts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|h| h == "*.local" || h == "*")
+    });
+    selects && serves
 }
 
 /// The `cacerts` Secret holding `bundle`.
@@ -523,10 +558,7 @@ pub fn cacerts_secret(namespace: &str, bundle: &mesh_certs::CaBundle) -> Secret 
         metadata: kube::api::ObjectMeta {
             name: Some(CACERTS.into()),
             namespace: Some(namespace.into()),
-            labels: Some(BTreeMap::from([(
-                mesh_kubeconfig::MANAGED_BY_LABEL.0.to_owned(),
-                mesh_kubeconfig::MANAGED_BY_LABEL.1.to_owned(),
-            )])),
+            labels: Some(owned_labels()),
             ..Default::default()
         },
         type_: Some("Opaque".into()),

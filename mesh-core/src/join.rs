@@ -16,6 +16,7 @@ use crate::cluster::{
 };
 use crate::error::{Error, Problem, Result, kube};
 use crate::install::{self, Charts, EASTWEST_RELEASE, Helm, InstallOptions, Release};
+use crate::links;
 use crate::networks::{MeshNetworks, read_mesh_networks};
 pub use crate::plan::Change;
 use crate::plan::{Outcome, Steps};
@@ -56,6 +57,10 @@ pub struct JoinOptions {
     /// Install Istio where it is missing (`--install`), with helm; `None`: Istio must
     /// be installed already.
     pub install: Option<InstallOptions>,
+    /// Overwrite a stored `cacerts` whose root cannot be read (no readable
+    /// `root-cert.pem`) with the given bundle (`--replace-cacerts`); without it, that is
+    /// a preflight problem, since nothing proves the given root is the one it had.
+    pub replace_cacerts: bool,
 }
 
 impl JoinOptions {
@@ -88,6 +93,7 @@ impl JoinOptions {
             wait: Duration::from_secs(120),
             request_timeout: None,
             install: None,
+            replace_cacerts: false,
         }
     }
 }
@@ -543,6 +549,13 @@ async fn judge(targets: &mut [Target<'_>], opts: &JoinOptions) -> Vec<Problem> {
         ),
     }
 
+    // Istio objects join would create that somebody else made: used only if they do the job.
+    for (i, t) in targets.iter().enumerate() {
+        for message in foreign_objects(t, opts, i == 0).await {
+            problem(&t.spec.context, message);
+        }
+    }
+
     // Certificates: valid, and one root across the given bundles and the stored ones.
     let mut root_sets: Vec<(String, RootSet)> = Vec::new();
     for t in targets.iter() {
@@ -564,6 +577,17 @@ async fn judge(targets: &mut [Target<'_>], opts: &JoinOptions) -> Vec<Problem> {
                     format!("the certificates for {ctx} ({where_})"),
                     bundle.root_set(),
                 ));
+                if t.facts.cacerts.is_some()
+                    && t.facts.stored_roots().is_none()
+                    && !opts.replace_cacerts
+                {
+                    problem(
+                        ctx,
+                        format!(
+                            "its stored Secret {ns}/{CACERTS} has no readable root-cert.pem, so nothing shows that {where_} keeps its root; move it aside first (kubectl --context {ctx} -n {ns} get secret {CACERTS} -o yaml > {CACERTS}-{ctx}.yaml && kubectl --context {ctx} -n {ns} delete secret {CACERTS}), or pass --replace-cacerts to overwrite it"
+                        ),
+                    );
+                }
                 if let Some(stored) = t.facts.stored_roots()
                     && !stored.shares_root_with(&bundle.root_set())
                 {
@@ -695,8 +719,13 @@ async fn cluster_steps(
 
     if let Some(bundle) = &t.spec.certs {
         run.step(ctx, "cacerts", async {
-            let desired = cluster::cacerts_secret(ns, bundle);
+            let mut desired = cluster::cacerts_secret(ns, bundle);
             let current = t.facts.cacerts.as_ref();
+            if current.is_some_and(|c| !links::managed_by_us(&c.metadata)) {
+                // Updating a cacerts somebody else made does not make it ours: without
+                // our label, unjoin --purge leaves it.
+                desired.metadata.labels = None;
+            }
             if current.and_then(|s| s.data.as_ref()) == desired.data.as_ref() {
                 return Ok(Outcome::Unchanged);
             }
@@ -816,6 +845,7 @@ async fn cluster_steps(
             desired,
             &cluster::gateway_resource(version),
             format!("TLS AUTO_PASSTHROUGH on port {}", gateway.port),
+            &|existing| cluster::gateway_does_the_job(existing, gateway),
         )
         .await
     })
@@ -825,12 +855,14 @@ async fn cluster_steps(
         run.step(ctx, "expose istiod", async {
             let (mut done, mut objects) = (Vec::new(), Vec::new());
             for (object, resource) in cluster::expose_istiod(ns, version) {
+                let spec = object.data["spec"].clone();
                 if let Outcome::Changed(what, object) = apply_if_changed(
                     run,
                     t,
                     object,
                     &resource,
                     "istiod's ports 15012 and 15017, TLS passthrough".into(),
+                    &|existing| existing.data["spec"] == spec,
                 )
                 .await?
                 {
@@ -877,12 +909,16 @@ async fn cluster_steps(
 }
 
 /// Applies an Istio object (Gateway, VirtualService) unless its spec already is as wanted.
+/// One that kubectl-mesh did not create (no ownership label) is never applied over: it is
+/// used as it is when `does_the_job` says so, else the step fails naming it (preflight
+/// found it fine, so it changed since).
 async fn apply_if_changed(
     run: &Run<'_>,
     t: &Target<'_>,
     desired: DynamicObject,
     resource: &kube::api::ApiResource,
     detail: String,
+    does_the_job: &dyn Fn(&DynamicObject) -> bool,
 ) -> Result<Outcome> {
     let ctx = t.spec.context.as_str();
     let ns = run.opts.namespace.as_str();
@@ -895,6 +931,21 @@ async fn apply_if_changed(
         Err(kube::Error::Api(s)) if s.code == 404 && run.opts.dry_run => None,
         Err(e) => return Err(kube(ctx, format!("reading {kind} {ns}/{name}"), e)),
     };
+    if let Some(existing) = &current
+        && !links::managed_by_us(&existing.metadata)
+    {
+        if does_the_job(existing) {
+            return Ok(Outcome::Found(format!(
+                "{kind} {ns}/{name} (not made by kubectl-mesh) already does it: used as it is"
+            )));
+        }
+        return Err(Error::Preflight {
+            problems: vec![Problem {
+                cluster: ctx.to_owned(),
+                message: foreign_object_problem(ctx, ns, resource, &name),
+            }],
+        });
+    }
     if current.as_ref().map(|c| &c.data["spec"]) == Some(&desired.data["spec"]) {
         return Ok(Outcome::Unchanged);
     }
@@ -910,6 +961,81 @@ async fn apply_if_changed(
         format!("{verb} {kind} {ns}/{name} ({detail})"),
         serde_json::to_value(&desired).ok(),
     ))
+}
+
+/// The problem of an Istio object with join's name that kubectl-mesh did not create and
+/// that does not do what join's would.
+fn foreign_object_problem(
+    ctx: &str,
+    ns: &str,
+    resource: &kube::api::ApiResource,
+    name: &str,
+) -> String {
+    let (kind, plural) = (&resource.kind, &resource.plural);
+    let job = if resource.kind == "Gateway" && name == cluster::CROSS_NETWORK_GATEWAY {
+        "select the east-west gateway's pods with a TLS AUTO_PASSTHROUGH server for *.local on its TLS port"
+    } else {
+        "have the spec of Istio's expose-istiod sample"
+    };
+    format!(
+        "{kind} {ns}/{name} exists but kubectl-mesh did not create it (no label {}={}) and it does not {job}; kubectl-mesh never takes over an object it did not make: delete or rename it (kubectl --context {ctx} -n {ns} delete {plural}.networking.istio.io {name}), or make it {job} and join uses it as it is",
+        mesh_kubeconfig::MANAGED_BY_LABEL.0,
+        mesh_kubeconfig::MANAGED_BY_LABEL.1,
+    )
+}
+
+/// Preflight: the Istio objects join would create on `t` that exist without kubectl-mesh's
+/// label and do not do the job — each a problem naming it.
+async fn foreign_objects(t: &Target<'_>, opts: &JoinOptions, primary: bool) -> Vec<String> {
+    let ctx = t.spec.context.as_str();
+    let ns = opts.namespace.as_str();
+    // Without the CRD there is no such object yet (--install will create the CRD).
+    let Some(version) = &t.facts.gateway_crd_version else {
+        return Vec::new();
+    };
+    let gateway = match (&t.facts.gateway, opts.install.is_some()) {
+        (Some(gw), _) => Some(gw.clone()),
+        (None, true) => Some(planned_gateway(&t.network)),
+        (None, false) => None,
+    };
+    let mut wanted: Vec<(DynamicObject, kube::api::ApiResource)> = Vec::new();
+    if let Some(gw) = &gateway {
+        wanted.push((
+            cluster::cross_network_gateway(ns, gw, version),
+            cluster::gateway_resource(version),
+        ));
+    }
+    if primary && opts.install.is_some() && !opts.remotes.is_empty() {
+        wanted.extend(cluster::expose_istiod(ns, version));
+    }
+    let mut problems = Vec::new();
+    for (desired, resource) in wanted {
+        let name = desired.metadata.name.clone().unwrap_or_default();
+        let api: Api<DynamicObject> = Api::namespaced_with(t.client.clone(), ns, &resource);
+        let existing = match api.get_opt(&name).await {
+            Ok(Some(e)) => e,
+            Ok(None) => continue,
+            Err(e) => {
+                problems.push(
+                    kube(ctx, format!("reading {} {ns}/{name}", resource.kind), e).to_string(),
+                );
+                continue;
+            }
+        };
+        if links::managed_by_us(&existing.metadata) {
+            continue;
+        }
+        let fine = match &gateway {
+            Some(gw) if name == cluster::CROSS_NETWORK_GATEWAY && resource.kind == "Gateway" => {
+                cluster::gateway_does_the_job(&existing, gw)
+            }
+            _ => existing.data["spec"] == desired.data["spec"],
+        };
+        if !fine {
+            problems.push(foreign_object_problem(ctx, ns, &resource, &name));
+        }
+    }
+    problems
 }
 
 /// Whether a release of ours exists but did not deploy (an interrupted or failed run).

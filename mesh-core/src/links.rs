@@ -97,18 +97,15 @@ pub(crate) fn token_subject(token: &SecretString) -> Option<TokenSubject> {
     })
 }
 
-/// Whether kubectl-mesh made or manages the object: it carries
-/// `app.kubernetes.io/managed-by=kubectl-mesh`, or kubectl-mesh's field manager applied it.
+/// Whether kubectl-mesh made the object: it carries the ownership label
+/// `app.kubernetes.io/managed-by=kubectl-mesh`, which join sets only on what it creates.
+/// kubectl-mesh's field manager alone proves nothing: an apply may have gone over an
+/// object somebody else made.
 pub(crate) fn managed_by_us(meta: &ObjectMeta) -> bool {
     let (key, value) = mesh_kubeconfig::MANAGED_BY_LABEL;
     meta.labels
         .as_ref()
         .is_some_and(|l| l.get(key).map(String::as_str) == Some(value))
-        || meta
-            .managed_fields
-            .iter()
-            .flatten()
-            .any(|m| m.manager.as_deref() == Some(FIELD_MANAGER))
 }
 
 /// The label and annotation keys under `metadata` that kubectl-mesh's field manager owns.
@@ -222,8 +219,14 @@ mod tests {
             owned_metadata_keys(&meta, "annotations"),
             ["topology.istio.io/controlPlaneClusters"]
         );
-        assert!(managed_by_us(&meta));
+        // Our field manager alone does not make an object ours: only the label does.
+        assert!(!managed_by_us(&meta));
         assert!(!managed_by_us(&ObjectMeta::default()));
+        let labelled = ObjectMeta {
+            labels: Some(crate::cluster::owned_labels()),
+            ..ObjectMeta::default()
+        };
+        assert!(managed_by_us(&labelled));
     }
 
     #[test]

@@ -72,6 +72,14 @@ impl MeshNetworks {
         })
     }
 
+    /// Every registry (cluster ID) the networks take endpoints from, sorted.
+    pub fn registries(&self) -> Vec<String> {
+        let mut all: Vec<String> = self.networks().values().flat_map(registries).collect();
+        all.sort();
+        all.dedup();
+        all
+    }
+
     /// The `(address, port)` gateways of `network`.
     pub fn gateways(&self, network: &str) -> Vec<(String, u16)> {
         self.networks()

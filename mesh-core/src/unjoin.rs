@@ -2,31 +2,48 @@
 //! it and nothing else; with `purge`, also the remote's mesh setup.
 //!
 //! What goes, always (the link):
-//! - in the primary, the remote secret(s) for the cluster name: `istio-remote-secret-<name>`,
-//!   any `istio/multiCluster=true` Secret annotated `networking.istio.io/cluster=<name>`, and
-//!   the data key `<name>` of any other such Secret (only that key when it holds others);
+//! - in the primary, the remote secret data keys of the cluster name: the key `<name>`,
+//!   or the only key of a Secret named `istio-remote-secret-<name>` or annotated
+//!   `networking.istio.io/cluster=<name>`. A Secret goes whole only when no other
+//!   cluster's key is left in it; otherwise only those keys go (a merge patch carrying the
+//!   resourceVersion read, so a concurrent change makes it fail rather than be lost);
 //! - in the primary, the cluster from `meshNetworks` (and its network, when that leaves
 //!   it without endpoints);
 //! - in the remote, the token Secret join created (`kubernetes.io/service-account-token`,
 //!   labelled `app.kubernetes.io/managed-by=kubectl-mesh`, annotated for the reader
-//!   ServiceAccount) — unless another remote secret in the primary still uses its token.
+//!   ServiceAccount) — unless another remote secret in the primary, or another primary,
+//!   still uses it (below).
 //!
 //! What also goes with `purge` (the remote's membership), each only when kubectl-mesh made
-//! it (its managed-by label, or kubectl-mesh's field manager applied it):
+//! it (its ownership label `app.kubernetes.io/managed-by=kubectl-mesh`; namespace keys:
+//! kubectl-mesh's field manager owns them):
 //! - `cacerts`, the cross-network Gateway, and the `topology.istio.io/network` label and
 //!   `topology.istio.io/controlPlaneClusters` annotation on the Istio namespace (released
 //!   by server-side apply, so a value another manager also set stays);
 //! - the reader ServiceAccount, its ClusterRoleBinding and (when nothing else binds it)
 //!   the ClusterRole — unless another remote secret's token belongs to that ServiceAccount;
-//! - and when no remote secret is left in the primary, the primary's own membership the
-//!   same way: its `meshNetworks` entry, network label, cross-network Gateway, `cacerts`,
-//!   and the `istiod-gateway`/`istiod-vs` pair `join --install` exposes istiod with.
-//!   (Istio itself, installed by `join --install`, stays: its helm releases are the
-//!   user's to keep or `helm uninstall`.)
+//! - and when no remote secret is left in the primary and `meshNetworks` lists no other
+//!   cluster, the primary's own membership the same way: its `meshNetworks` entry, network
+//!   label, cross-network Gateway, `cacerts`, and the `istiod-gateway`/`istiod-vs` pair
+//!   `join --install` exposes istiod with. (Istio itself, installed by `join --install`,
+//!   stays: its helm releases are the user's to keep or `helm uninstall`.)
+//!
+//! Only what is provably this remote's goes: a remote secret key for the name, else its
+//! `meshNetworks` entry or the remote's control-plane annotation (set by kubectl-mesh)
+//! naming this primary — what a join that stopped early leaves. With none of these,
+//! unjoin removes nothing: a remote linked under another cluster name is an error naming
+//! that name, and `--purge` refuses, listing what kubectl-mesh made there with the command
+//! that removes each by hand.
+//!
+//! Shared with other primaries: when the remote's control-plane annotation names other
+//! primaries, their remote secrets are read (the kubeconfig context named like each
+//! cluster ID); while one uses the reader account — or cannot be found or read — the
+//! token Secret, the reader account and the remote's membership stay, with a warning.
 //!
 //! An unreachable remote (the cluster is gone) does not stop the primary's side: what
 //! could not be cleaned there is reported as warnings.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -44,7 +61,7 @@ use crate::cluster::{
 };
 use crate::error::{Error, Result, kube};
 use crate::links::{self, TokenSubject};
-use crate::networks::read_mesh_networks;
+use crate::networks::{MeshNetworks, read_mesh_networks};
 use crate::plan::{Change, Steps};
 use crate::progress::{EventKind, Progress};
 
@@ -214,90 +231,228 @@ pub async fn unjoin(
         }
     };
 
-    // Which secrets are ours, and which tokens other links keep using.
+    // Which secrets (and which of their keys) are this cluster's, and which tokens other
+    // links keep using.
     let ours = matching_secrets(&secrets, &name);
+    let is_ours = |secret: &str, key: &str| {
+        ours.iter().any(|m| {
+            m.secret.metadata.name.as_deref() == Some(secret) && m.keys.iter().any(|k| k == key)
+        })
+    };
+    let all_links = links::links(&secrets);
     let mut our_tokens = Vec::new();
     let mut other_tokens: Vec<(String, SecretString)> = Vec::new();
-    for link in links::links(&secrets) {
-        let token = links::kubeconfig_token(&link.kubeconfig);
-        let is_ours = ours.iter().any(|(s, key_only)| {
-            s.metadata.name.as_deref() == Some(link.secret.as_str())
-                && (!key_only || link.key == name)
-        });
-        match (token, is_ours) {
+    for link in &all_links {
+        match (
+            links::kubeconfig_token(&link.kubeconfig),
+            is_ours(&link.secret, &link.key),
+        ) {
             (Some(t), true) => our_tokens.push(t),
             (Some(t), false) => other_tokens.push((format!("{}/{}", link.secret, link.key), t)),
             (None, _) => {}
         }
     }
     let our_subject = our_tokens.iter().find_map(links::token_subject);
-    let last_link = secrets.iter().all(|s| {
-        ours.iter().any(|(o, key_only)| {
-            o.metadata.name == s.metadata.name
-                && (!key_only || s.data.as_ref().is_some_and(|d| d.len() == 1))
-        })
+    let last_link = all_links.iter().all(|l| is_ours(&l.secret, &l.key));
+    let linked = ours.iter().any(|m| !m.keys.is_empty() || m.whole);
+    for m in ours.iter().filter(|m| m.keys.is_empty() && !m.whole) {
+        run.warn(
+            pctx,
+            "remote secret",
+            format!(
+                "kept Secret {ns}/{}: it is marked for cluster {name} but holds only the keys of other clusters ({})",
+                m.secret.metadata.name.as_deref().unwrap_or_default(),
+                m.secret.data.iter().flat_map(|d| d.keys().cloned()).collect::<Vec<_>>().join(", ")
+            ),
+        );
+    }
+
+    // What proves this remote was joined to this primary when no link names it: its
+    // meshNetworks entry, or the remote's control-plane annotation (set by kubectl-mesh)
+    // naming this primary — a join that stopped before its last step leaves both.
+    let primary_id = primary_cluster_id(&primary, pctx, ns).await?;
+    let networks = read_networks(&primary, pctx, ns).await?;
+    let in_mesh_networks = networks
+        .as_ref()
+        .is_some_and(|n| n.network_of(&name).is_some());
+    let remote_ns = match &remote {
+        Some(client) => Api::<Namespace>::all(client.clone())
+            .get_opt(ns)
+            .await
+            .map_err(|e| kube(rctx, format!("reading namespace {ns}"), e))?,
+        None => None,
+    };
+    let control_planes = remote_ns
+        .as_ref()
+        .map(control_plane_clusters)
+        .unwrap_or_default();
+    let marked_for_primary = remote_ns.as_ref().is_some_and(|n| {
+        control_planes.contains(&primary_id)
+            && links::owned_metadata_keys(&n.metadata, "annotations")
+                .iter()
+                .any(|k| k == CONTROL_PLANE_CLUSTERS_ANNOTATION)
     });
+
+    // The remote's reader account, and whether another link of this primary reaches it.
+    let account = match &our_subject {
+        Some(s) if s.namespace == ns => ReaderAccount::new(ns, s.name.clone()),
+        _ => ReaderAccount::istio_default(ns),
+    };
+    let sa_uid = match &remote {
+        Some(client) => read_sa_uid(client, rctx, &account).await?,
+        None => None,
+    };
+    if !linked && let Some(client) = &remote {
+        let elsewhere = links_reaching(client, rctx, &other_tokens).await?;
+        if !elsewhere.is_empty() {
+            return Err(Error::Preflight {
+                problems: vec![crate::Problem {
+                    cluster: pctx.to_owned(),
+                    message: format!(
+                        "no remote secret names cluster {name}, but {rctx} is linked to {pctx} by remote Secret {}; nothing was removed — pass --cluster-name with that key to unjoin it",
+                        elsewhere.join(", ")
+                    ),
+                }],
+            });
+        }
+    }
+    if !linked && !in_mesh_networks && !marked_for_primary {
+        // Nothing proves kubectl-mesh's objects there are this link's: purge refuses,
+        // listing them, rather than guess.
+        if opts.purge {
+            let mut problems = Vec::new();
+            let lead = format!(
+                "nothing links cluster name {name} to {pctx}: no remote secret for it, no meshNetworks entry, and {rctx}'s namespace {ns} names no control plane {primary_id}; nothing was removed. If it was joined under another name, pass --cluster-name; else remove by hand what you know is this join's"
+            );
+            if let Some(client) = &remote {
+                for cmd in leftovers(client, rctx, ns, false).await? {
+                    problems.push(crate::Problem {
+                        cluster: rctx.to_owned(),
+                        message: cmd,
+                    });
+                }
+            }
+            if all_links.is_empty() {
+                for cmd in leftovers(&primary, pctx, ns, true).await? {
+                    problems.push(crate::Problem {
+                        cluster: pctx.to_owned(),
+                        message: cmd,
+                    });
+                }
+            }
+            if !problems.is_empty() {
+                problems.insert(
+                    0,
+                    crate::Problem {
+                        cluster: pctx.to_owned(),
+                        message: lead,
+                    },
+                );
+                return Err(Error::Preflight { problems });
+            }
+        }
+        let (changes, warnings) = run.steps.finish();
+        return Ok(UnjoinSummary {
+            primary: pctx.to_owned(),
+            remote: rctx.to_owned(),
+            cluster_name: name,
+            remote_reachable: remote.is_some(),
+            changes,
+            warnings,
+            dry_run: opts.dry_run,
+        });
+    }
 
     // The remote secret(s) in the primary.
     run.step_listing(pctx, "remote secret", async {
         let api: Api<Secret> = Api::namespaced(primary.clone(), ns);
         let mut done = Vec::new();
-        for (secret, key_only) in &ours {
-            let sname = secret.metadata.name.clone().unwrap_or_default();
-            if *key_only {
-                if !opts.dry_run {
-                    // A merge patch carrying the resourceVersion read is conditional:
-                    // the server refuses it (409) if the Secret changed since.
-                    let patch = serde_json::json!({
-                        "metadata": {"resourceVersion": secret.metadata.resource_version},
-                        "data": {name.as_str(): null},
-                    });
-                    api.patch(&sname, &PatchParams::default(), &Patch::Merge(&patch))
-                        .await
-                        .map_err(|e| {
-                            kube(
-                                pctx,
-                                format!("removing key {name} from Secret {ns}/{sname}"),
-                                e,
-                            )
-                        })?;
-                }
-                done.push(format!(
-                    "removed key {name} from remote Secret {ns}/{sname} in {pctx}"
-                ));
-            } else {
+        for m in &ours {
+            let sname = m.secret.metadata.name.clone().unwrap_or_default();
+            if m.whole {
                 run.delete(
                     &api,
                     pctx,
                     &format!("Secret {ns}/{sname}"),
-                    &secret.metadata,
+                    &m.secret.metadata,
                 )
                 .await?;
                 done.push(format!("deleted remote Secret {ns}/{sname} in {pctx}"));
+            } else if !m.keys.is_empty() {
+                if !opts.dry_run {
+                    // A merge patch carrying the resourceVersion read is conditional:
+                    // the server refuses it (409) if the Secret changed since.
+                    let data: serde_json::Map<String, serde_json::Value> = m
+                        .keys
+                        .iter()
+                        .map(|k| (k.clone(), serde_json::Value::Null))
+                        .collect();
+                    let mut patch = serde_json::json!({
+                        "metadata": {"resourceVersion": m.secret.metadata.resource_version},
+                        "data": data,
+                    });
+                    if annotated_for(&m.secret, &name) {
+                        // The Secret no longer holds that cluster: neither does its mark.
+                        let mut gone = serde_json::Map::new();
+                        gone.insert(
+                            mesh_kubeconfig::CLUSTER_ANNOTATION.to_owned(),
+                            serde_json::Value::Null,
+                        );
+                        patch["metadata"]["annotations"] = serde_json::Value::Object(gone);
+                    }
+                    api.patch(&sname, &PatchParams::default(), &Patch::Merge(&patch))
+                        .await
+                        .map_err(|e| match e {
+                            kube::Error::Api(s) if s.code == 409 => Error::Kube {
+                                cluster: pctx.to_owned(),
+                                action: format!("removing key {name} from Secret {ns}/{sname}"),
+                                reason: "it changed while unjoin ran; run unjoin again".into(),
+                            },
+                            e => kube(
+                                pctx,
+                                format!("removing key {name} from Secret {ns}/{sname}"),
+                                e,
+                            ),
+                        })?;
+                }
+                done.push(format!(
+                    "removed key {} from remote Secret {ns}/{sname} in {pctx} (it keeps the other clusters' keys)",
+                    m.keys.join(", ")
+                ));
             }
         }
         Ok(done)
     })
     .await?;
 
-    // meshNetworks in the primary (and, when purging the last remote, the primary's entry).
-    let primary_id = if opts.purge && last_link {
-        Some(primary_cluster_id(&primary, pctx, ns).await?)
-    } else {
-        None
-    };
+    // The primary's own membership goes only with its last remote: no other link, and
+    // no other cluster in meshNetworks than the primary and this one.
+    let others_in_networks: Vec<String> = networks
+        .as_ref()
+        .map(MeshNetworks::registries)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|r| *r != name && *r != primary_id)
+        .collect();
+    let purge_primary = opts.purge && last_link && others_in_networks.is_empty();
+    if opts.purge && last_link && !others_in_networks.is_empty() {
+        run.warn(
+            pctx,
+            "meshNetworks",
+            format!(
+                "kept {pctx}'s own mesh setup: meshNetworks still lists cluster(s) {}",
+                others_in_networks.join(", ")
+            ),
+        );
+    }
+    let primary_entry = purge_primary.then_some(primary_id.as_str());
     run.step_listing(pctx, "meshNetworks", async {
-        remove_from_mesh_networks(&run, &primary, &name, primary_id.as_deref()).await
+        remove_from_mesh_networks(&run, &primary, &name, primary_entry).await
     })
     .await?;
 
     // The remote's side.
     if let Some(remote) = &remote {
-        let account = match &our_subject {
-            Some(s) if s.namespace == ns => ReaderAccount::new(ns, s.name.clone()),
-            _ => ReaderAccount::istio_default(ns),
-        };
-        let sa_uid = read_sa_uid(remote, rctx, &account).await?;
         let same_cluster = match (&our_subject, &sa_uid) {
             (Some(TokenSubject { uid: Some(a), .. }), Some(b)) => a == b,
             _ => true,
@@ -311,6 +466,20 @@ pub async fn unjoin(
                 ),
             );
         } else {
+            // Another primary may use the same reader credentials and the remote's setup.
+            let other_primaries: Vec<String> = control_planes
+                .iter()
+                .filter(|c| **c != primary_id)
+                .cloned()
+                .collect();
+            let shared = used_by_other_primaries(
+                kubeconfigs,
+                opts,
+                &other_primaries,
+                &account,
+                sa_uid.as_deref(),
+            )
+            .await;
             let others_use_sa: Vec<String> = other_tokens
                 .iter()
                 .filter(|(_, t)| {
@@ -318,11 +487,27 @@ pub async fn unjoin(
                 })
                 .map(|(where_, _)| where_.clone())
                 .collect();
-            run.step_listing(rctx, "token secret", async {
-                remove_token_secrets(&run, remote, &account, &other_tokens).await
-            })
-            .await?;
-            if opts.purge {
+            if shared.is_empty() {
+                run.step_listing(rctx, "token secret", async {
+                    remove_token_secrets(&run, remote, &account, &other_tokens).await
+                })
+                .await?;
+            } else {
+                run.warn(
+                    rctx,
+                    "token secret",
+                    format!(
+                        "kept ServiceAccount {account}'s token Secret{}: {}",
+                        if opts.purge {
+                            ", the account, its RBAC and this cluster's cacerts, network label and cross-network Gateway"
+                        } else {
+                            ""
+                        },
+                        shared.join("; ")
+                    ),
+                );
+            }
+            if opts.purge && shared.is_empty() {
                 run.step_listing(rctx, "reader account", async {
                     remove_reader_account(&run, remote, &account, &others_use_sa).await
                 })
@@ -331,7 +516,7 @@ pub async fn unjoin(
             }
         }
     }
-    if opts.purge && last_link {
+    if purge_primary {
         purge_membership(&run, &primary, pctx, None).await?;
     } else if opts.purge {
         tracing::info!("other remotes remain in {pctx}: its own mesh setup stays");
@@ -366,32 +551,287 @@ async fn reach(
     Ok(client)
 }
 
-/// The remote secrets for `name`, each with whether only its key `name` goes (the
-/// Secret holds other clusters too) rather than the whole Secret.
-fn matching_secrets(secrets: &[Secret], name: &str) -> Vec<(Secret, bool)> {
+/// A remote secret marked for a cluster: by its name (`istio-remote-secret-<name>`), its
+/// `networking.istio.io/cluster` annotation, or a data key `<name>`.
+#[derive(Debug)]
+struct Matched {
+    secret: Secret,
+    /// The data keys that are this cluster's: the key `<name>`, or the only key of a
+    /// Secret named or annotated for it (the guide's `n2-k8s-secret`).
+    keys: Vec<String>,
+    /// Whether the whole Secret goes: it holds nothing but this cluster's keys.
+    whole: bool,
+}
+
+fn annotated_for(secret: &Secret, name: &str) -> bool {
+    secret
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(mesh_kubeconfig::CLUSTER_ANNOTATION))
+        .is_some_and(|v| v == name)
+}
+
+/// The remote secrets marked for `name`, each with the keys that are its and whether the
+/// whole Secret goes. Keys of other clusters always stay: a Secret annotated for `name`
+/// that holds only other clusters' keys is matched with no key and kept.
+fn matching_secrets(secrets: &[Secret], name: &str) -> Vec<Matched> {
     let wanted = mesh_kubeconfig::remote_secret_name(name);
     secrets
         .iter()
         .filter_map(|s| {
-            let by_name = s.metadata.name.as_deref() == Some(wanted.as_str());
-            let by_annotation = s
-                .metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(mesh_kubeconfig::CLUSTER_ANNOTATION))
-                .is_some_and(|v| v == name);
-            let keys: Vec<&String> = s.data.iter().flat_map(|d| d.keys()).collect();
-            let has_key = keys.iter().any(|k| *k == name);
-            let others = keys.iter().any(|k| *k != name);
-            if has_key && others {
-                Some((s.clone(), true))
-            } else if by_name || by_annotation || has_key {
-                Some((s.clone(), false))
-            } else {
-                None
+            let marked =
+                s.metadata.name.as_deref() == Some(wanted.as_str()) || annotated_for(s, name);
+            let all: Vec<&String> = s.data.iter().flat_map(|d| d.keys()).collect();
+            let mut keys: Vec<String> = all
+                .iter()
+                .filter(|k| **k == name)
+                .map(|k| (*k).clone())
+                .collect();
+            if keys.is_empty() && marked && all.len() == 1 {
+                keys.push(all[0].clone());
             }
+            if keys.is_empty() && !marked {
+                return None;
+            }
+            let whole = keys.len() == all.len();
+            Some(Matched {
+                secret: s.clone(),
+                keys,
+                whole,
+            })
         })
         .collect()
+}
+
+/// The primary's `meshNetworks`, if its `istio` ConfigMap exists.
+async fn read_networks(client: &Client, ctx: &str, ns: &str) -> Result<Option<MeshNetworks>> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    match api
+        .get_opt(MESH_CONFIG_MAP)
+        .await
+        .map_err(|e| kube(ctx, format!("reading ConfigMap {ns}/{MESH_CONFIG_MAP}"), e))?
+    {
+        Some(cm) => Ok(Some(read_mesh_networks(&cm, ctx, ns, "unjoin")?)),
+        None => Ok(None),
+    }
+}
+
+/// The cluster IDs the namespace's `topology.istio.io/controlPlaneClusters` lists.
+fn control_plane_clusters(namespace: &Namespace) -> Vec<String> {
+    namespace
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(CONTROL_PLANE_CLUSTERS_ANNOTATION))
+        .map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Which of `links` (`secret/key`, token) carry a token of a ServiceAccount of the
+/// remote: the account named in the token's claims exists there with the claimed UID.
+async fn links_reaching(
+    remote: &Client,
+    rctx: &str,
+    links: &[(String, SecretString)],
+) -> Result<Vec<String>> {
+    let mut uids: BTreeMap<(String, String), Option<String>> = BTreeMap::new();
+    let mut found = Vec::new();
+    for (where_, token) in links {
+        let Some(subject) = links::token_subject(token) else {
+            continue;
+        };
+        let Some(uid) = &subject.uid else { continue };
+        let key = (subject.namespace.clone(), subject.name.clone());
+        if !uids.contains_key(&key) {
+            let account = ReaderAccount::new(&subject.namespace, subject.name.clone());
+            let uid = read_sa_uid(remote, rctx, &account).await?;
+            uids.insert(key.clone(), uid);
+        }
+        if uids[&key].as_ref() == Some(uid) {
+            found.push(where_.clone());
+        }
+    }
+    Ok(found)
+}
+
+/// Whether primaries other than this one (`others`: cluster IDs from the remote's
+/// control-plane annotation) still use the remote's reader account: each is looked for
+/// among the kubeconfig's contexts (the context whose DNS-1123 form is its ID) and its
+/// remote secrets read. Returns why the shared objects must stay; empty when none uses
+/// them. A primary that cannot be found or read counts as using them.
+async fn used_by_other_primaries(
+    kubeconfigs: &Kubeconfigs,
+    opts: &UnjoinOptions,
+    others: &[String],
+    account: &ReaderAccount,
+    sa_uid: Option<&str>,
+) -> Vec<String> {
+    let ns = opts.namespace.as_str();
+    let rctx = opts.remote.as_str();
+    let mut reasons = Vec::new();
+    for id in others {
+        let contexts: Vec<&str> = kubeconfigs
+            .contexts()
+            .into_iter()
+            .filter(|c| {
+                *c != opts.primary && *c != opts.remote && mesh_kubeconfig::dns1123_label(c) == *id
+            })
+            .collect();
+        if contexts.is_empty() {
+            reasons.push(format!(
+                "{rctx}'s namespace {ns} names control plane {id} too ({CONTROL_PLANE_CLUSTERS_ANNOTATION}) and no context of your kubeconfig is named {id}, so whether {id} still uses them cannot be told; remove them by hand once it does not"
+            ));
+            continue;
+        }
+        for ctx in contexts {
+            let client = match reach(kubeconfigs, ctx, ns, opts.request_timeout).await {
+                Ok(c) => c,
+                Err(e) => {
+                    reasons.push(format!("whether control plane {id} (context {ctx}) still uses them cannot be told: {e}"));
+                    continue;
+                }
+            };
+            let secrets = match links::remote_secrets(&client, ctx, ns).await {
+                Ok(s) => s,
+                Err(e) => {
+                    reasons.push(format!("whether control plane {id} (context {ctx}) still uses them cannot be told: {e}"));
+                    continue;
+                }
+            };
+            for link in links::links(&secrets) {
+                let subject = links::kubeconfig_token(&link.kubeconfig)
+                    .as_ref()
+                    .and_then(links::token_subject);
+                let uses = subject.is_some_and(|s| {
+                    s.namespace == account.namespace
+                        && s.name == account.name
+                        && (s.uid.is_none() || s.uid.as_deref() == sa_uid)
+                });
+                if uses {
+                    reasons.push(format!(
+                        "remote Secret {ns}/{} (key {}) in {ctx}, control plane {id}, still uses ServiceAccount {account}",
+                        link.secret, link.key
+                    ));
+                }
+            }
+        }
+    }
+    reasons
+}
+
+/// What kubectl-mesh made in a cluster that a purge would remove, each with the command
+/// that removes it by hand: `cacerts`, the cross-network Gateway (on the primary also the
+/// istiod exposure), the namespace keys kubectl-mesh set, and on a remote the default
+/// reader account, its binding and token Secrets.
+async fn leftovers(client: &Client, ctx: &str, ns: &str, primary: bool) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    if secrets
+        .get_opt(CACERTS)
+        .await
+        .map_err(|e| kube(ctx, format!("reading Secret {ns}/{CACERTS}"), e))?
+        .is_some_and(|s| links::managed_by_us(&s.metadata))
+    {
+        out.push(format!(
+            "Secret {ns}/{CACERTS}: kubectl --context {ctx} -n {ns} delete secret {CACERTS}"
+        ));
+    }
+    if let Some(version) = cluster::gateway_crd_version(client, ctx).await? {
+        let mut objects = vec![(
+            CROSS_NETWORK_GATEWAY.to_owned(),
+            cluster::gateway_resource(&version),
+        )];
+        if primary {
+            objects.extend(
+                cluster::expose_istiod(ns, &version)
+                    .into_iter()
+                    .map(|(o, r)| (o.metadata.name.unwrap_or_default(), r)),
+            );
+        }
+        for (name, resource) in objects {
+            let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &resource);
+            let kind = &resource.kind;
+            if api
+                .get_opt(&name)
+                .await
+                .map_err(|e| kube(ctx, format!("reading {kind} {ns}/{name}"), e))?
+                .is_some_and(|o| links::managed_by_us(&o.metadata))
+            {
+                out.push(format!(
+                    "{kind} {ns}/{name}: kubectl --context {ctx} -n {ns} delete {}.networking.istio.io {name}",
+                    resource.plural
+                ));
+            }
+        }
+    }
+    if let Some(namespace) = Api::<Namespace>::all(client.clone())
+        .get_opt(ns)
+        .await
+        .map_err(|e| kube(ctx, format!("reading namespace {ns}"), e))?
+    {
+        for (section, key, flag) in [
+            ("labels", NETWORK_LABEL, "label"),
+            ("annotations", CONTROL_PLANE_CLUSTERS_ANNOTATION, "annotate"),
+        ] {
+            if links::owned_metadata_keys(&namespace.metadata, section)
+                .iter()
+                .any(|k| k == key)
+            {
+                out.push(format!(
+                    "{key} on namespace {ns}: kubectl --context {ctx} {flag} namespace {ns} {key}-"
+                ));
+            }
+        }
+    }
+    if !primary {
+        let (k, v) = mesh_kubeconfig::MANAGED_BY_LABEL;
+        let tokens = secrets
+            .list(&kube::api::ListParams::default().labels(&format!("{k}={v}")))
+            .await
+            .map_err(|e| kube(ctx, format!("listing Secrets in {ns}"), e))?;
+        for s in tokens
+            .items
+            .iter()
+            .filter(|s| s.type_.as_deref() == Some(TOKEN_SECRET_TYPE))
+        {
+            let name = s.metadata.name.as_deref().unwrap_or_default();
+            out.push(format!(
+                "token Secret {ns}/{name}: kubectl --context {ctx} -n {ns} delete secret {name}"
+            ));
+        }
+        let account = ReaderAccount::istio_default(ns);
+        let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
+        if accounts
+            .get_opt(&account.name)
+            .await
+            .map_err(|e| kube(ctx, format!("reading ServiceAccount {account}"), e))?
+            .is_some_and(|sa| links::managed_by_us(&sa.metadata))
+        {
+            out.push(format!(
+                "ServiceAccount {account}: kubectl --context {ctx} -n {ns} delete serviceaccount {}",
+                account.name
+            ));
+        }
+        let binding = account.binding_name();
+        if Api::<ClusterRoleBinding>::all(client.clone())
+            .get_opt(&binding)
+            .await
+            .map_err(|e| kube(ctx, format!("reading ClusterRoleBinding {binding}"), e))?
+            .is_some_and(|b| links::managed_by_us(&b.metadata))
+        {
+            out.push(format!(
+                "ClusterRoleBinding {binding}: kubectl --context {ctx} delete clusterrolebinding {binding}"
+            ));
+        }
+    }
+    Ok(out)
 }
 
 /// istiod's cluster ID in the primary (its `CLUSTER_ID`), else Istio's default.
@@ -795,21 +1235,40 @@ mod tests {
             secret("shared", None, &["c2", "c3"]),
             secret("istio-remote-secret-c3", Some("c3"), &["c3"]),
             secret("by-key", None, &["c2"]),
+            secret("annotated-shared", Some("c2"), &["c2", "c4"]),
+            secret("annotated-others", Some("c2"), &["c4", "c5"]),
         ];
-        let found: Vec<(String, bool)> = matching_secrets(&all, "c2")
+        let found: Vec<(String, Vec<String>, bool)> = matching_secrets(&all, "c2")
             .into_iter()
-            .map(|(s, key_only)| (s.metadata.name.unwrap(), key_only))
+            .map(|m| (m.secret.metadata.name.unwrap(), m.keys, m.whole))
             .collect();
+        let s = |v: &[&str]| v.iter().map(|k| (*k).to_owned()).collect::<Vec<_>>();
         assert_eq!(
             found,
             [
-                ("istio-remote-secret-c2".to_owned(), false),
-                ("n2-k8s-secret".to_owned(), false),
-                ("shared".to_owned(), true),
-                ("by-key".to_owned(), false),
+                ("istio-remote-secret-c2".to_owned(), s(&["c2"]), true),
+                ("n2-k8s-secret".to_owned(), s(&["n2-k8s-config"]), true),
+                ("shared".to_owned(), s(&["c2"]), false),
+                ("by-key".to_owned(), s(&["c2"]), true),
+                // Annotated for c2 but holding others too: only c2's key goes.
+                ("annotated-shared".to_owned(), s(&["c2"]), false),
+                // Annotated for c2 but holding only others' keys: nothing goes.
+                ("annotated-others".to_owned(), s(&[]), false),
             ]
         );
         assert!(matching_secrets(&all, "c9").is_empty());
+    }
+
+    #[test]
+    fn control_plane_clusters_are_a_comma_separated_list() {
+        let ns: Namespace = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "istio-system", "annotations": {
+                CONTROL_PLANE_CLUSTERS_ANNOTATION: "cluster1, cluster3,"
+            }}
+        }))
+        .unwrap();
+        assert_eq!(control_plane_clusters(&ns), ["cluster1", "cluster3"]);
+        assert!(control_plane_clusters(&Namespace::default()).is_empty());
     }
 
     #[test]

@@ -91,6 +91,12 @@ pub struct JoinArgs {
     #[arg(long, value_name = "NAME")]
     pub remote_secret_name: Option<String>,
 
+    /// Overwrite a stored cacerts Secret whose root cannot be read (no readable
+    /// root-cert.pem) with the given bundle; without it join refuses, since nothing
+    /// shows the given root is the one that cluster's workloads trust.
+    #[arg(long)]
+    pub replace_cacerts: bool,
+
     /// How the reader credentials are made.
     #[command(flatten)]
     pub credentials: CredentialArgs,
@@ -313,6 +319,7 @@ fn options(
         },
         request_timeout,
         install: install_options(&args.install, kubeconfigs)?,
+        replace_cacerts: args.replace_cacerts,
     })
 }
 

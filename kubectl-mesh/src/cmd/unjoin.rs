@@ -42,6 +42,10 @@ pub struct UnjoinArgs {
     /// primary's own cacerts, label, Gateway, meshNetworks entry and the istiod-gateway /
     /// istiod-vs that `join --install` exposes istiod with. Istio installed by
     /// `join --install` stays: its helm releases are yours to `helm uninstall`.
+    /// Only what is provably this remote's goes: with no remote secret for its cluster
+    /// name and no mark of its join (meshNetworks entry, the remote's control-plane
+    /// annotation), --purge refuses and lists what you may remove by hand; what another
+    /// primary still uses (or may: one it cannot read) stays, with a warning.
     #[arg(long)]
     pub purge: bool,
 
