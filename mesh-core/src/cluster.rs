@@ -722,7 +722,9 @@ mod tests {
                         let body = request.into_body().collect_bytes().await.unwrap();
                         let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
                         writes.push(body.clone());
-                        if body["metadata"]["resourceVersion"] != version.to_string() {
+                        if body["metadata"]["resourceVersion"].as_str()
+                            != Some(version.to_string().as_str())
+                        {
                             send.send_response(conflict());
                         } else {
                             version += 1;

@@ -262,7 +262,7 @@ async fn join_plan(kubeconfigs: &Kubeconfigs, run: &Run<'_>) -> Result<JoinSumma
     let mut address_tx = Some(address_tx);
     let per_cluster = targets.iter().enumerate().map(|(i, t)| {
         cluster_steps(
-            &run,
+            run,
             t,
             &primary_name,
             installer,
@@ -283,7 +283,7 @@ async fn join_plan(kubeconfigs: &Kubeconfigs, run: &Run<'_>) -> Result<JoinSumma
     // meshNetworks in the primary, once, with every cluster of this join.
     let primary = &targets[0];
     run.step(&primary.spec.context, "meshNetworks", async {
-        mesh_networks_step(&run, primary, &targets, &gateways).await
+        mesh_networks_step(run, primary, &targets, &gateways).await
     })
     .await?;
 

@@ -79,7 +79,7 @@ pub fn pending_requests(at_least: Duration) -> Vec<PendingRequest> {
             waited: now.duration_since(*since),
         })
         .collect();
-    found.sort_by(|a, b| b.waited.cmp(&a.waited));
+    found.sort_by_key(|p| std::cmp::Reverse(p.waited));
     found
 }
 
