@@ -49,7 +49,9 @@ pub struct GlobalArgs {
     )]
     pub namespace: String,
 
-    /// How long to wait for a single API request before giving up (e.g. 30s, 1m).
+    /// How long to wait for a single API request before giving up (e.g. 30s, 1m;
+    /// default 30s, also when 0): a request without an answer by then fails, naming the
+    /// cluster and the request.
     #[arg(long, global = true, value_name = "DURATION")]
     pub request_timeout: Option<String>,
 
@@ -59,7 +61,8 @@ pub struct GlobalArgs {
 }
 
 impl GlobalArgs {
-    /// `--request-timeout` as a duration; `None` when unset or zero (kubectl's "no timeout").
+    /// `--request-timeout` as a duration; `None` when unset or zero: the default deadline
+    /// ([`mesh_kubeconfig::DEFAULT_REQUEST_TIMEOUT`]) then applies — no request waits forever.
     pub fn request_timeout(&self) -> anyhow::Result<Option<std::time::Duration>> {
         use anyhow::Context;
         Ok(self

@@ -522,6 +522,8 @@ fn mark_pending_install(ctx: &str, release: &str) {
         .unwrap();
     let mut record: Value = serde_json::from_str(&json).unwrap();
     record["info"]["status"] = "pending-install".into();
+    // Long ago: no helm of a join can still be working on it.
+    record["info"]["last_deployed"] = "2020-01-01T00:00:00Z".into();
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     gz.write_all(record.to_string().as_bytes()).unwrap();
     let encoded = b64.encode(b64.encode(gz.finish().unwrap()));
@@ -539,6 +541,116 @@ fn mark_pending_install(ctx: &str, release: &str) {
         "--type=merge",
         "-p",
         &patch.to_string(),
+    ]);
+}
+
+/// Writes the record `helm install` writes as it starts: `release` pending-install in
+/// `ctx`, just now, as the next version of the release. Returns the Secret's name.
+fn start_pending_install(ctx: &str, release: &str) -> String {
+    use base64::Engine;
+    use std::io::Write;
+    let c = format!("--context={ctx}");
+    if !common::kubectl_ok(&[&c, "get", "namespace", NAMESPACE]) {
+        kubectl(&[&c, "create", "namespace", NAMESPACE]);
+    }
+    let selector = format!("owner=helm,name={release}");
+    let versions = kubectl(&[
+        &c,
+        "-n",
+        NAMESPACE,
+        "get",
+        "secret",
+        "-l",
+        &selector,
+        "-o",
+        "jsonpath={.items[*].metadata.labels.version}",
+    ]);
+    let version = versions
+        .split_whitespace()
+        .filter_map(|v| v.parse::<u32>().ok())
+        .max()
+        .unwrap_or(0)
+        + 1;
+    let now = std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%dT%H:%M:%SZ"])
+        .output()
+        .unwrap();
+    let now = text(&now.stdout).trim().to_owned();
+    let record = serde_json::json!({
+        "name": release,
+        "namespace": NAMESPACE,
+        "version": version,
+        "info": {"first_deployed": now, "last_deployed": now, "deleted": "",
+            "description": "Initial install underway", "status": "pending-install"},
+        "chart": {"metadata": {"apiVersion": "v2", "name": "base", "version": "1.0.0"}},
+        "manifest": "",
+    });
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(record.to_string().as_bytes()).unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let name = format!("sh.helm.release.v1.{release}.v{version}");
+    let secret = serde_json::json!({
+        "apiVersion": "v1", "kind": "Secret", "type": "helm.sh/release.v1",
+        "metadata": {"name": name, "namespace": NAMESPACE, "labels": {
+            "owner": "helm", "name": release, "status": "pending-install",
+            "version": version.to_string()}},
+        "data": {"release": b64.encode(b64.encode(gz.finish().unwrap()))},
+    });
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), secret.to_string()).unwrap();
+    kubectl(&[&c, "create", "-f", file.path().to_str().unwrap()]);
+    name
+}
+
+#[test]
+#[ignore = "needs the test bed: cargo xtask test"]
+fn a_release_another_helm_is_installing_now_is_left_alone_unless_told_to_repair_it() {
+    let _lock = BARE_CLUSTERS.lock().unwrap_or_else(|e| e.into_inner());
+    let _mesh = common::mesh_lock();
+    let values = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(values.path(), TESTBED_VALUES).unwrap();
+    let s = Setup {
+        certs: generate_certs(&[PRIMARY, REMOTE]),
+        values,
+    };
+    let record = start_pending_install(PRIMARY, "istio-base");
+    let exists = || {
+        common::kubectl_ok(&[
+            &format!("--context={PRIMARY}"),
+            "-n",
+            NAMESPACE,
+            "get",
+            "secret",
+            &record,
+        ])
+    };
+
+    let refused = join_install(&s, &[]);
+    let stderr = text(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{PRIMARY}: helm release {NAMESPACE}/istio-base is pending-install"
+        )) && stderr.contains("may be running on it now")
+            && stderr.contains("--repair-pending"),
+        "{stderr}"
+    );
+    assert!(
+        exists(),
+        "join touched a release another helm may be installing"
+    );
+
+    // The user knows no helm runs: the flag lifts the problem (a dry run: nothing changes).
+    let told = join_install(&s, &["--repair-pending", "--dry-run"]);
+    assert!(told.status.success(), "{}", text(&told.stderr));
+    assert!(exists());
+    kubectl(&[
+        &format!("--context={PRIMARY}"),
+        "-n",
+        NAMESPACE,
+        "delete",
+        "secret",
+        &record,
     ]);
 }
 
@@ -629,4 +741,128 @@ fn install_flags_without_install_are_refused() {
         "{}",
         text(&out.stderr)
     );
+}
+
+/// The processes running `helm` whose parent is `parent`, with their command lines.
+fn helm_children(parent: u32) -> Vec<(u32, String)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid …: comm may hold spaces, so split after its ')'.
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let comm = head.split_once('(').map(|(_, c)| c).unwrap_or_default();
+        let ppid = rest
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse::<u32>().ok());
+        if comm == "helm" && ppid == Some(parent) {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            found.push((pid, String::from_utf8_lossy(&cmdline).replace('\0', " ")));
+        }
+    }
+    found
+}
+
+/// Whether `pid` runs (a zombie does not).
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z")
+    })
+}
+
+#[test]
+#[ignore = "needs the test bed: cargo xtask test"]
+fn sigterm_during_an_install_stops_helm_says_what_completed_and_a_rerun_completes() {
+    let _lock = BARE_CLUSTERS.lock().unwrap_or_else(|e| e.into_inner());
+    let _mesh = common::mesh_lock();
+    let s = setup();
+    let mut join = std::process::Command::new(assert_cmd::cargo::cargo_bin("kubectl-mesh"))
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_LOG")
+        .args([
+            "join",
+            REMOTE,
+            "--primary",
+            PRIMARY,
+            "--certs",
+            s.certs.path().to_str().unwrap(),
+            "--install",
+            "--values",
+            s.values.path().to_str().unwrap(),
+            "--yes",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = join.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        std::io::Read::read_to_string(&mut std::io::BufReader::new(stderr), &mut all).unwrap();
+        all
+    });
+    // Once helm installs a release, stop the join as a shell or an orchestrator would.
+    let started = std::time::Instant::now();
+    let helms = loop {
+        let installing: Vec<(u32, String)> = helm_children(join.id())
+            .into_iter()
+            .filter(|(_, cmdline)| cmdline.contains(" upgrade "))
+            .collect();
+        if !installing.is_empty() {
+            break installing;
+        }
+        assert!(
+            join.try_wait().unwrap().is_none(),
+            "join ended before running helm upgrade"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(180),
+            "no helm upgrade started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &join.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let stopped = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = join.try_wait().unwrap() {
+            break status;
+        }
+        if stopped.elapsed() > Duration::from_secs(90) {
+            let _ = join.kill();
+            panic!("join still runs 90s after SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let stderr = reader.join().unwrap();
+    assert_eq!(status.code(), Some(143), "{stderr}");
+    assert!(
+        stderr.contains("stopped by SIGTERM")
+            && stderr.contains("running the same command again completes the rest"),
+        "{stderr}"
+    );
+    for (pid, cmdline) in &helms {
+        assert!(!running(*pid), "helm left running: {pid} {cmdline}");
+    }
+
+    let again = join_install(&s, &[]);
+    assert!(
+        again.status.success(),
+        "re-run failed:\n{}",
+        text(&again.stderr)
+    );
+    assert_eq!(releases(PRIMARY), all_deployed());
+    assert_eq!(releases(REMOTE), all_deployed());
 }

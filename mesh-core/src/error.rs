@@ -39,6 +39,29 @@ pub enum Error {
         hint: String,
     },
 
+    /// A signal (SIGINT, SIGTERM) stopped the plan: no step started after it, a running
+    /// helm was stopped with SIGTERM and waited for.
+    #[error("{}", interrupted(.signal, .completed))]
+    Interrupted {
+        /// The signal number (2 SIGINT, 15 SIGTERM).
+        signal: i32,
+        /// The steps that completed, as `<cluster> <step>`, in the order they did.
+        completed: Vec<String>,
+    },
+
+    /// A conditional write met another writer's change every time it tried.
+    #[error(
+        "{cluster}: {object} changed between our read and our write {attempts} times in a row (another command is writing it too); nothing of ours was lost — run this command again once the other one is done"
+    )]
+    Conflict {
+        /// The cluster.
+        cluster: String,
+        /// The object, e.g. "ConfigMap istio-system/istio".
+        object: String,
+        /// How many writes were refused.
+        attempts: u32,
+    },
+
     /// An object in a cluster does not have the shape Istio gives it.
     #[error("{cluster}: {object} is malformed: {reason}")]
     Malformed {
@@ -70,6 +93,18 @@ pub enum Error {
     Certs(#[from] mesh_certs::Error),
 }
 
+fn interrupted(signal: &i32, completed: &[String]) -> String {
+    let done = if completed.is_empty() {
+        "no step had completed".to_owned()
+    } else {
+        format!("completed: {}", completed.join(", "))
+    };
+    format!(
+        "stopped by {}; {done}; running the same command again completes the rest",
+        crate::interrupt::signal_name(*signal)
+    )
+}
+
 /// One problem found by preflight.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Problem {
@@ -89,6 +124,13 @@ impl std::fmt::Display for Problem {
 pub(crate) fn kube(cluster: &str, action: impl Into<String>, err: kube::Error) -> Error {
     let reason = match &err {
         kube::Error::Api(status) => format!("{} ({})", status.message, status.code),
+        // The request's deadline: the server named, and what sets the deadline.
+        kube::Error::Service(e)
+            if e.downcast_ref::<mesh_kubeconfig::RequestTimedOut>()
+                .is_some() =>
+        {
+            e.to_string()
+        }
         other => {
             let mut text = other.to_string();
             let mut source = std::error::Error::source(other);

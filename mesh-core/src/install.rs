@@ -63,7 +63,17 @@ pub struct InstallOptions {
     pub gateway_values_files: Vec<PathBuf>,
     /// `KEY=VALUE`s for the east-west gateway releases.
     pub gateway_set: Vec<String>,
+    /// Repair (uninstall, then install) a release of ours left `pending-install` even
+    /// when its record is recent, i.e. when another helm may still be installing it.
+    /// Without it, only a record older than [`PENDING_IS_DEAD_AFTER`] plus the join's
+    /// wait is repaired; a younger one is a preflight problem.
+    pub repair_pending: bool,
 }
+
+/// How much longer than one install's wait (helm's `--timeout`) a `pending-install`
+/// record must be to be taken as left by a process that is gone: no helm run of a join
+/// with the same wait can still be working on it.
+pub const PENDING_IS_DEAD_AFTER: Duration = Duration::from_secs(60);
 
 impl InstallOptions {
     /// Options with `helm` from `PATH`, the guide's mesh ID and no extra values.
@@ -83,6 +93,7 @@ impl InstallOptions {
             set: Vec::new(),
             gateway_values_files: Vec::new(),
             gateway_set: Vec::new(),
+            repair_pending: false,
         }
     }
 }
@@ -264,6 +275,52 @@ pub(crate) struct Listed {
     pub(crate) status: String,
     /// `<chart name>-<chart version>`.
     pub(crate) chart: String,
+    /// When the record was last written, as helm prints it
+    /// (`2025-01-02 15:04:05.999999999 +0000 UTC`).
+    #[serde(default)]
+    pub(crate) updated: String,
+}
+
+impl Listed {
+    /// How long ago the record was last written; `None` when helm's time is unreadable.
+    pub(crate) fn age(&self) -> Option<Duration> {
+        let updated = unix_seconds(&self.updated)?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?
+            .as_secs();
+        Some(Duration::from_secs(
+            now.saturating_sub(u64::try_from(updated).ok()?),
+        ))
+    }
+}
+
+/// Seconds since the epoch of a time as Go prints it (`2006-01-02 15:04:05.999 -0700 MST`).
+fn unix_seconds(text: &str) -> Option<i64> {
+    let mut parts = text.split_whitespace();
+    let (date, time, offset) = (parts.next()?, parts.next()?, parts.next()?);
+    let mut ymd = date.splitn(3, '-').map(|n| n.parse::<i64>().ok());
+    let (y, m, d) = (ymd.next()??, ymd.next()??, ymd.next()??);
+    let time = time.split('.').next()?;
+    let mut hms = time.splitn(3, ':').map(|n| n.parse::<i64>().ok());
+    let (h, min, sec) = (hms.next()??, hms.next()??, hms.next()??);
+    let (sign, digits) = match offset.as_bytes().first()? {
+        b'+' => (1, &offset[1..]),
+        b'-' => (-1, &offset[1..]),
+        _ => return None,
+    };
+    if digits.len() != 4 || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    let off =
+        sign * (digits[..2].parse::<i64>().ok()? * 3600 + digits[2..].parse::<i64>().ok()? * 60);
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
+    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
+    Some(days * 86_400 + h * 3600 + min * 60 + sec - off)
 }
 
 /// `<name>-<version>` of the chart in `dir`, as `helm list` names it.
@@ -277,11 +334,16 @@ pub(crate) fn chart_id(dir: &Path) -> Option<String> {
     ))
 }
 
+/// How long a helm sent SIGTERM may take to end before it is killed.
+const HELM_STOP_GRACE: Duration = Duration::from_secs(30);
+
 /// Runs helm for one join: one Istio namespace, the user's extra values.
 pub(crate) struct Helm<'a> {
     pub(crate) opts: &'a InstallOptions,
     pub(crate) namespace: &'a str,
     pub(crate) timeout: Duration,
+    /// On a signal, a running helm gets SIGTERM and is waited for; none starts after.
+    pub(crate) interrupt: crate::Interrupt,
 }
 
 /// What helm printed, and whether it succeeded.
@@ -294,6 +356,15 @@ struct Ran {
 impl Helm<'_> {
     async fn run(&self, cluster: &str, args: &[String], stdin: Option<&[u8]>) -> Result<Ran> {
         let helm = &self.opts.helm;
+        if let Some(signal) = self.interrupt.raised() {
+            return Err(Error::Interrupted {
+                signal,
+                completed: Vec::new(),
+            });
+        }
+        // Counted from before it starts until it is reaped: a step running helm is let
+        // go only after helm ended.
+        let _running = self.interrupt.child();
         let mut cmd = tokio::process::Command::new(helm);
         cmd.args(args)
             .stdin(if stdin.is_some() {
@@ -337,7 +408,32 @@ impl Helm<'_> {
             // A helm that exits early closes the pipe; its own error says why.
             let _ = pipe.write_all(bytes).await;
         }
-        let out = child.wait_with_output().await.map_err(|e| Error::Install {
+        let pid = child.id();
+        let output = child.wait_with_output();
+        let mut output = std::pin::pin!(output);
+        let out = tokio::select! {
+            out = &mut output => out,
+            () = self.interrupt.wait() => {
+                // helm ends the way it ends on a signal (it marks the release failed);
+                // it is waited for, never left behind.
+                if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
+                    tracing::info!(cluster, pid, "stopping helm with SIGTERM");
+                    // SAFETY: kill(2) with a pid we spawned and have not reaped yet.
+                    unsafe {
+                        libc::kill(pid, libc::SIGTERM);
+                    }
+                }
+                match tokio::time::timeout(HELM_STOP_GRACE, &mut output).await {
+                    Ok(out) => out,
+                    // Dropped: kill_on_drop ends it with SIGKILL.
+                    Err(_) => Err(std::io::Error::other(format!(
+                        "helm did not end within {}s of SIGTERM; killed",
+                        HELM_STOP_GRACE.as_secs()
+                    ))),
+                }
+            }
+        };
+        let out = out.map_err(|e| Error::Install {
             cluster: cluster.to_owned(),
             what: format!("running {}", helm.display()),
             reason: e.to_string(),
@@ -763,6 +859,21 @@ pub(crate) async fn wait_rollout(
 mod tests {
     use super::*;
 
+    #[test]
+    fn helm_times_read_as_unix_seconds() {
+        assert_eq!(unix_seconds("1970-01-01 00:00:00 +0000 UTC"), Some(0));
+        assert_eq!(
+            unix_seconds("2024-02-29 12:34:56.123456789 +0000 UTC"),
+            Some(1_709_210_096)
+        );
+        assert_eq!(
+            unix_seconds("2024-02-29 14:34:56.5 +0200 CEST"),
+            Some(1_709_210_096)
+        );
+        assert_eq!(unix_seconds("yesterday"), None);
+        assert_eq!(unix_seconds(""), None);
+    }
+
     fn charts() -> Charts {
         Charts {
             base: "c/base".into(),
@@ -795,6 +906,7 @@ mod tests {
             opts: &opts,
             namespace: "istio-system",
             timeout: Duration::from_secs(1),
+            interrupt: crate::Interrupt::default(),
         };
         let p = primary_releases(&charts(), "mesh1", "cluster1", "network1");
         let istiod = helm.values_args(&p[1]);

@@ -61,6 +61,9 @@ pub struct JoinOptions {
     /// `root-cert.pem`) with the given bundle (`--replace-cacerts`); without it, that is
     /// a preflight problem, since nothing proves the given root is the one it had.
     pub replace_cacerts: bool,
+    /// Raised by the caller on SIGINT/SIGTERM: no new step starts, a running helm gets
+    /// SIGTERM, and join fails with [`Error::Interrupted`].
+    pub interrupt: crate::Interrupt,
 }
 
 impl JoinOptions {
@@ -94,6 +97,7 @@ impl JoinOptions {
             request_timeout: None,
             install: None,
             replace_cacerts: false,
+            interrupt: crate::Interrupt::default(),
         }
     }
 }
@@ -173,8 +177,17 @@ pub async fn join(
 ) -> Result<JoinSummary> {
     let run = Run {
         opts,
-        steps: Steps::new(opts.dry_run, progress),
+        steps: Steps::new(opts.dry_run, progress).interruptible(&opts.interrupt),
     };
+    match join_plan(kubeconfigs, &run).await {
+        // However a step ended after a signal, the signal is the reason.
+        Err(_) if opts.interrupt.raised().is_some() => Err(run.interrupted().expect("raised")),
+        other => other,
+    }
+}
+
+async fn join_plan(kubeconfigs: &Kubeconfigs, run: &Run<'_>) -> Result<JoinSummary> {
+    let opts = run.opts;
     let ns = opts.namespace.as_str();
 
     // Preflight: read everything, concurrently, then judge it all at once.
@@ -255,7 +268,7 @@ pub async fn join(
     let mut address_tx = Some(address_tx);
     let per_cluster = targets.iter().enumerate().map(|(i, t)| {
         cluster_steps(
-            &run,
+            run,
             t,
             &primary_name,
             installer,
@@ -276,7 +289,7 @@ pub async fn join(
     // meshNetworks in the primary, once, with every cluster of this join.
     let primary = &targets[0];
     run.step(&primary.spec.context, "meshNetworks", async {
-        mesh_networks_step(&run, primary, &targets, &gateways).await
+        mesh_networks_step(run, primary, &targets, &gateways).await
     })
     .await?;
 
@@ -366,6 +379,25 @@ async fn judge(targets: &mut [Target<'_>], opts: &JoinOptions) -> Vec<Problem> {
             ];
             let stuck =
                 !["deployed", "failed", "pending-install", "superseded"].contains(&status.as_str());
+            // A pending install may be another helm's (a second join) running right now:
+            // repaired only when provably left over, or when the user says so.
+            let busy = status == "pending-install"
+                && !opts.install.as_ref().is_some_and(|i| i.repair_pending)
+                && listed
+                    .age()
+                    .is_none_or(|age| age <= opts.wait + install::PENDING_IS_DEAD_AFTER);
+            if ours.contains(&release.as_str()) && busy {
+                let since = listed
+                    .age()
+                    .map(|a| format!(" since {}s", a.as_secs()))
+                    .unwrap_or_default();
+                problem(
+                    &ctx,
+                    format!(
+                        "helm release {ns}/{release} is pending-install{since}: a helm install (another join?) may be running on it now; wait for it to end and run join again — or, if no helm is running on it, pass --repair-pending to uninstall and reinstall it"
+                    ),
+                );
+            }
             if ours.contains(&release.as_str()) && stuck {
                 problem(
                     &ctx,
@@ -651,6 +683,7 @@ async fn installer<'a>(
         opts: install,
         namespace: &opts.namespace,
         timeout: opts.wait,
+        interrupt: opts.interrupt.clone(),
     };
     match helm.version().await {
         Ok(version) => tracing::debug!(%version, "helm runs"),
@@ -676,40 +709,49 @@ async fn cluster_steps(
 
     // The namespace first: cacerts lives in it, and istiod must find cacerts at start.
     run.step(ctx, "network label", async {
-        let meta = t.facts.istio_namespace.as_ref().map(|n| &n.metadata);
-        let has_label = meta
-            .and_then(|m| m.labels.as_ref())
-            .and_then(|l| l.get(NETWORK_LABEL))
-            == Some(&t.network);
-        let has_annotation = !remote
-            || meta
-                .and_then(|m| m.annotations.as_ref())
-                .and_then(|a| a.get(CONTROL_PLANE_CLUSTERS_ANNOTATION))
-                .is_some_and(|v| v.split(',').any(|c| c.trim() == primary_name));
-        if has_label && has_annotation {
-            return Ok(Outcome::Unchanged);
+        let existed = t.facts.istio_namespace.is_some();
+        if !existed && !run.opts.dry_run {
+            cluster::create_namespace(&t.client, ctx, ns).await?;
         }
-        let mut desired = Namespace {
-            metadata: ObjectMeta {
-                name: Some(ns.to_owned()),
-                labels: Some(BTreeMap::from([(NETWORK_LABEL.to_owned(), t.network.clone())])),
+        let api: Api<Namespace> = Api::all(t.client.clone());
+        // The control-plane list is shared with other primaries: ours is added to it.
+        let written = cluster::update(&api, ctx, &format!("namespace {ns}"), ns, run.opts.dry_run, |current: Option<&Namespace>| {
+            let meta = current.map(|n| &n.metadata);
+            let has_label = meta
+                .and_then(|m| m.labels.as_ref())
+                .and_then(|l| l.get(NETWORK_LABEL))
+                == Some(&t.network);
+            let mut planes = control_plane_clusters(meta);
+            let listed = planes.iter().any(|c| c == primary_name);
+            if has_label && (listed || !remote) {
+                return Ok(None);
+            }
+            let mut desired = Namespace {
+                metadata: ObjectMeta {
+                    name: Some(ns.to_owned()),
+                    labels: Some(BTreeMap::from([(NETWORK_LABEL.to_owned(), t.network.clone())])),
+                    ..Default::default()
+                },
                 ..Default::default()
-            },
-            ..Default::default()
+            };
+            if remote {
+                if !listed {
+                    planes.push(primary_name.to_owned());
+                }
+                desired.metadata.annotations = Some(BTreeMap::from([(
+                    CONTROL_PLANE_CLUSTERS_ANNOTATION.to_owned(),
+                    planes.join(","),
+                )]));
+            }
+            Ok(Some((desired, ())))
+        })
+        .await?;
+        let Some((desired, ())) = written else {
+            return Ok(Outcome::Unchanged);
         };
-        if remote {
-            desired.metadata.annotations = Some(BTreeMap::from([(
-                CONTROL_PLANE_CLUSTERS_ANNOTATION.to_owned(),
-                primary_name.to_owned(),
-            )]));
-        }
-        if !run.opts.dry_run {
-            let api: Api<Namespace> = Api::all(t.client.clone());
-            cluster::apply(&api, ctx, ns, &desired).await?;
-        }
-        let verb = if meta.is_some() { "labelled" } else { "created" };
+        let verb = if existed { "labelled" } else { "created" };
         let what = if remote {
-            format!("{verb} namespace {ns} {NETWORK_LABEL}={} and annotated {CONTROL_PLANE_CLUSTERS_ANNOTATION}={primary_name}", t.network)
+            format!("{verb} namespace {ns} {NETWORK_LABEL}={} and annotated {CONTROL_PLANE_CLUSTERS_ANNOTATION} with {primary_name}", t.network)
         } else {
             format!("{verb} namespace {ns} {NETWORK_LABEL}={}", t.network)
         };
@@ -906,6 +948,20 @@ async fn cluster_steps(
         let _ = tx.send(found.clone());
     }
     Ok(found)
+}
+
+/// The cluster IDs of a namespace's `topology.istio.io/controlPlaneClusters` list.
+pub(crate) fn control_plane_clusters(meta: Option<&ObjectMeta>) -> Vec<String> {
+    meta.and_then(|m| m.annotations.as_ref())
+        .and_then(|a| a.get(CONTROL_PLANE_CLUSTERS_ANNOTATION))
+        .map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Applies an Istio object (Gateway, VirtualService) unless its spec already is as wanted.
@@ -1321,46 +1377,52 @@ async fn mesh_networks_step(
     let ctx = primary.spec.context.as_str();
     let ns = run.opts.namespace.as_str();
     let api: Api<ConfigMap> = Api::namespaced(primary.client.clone(), ns);
-    let cm = api
-        .get_opt(MESH_CONFIG_MAP)
-        .await
-        .map_err(|e| kube(ctx, format!("reading ConfigMap {ns}/{MESH_CONFIG_MAP}"), e))?;
-    let mut networks = match &cm {
-        Some(cm) => read_mesh_networks(cm, ctx, ns, "join")?,
-        // Only a dry run of --install gets here: istiod (and its ConfigMap) is not there yet.
-        None if run.opts.dry_run && run.opts.install.is_some() => {
-            MeshNetworks::parse("").expect("empty meshNetworks parses")
-        }
-        None => {
-            return Err(Error::Malformed {
-                cluster: ctx.to_owned(),
-                object: format!("ConfigMap {ns}/{MESH_CONFIG_MAP}"),
-                reason: "it is missing: istiod is not installed; install it, or pass --install"
-                    .into(),
-            });
-        }
-    };
-    let mut changed = false;
-    for (t, gw) in targets.iter().zip(gateways) {
-        // A registry listed under another network moves to this one.
-        if let Some(old) = networks.network_of(&t.name)
-            && old != t.network
-        {
-            changed |= networks.remove_registry(&t.name);
-        }
-        changed |= networks.upsert(
-            &t.network,
-            &t.name,
-            gw.as_ref().map(|(a, p)| (a.as_str(), *p)),
-        );
-    }
-    if !changed {
+    // Other joins and unjoins edit the same document: conditional, re-applied on conflict.
+    let object = format!("ConfigMap {ns}/{MESH_CONFIG_MAP}");
+    let written = cluster::update(
+        &api,
+        ctx,
+        &object,
+        MESH_CONFIG_MAP,
+        run.opts.dry_run,
+        |cm: Option<&ConfigMap>| {
+            let mut networks = match cm {
+                Some(cm) => read_mesh_networks(cm, ctx, ns, "join")?,
+                // Only a dry run of --install gets here: istiod (and its ConfigMap) is not there yet.
+                None if run.opts.dry_run && run.opts.install.is_some() => {
+                    MeshNetworks::parse("").expect("empty meshNetworks parses")
+                }
+                None => {
+                    return Err(Error::Malformed {
+                        cluster: ctx.to_owned(),
+                        object: object.clone(),
+                        reason:
+                            "it is missing: istiod is not installed; install it, or pass --install"
+                                .into(),
+                    });
+                }
+            };
+            let mut changed = false;
+            for (t, gw) in targets.iter().zip(gateways) {
+                // A registry listed under another network moves to this one.
+                if let Some(old) = networks.network_of(&t.name)
+                    && old != t.network
+                {
+                    changed |= networks.remove_registry(&t.name);
+                }
+                changed |= networks.upsert(
+                    &t.network,
+                    &t.name,
+                    gw.as_ref().map(|(a, p)| (a.as_str(), *p)),
+                );
+            }
+            Ok(changed.then(|| (networks.to_config_map(ns), ())))
+        },
+    )
+    .await?;
+    let Some((desired, ())) = written else {
         return Ok(Outcome::Unchanged);
-    }
-    let desired = networks.to_config_map(ns);
-    if !run.opts.dry_run {
-        cluster::apply(&api, ctx, MESH_CONFIG_MAP, &desired).await?;
-    }
+    };
     Ok(Outcome::Changed(
         format!(
             "updated meshNetworks in ConfigMap {ns}/{MESH_CONFIG_MAP}: {}",

@@ -47,6 +47,7 @@
 mod cluster;
 mod error;
 mod install;
+mod interrupt;
 mod join;
 mod links;
 mod networks;
@@ -65,6 +66,7 @@ pub use install::{
     BASE_RELEASE, Charts, DEFAULT_MESH_ID, EASTWEST_RELEASE, ISTIOD_RELEASE, InstallOptions,
     Release, injection_path, primary_releases, remote_releases,
 };
+pub use interrupt::Interrupt;
 pub use join::{Change, ClusterSpec, JoinOptions, JoinSummary, JoinedCluster, join};
 pub use networks::{MESH_NETWORKS_KEY, MeshNetworks};
 pub use progress::{Event, EventKind, NoProgress, Progress};

@@ -6,7 +6,8 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::interrupt::Interrupt;
 use crate::progress::{Event, EventKind, Progress};
 
 /// One object a plan changed, or in a dry run would change.
@@ -57,12 +58,17 @@ impl<'a, O> std::ops::Deref for Run<'a, O> {
     }
 }
 
+/// How long a request goes unanswered before its step says it waits on it.
+const STALLED: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Runs steps and records their changes and warnings.
 pub(crate) struct Steps<'a> {
     dry_run: bool,
     progress: &'a dyn Progress,
     changes: Mutex<Vec<Change>>,
     warnings: Mutex<Vec<String>>,
+    interrupt: Interrupt,
+    completed: Mutex<Vec<String>>,
 }
 
 impl<'a> Steps<'a> {
@@ -72,7 +78,24 @@ impl<'a> Steps<'a> {
             progress,
             changes: Mutex::new(Vec::new()),
             warnings: Mutex::new(Vec::new()),
+            interrupt: Interrupt::default(),
+            completed: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Steps that stop at `interrupt`: none starts once it is raised, and a running one
+    /// is let go (a helm it runs ends first: see `install::Helm`).
+    pub(crate) fn interruptible(mut self, interrupt: &Interrupt) -> Steps<'a> {
+        self.interrupt = interrupt.clone();
+        self
+    }
+
+    /// [`Error::Interrupted`] with the steps completed so far, when `interrupt` was raised.
+    pub(crate) fn interrupted(&self) -> Option<Error> {
+        Some(Error::Interrupted {
+            signal: self.interrupt.raised()?,
+            completed: self.completed.lock().unwrap().clone(),
+        })
     }
 
     pub(crate) fn emit(&self, cluster: &str, step: &str, kind: EventKind, started: Instant) {
@@ -99,9 +122,52 @@ impl<'a> Steps<'a> {
     where
         F: std::future::Future<Output = Result<Outcome>>,
     {
+        if let Some(err) = self.interrupted() {
+            return Err(err);
+        }
         let started = Instant::now();
         self.emit(cluster, step, EventKind::Started, started);
-        match body.await {
+        // While the body runs, a request to this cluster that goes unanswered for a
+        // while is shown as what the step waits on (each request has a deadline).
+        let mut body = std::pin::pin!(body);
+        let mut shown = None;
+        let mut stopping = false;
+        let result = loop {
+            let tick = std::time::Duration::from_millis(if stopping { 100 } else { 1000 });
+            tokio::select! {
+                result = &mut body => break result,
+                _ = self.interrupt.wait(), if !stopping => stopping = true,
+                _ = tokio::time::sleep(tick) => {
+                    // Stopped: a running helm ends its own way first (the body then
+                    // fails); anything else is let go at once.
+                    if stopping && !self.interrupt.children_running() {
+                        break Err(self.interrupted().expect("raised"));
+                    }
+                    let stalled = mesh_kubeconfig::pending_requests(STALLED)
+                        .into_iter()
+                        .find(|p| p.cluster == cluster);
+                    if let Some(p) = stalled {
+                        let key = (p.cluster.clone(), p.request.clone());
+                        if shown.as_ref() != Some(&key) {
+                            self.emit(cluster, step, EventKind::Waiting(p.to_string()), started);
+                            shown = Some(key);
+                        }
+                    }
+                }
+            }
+        };
+        // Whatever ended a step after a signal, the signal is the reason.
+        let result = match result {
+            Err(_) if self.interrupt.raised().is_some() => Err(self.interrupted().expect("raised")),
+            other => other,
+        };
+        if result.is_ok() {
+            self.completed
+                .lock()
+                .unwrap()
+                .push(format!("{cluster} {step}"));
+        }
+        match result {
             Ok(Outcome::Unchanged) => {
                 self.emit(cluster, step, EventKind::Unchanged, started);
                 Ok(())
@@ -145,10 +211,63 @@ impl<'a> Steps<'a> {
     }
 
     /// What changed and the warnings, in the order they happened.
-    pub(crate) fn finish(self) -> (Vec<Change>, Vec<String>) {
+    pub(crate) fn finish(&self) -> (Vec<Change>, Vec<String>) {
         (
-            self.changes.into_inner().unwrap(),
-            self.warnings.into_inner().unwrap(),
+            std::mem::take(&mut *self.changes.lock().unwrap()),
+            std::mem::take(&mut *self.warnings.lock().unwrap()),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::progress::NoProgress;
+
+    #[tokio::test]
+    async fn no_step_starts_after_a_signal_and_the_error_lists_what_completed() {
+        let interrupt = Interrupt::default();
+        let steps = Steps::new(false, &NoProgress).interruptible(&interrupt);
+        steps
+            .step("cluster1", "cacerts", async { Ok(Outcome::Unchanged) })
+            .await
+            .unwrap();
+        interrupt.raise(15);
+        let mut ran = false;
+        let err = steps
+            .step("cluster1", "meshNetworks", async {
+                ran = true;
+                Ok(Outcome::Unchanged)
+            })
+            .await
+            .unwrap_err();
+        assert!(!ran, "a step started after the signal");
+        assert_eq!(
+            err.to_string(),
+            "stopped by SIGTERM; completed: cluster1 cacerts; running the same command again completes the rest"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_running_step_without_helm_is_let_go_at_the_signal() {
+        let interrupt = Interrupt::default();
+        let steps = Steps::new(false, &NoProgress).interruptible(&interrupt);
+        let raise = {
+            let interrupt = interrupt.clone();
+            async move {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                interrupt.raise(2);
+            }
+        };
+        let started = Instant::now();
+        let (result, ()) = tokio::join!(
+            steps.step("cluster2", "gateway address", async {
+                tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+                Ok(Outcome::Unchanged)
+            }),
+            raise
+        );
+        assert!(matches!(result, Err(Error::Interrupted { signal: 2, .. })));
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
     }
 }

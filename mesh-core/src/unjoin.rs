@@ -85,6 +85,9 @@ pub struct UnjoinOptions {
     pub dry_run: bool,
     /// Bound on each API request.
     pub request_timeout: Option<Duration>,
+    /// Raised by the caller on SIGINT/SIGTERM: no new step starts, and unjoin fails
+    /// with [`Error::Interrupted`].
+    pub interrupt: crate::Interrupt,
 }
 
 impl UnjoinOptions {
@@ -104,6 +107,7 @@ impl UnjoinOptions {
             purge: false,
             dry_run: false,
             request_timeout: None,
+            interrupt: crate::Interrupt::default(),
         }
     }
 
@@ -190,7 +194,7 @@ pub async fn unjoin(
 ) -> Result<UnjoinSummary> {
     let run = Run {
         opts,
-        steps: Steps::new(opts.dry_run, progress),
+        steps: Steps::new(opts.dry_run, progress).interruptible(&opts.interrupt),
     };
     let ns = opts.namespace.as_str();
     let pctx = opts.primary.as_str();
@@ -512,7 +516,7 @@ pub async fn unjoin(
                     remove_reader_account(&run, remote, &account, &others_use_sa).await
                 })
                 .await?;
-                purge_membership(&run, remote, rctx, Some(pctx)).await?;
+                purge_membership(&run, remote, rctx, Some(primary_id.as_str())).await?;
             }
         }
     }
@@ -865,30 +869,28 @@ async fn remove_from_mesh_networks(
     let ctx = run.opts.primary.as_str();
     let ns = run.opts.namespace.as_str();
     let api: Api<ConfigMap> = Api::namespaced(primary.clone(), ns);
-    let Some(cm) = api
-        .get_opt(MESH_CONFIG_MAP)
-        .await
-        .map_err(|e| kube(ctx, format!("reading ConfigMap {ns}/{MESH_CONFIG_MAP}"), e))?
-    else {
-        return Ok(Vec::new());
-    };
-    let mut networks = read_mesh_networks(&cm, ctx, ns, "unjoin")?;
-    let mut done = Vec::new();
-    for id in std::iter::once(name).chain(primary_id) {
-        let network = networks.network_of(id);
-        if networks.remove_registry(id) {
-            done.push(format!(
-                "removed cluster {id} (network {}) from meshNetworks in ConfigMap {ns}/{MESH_CONFIG_MAP}",
-                network.unwrap_or_default()
-            ));
+    // Joins and unjoins of other remotes edit the same document: conditional, re-applied
+    // on conflict (see `cluster::update`).
+    let object = format!("ConfigMap {ns}/{MESH_CONFIG_MAP}");
+    let written = cluster::update(&api, ctx, &object, MESH_CONFIG_MAP, run.opts.dry_run, |cm: Option<&ConfigMap>| {
+        let Some(cm) = cm else {
+            return Ok(None);
+        };
+        let mut networks = read_mesh_networks(cm, ctx, ns, "unjoin")?;
+        let mut done = Vec::new();
+        for id in std::iter::once(name).chain(primary_id) {
+            let network = networks.network_of(id);
+            if networks.remove_registry(id) {
+                done.push(format!(
+                    "removed cluster {id} (network {}) from meshNetworks in ConfigMap {ns}/{MESH_CONFIG_MAP}",
+                    network.unwrap_or_default()
+                ));
+            }
         }
-    }
-    if done.is_empty() || run.opts.dry_run {
-        return Ok(done);
-    }
-    let desired = networks.to_config_map(ns);
-    cluster::apply(&api, ctx, MESH_CONFIG_MAP, &desired).await?;
-    Ok(done)
+        Ok((!done.is_empty()).then(|| (networks.to_config_map(ns), done)))
+    })
+    .await?;
+    Ok(written.map(|(_, done)| done).unwrap_or_default())
 }
 
 async fn read_sa_uid(
@@ -1061,7 +1063,9 @@ async fn remove_reader_account(
 
 /// A cluster's mesh membership that kubectl-mesh made: the network label and
 /// control-plane annotation it owns on the Istio namespace, the cross-network Gateway,
-/// and `cacerts`. `primary` is the primary's context when `client` is a remote.
+/// and `cacerts`. `primary` is the primary's cluster ID when `client` is a remote: only
+/// that ID leaves the remote's `controlPlaneClusters` list, and while other primaries
+/// remain in it the network label stays.
 async fn purge_membership(
     run: &Run<'_>,
     client: &Client,
@@ -1071,44 +1075,72 @@ async fn purge_membership(
     let ns = run.opts.namespace.as_str();
     run.step_listing(ctx, "network label", async {
         let api: Api<Namespace> = Api::all(client.clone());
-        let Some(current) = api
-            .get_opt(ns)
-            .await
-            .map_err(|e| kube(ctx, format!("reading namespace {ns}"), e))?
-        else {
-            return Ok(Vec::new());
-        };
-        // Only the keys join sets: the server attributes labels it adds itself (such as
-        // kubernetes.io/metadata.name) to whoever applied last.
-        let ours = |section: &str, key: &str| {
-            links::owned_metadata_keys(&current.metadata, section)
-                .into_iter()
-                .filter(|k| k == key)
-                .collect::<Vec<_>>()
-        };
-        let labels = ours("labels", NETWORK_LABEL);
-        let annotations = ours("annotations", CONTROL_PLANE_CLUSTERS_ANNOTATION);
-        if labels.is_empty() && annotations.is_empty() {
-            return Ok(Vec::new());
-        }
-        if !run.opts.dry_run {
-            // Applying nothing releases every field kubectl-mesh owns on the namespace:
-            // the server removes those no other manager also set.
-            let empty = Namespace {
+        let object = format!("namespace {ns}");
+        // Conditional, like every write of a shared list (see `cluster::update`).
+        let written = cluster::update(&api, ctx, &object, ns, run.opts.dry_run, |current: Option<&Namespace>| {
+            let Some(current) = current else {
+                return Ok(None);
+            };
+            // Only the keys join sets: the server attributes labels it adds itself (such
+            // as kubernetes.io/metadata.name) to whoever applied last.
+            let ours = |section: &str, key: &str| {
+                links::owned_metadata_keys(&current.metadata, section)
+                    .into_iter()
+                    .filter(|k| k == key)
+                    .collect::<Vec<_>>()
+            };
+            let labels = ours("labels", NETWORK_LABEL);
+            let annotations = ours("annotations", CONTROL_PLANE_CLUSTERS_ANNOTATION);
+            if labels.is_empty() && annotations.is_empty() {
+                return Ok(None);
+            }
+            let planes = crate::join::control_plane_clusters(Some(&current.metadata));
+            let others: Vec<String> = planes
+                .iter()
+                .filter(|c| Some(c.as_str()) != primary)
+                .cloned()
+                .collect();
+            let mut desired = Namespace {
                 metadata: ObjectMeta {
                     name: Some(ns.to_owned()),
                     ..Default::default()
                 },
                 ..Default::default()
             };
-            cluster::apply(&api, ctx, ns, &empty).await?;
-        }
-        let mut what: Vec<String> = labels.iter().map(|k| format!("label {k}")).collect();
-        what.extend(annotations.iter().map(|k| format!("annotation {k}")));
-        Ok(vec![format!(
-            "removed {} from namespace {ns}",
-            what.join(" and ")
-        )])
+            if primary.is_some() && !others.is_empty() {
+                // Other primaries still run this cluster's control plane: only our ID
+                // goes, and the cluster stays on its network.
+                if others.len() == planes.len() {
+                    return Ok(None);
+                }
+                let label = current
+                    .metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(NETWORK_LABEL));
+                if let Some(network) = label.filter(|_| !labels.is_empty()) {
+                    desired.metadata.labels =
+                        Some([(NETWORK_LABEL.to_owned(), network.clone())].into());
+                }
+                desired.metadata.annotations = Some(
+                    [(CONTROL_PLANE_CLUSTERS_ANNOTATION.to_owned(), others.join(","))].into(),
+                );
+                let what = format!(
+                    "removed {} from annotation {CONTROL_PLANE_CLUSTERS_ANNOTATION} of namespace {ns} (kept {})",
+                    primary.unwrap_or_default(),
+                    others.join(",")
+                );
+                return Ok(Some((desired, what)));
+            }
+            // Applying nothing releases every field kubectl-mesh owns on the namespace:
+            // the server removes those no other manager also set.
+            let mut what: Vec<String> = labels.iter().map(|k| format!("label {k}")).collect();
+            what.extend(annotations.iter().map(|k| format!("annotation {k}")));
+            let what = format!("removed {} from namespace {ns}", what.join(" and "));
+            Ok(Some((desired, what)))
+        })
+        .await?;
+        Ok(written.map(|(_, what)| what).into_iter().collect())
     })
     .await?;
 

@@ -19,6 +19,9 @@ pub const USER_AGENT: &str = concat!("kubectl-mesh/", env!("CARGO_PKG_VERSION"))
 /// given: an unreachable server fails fast instead of hanging.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How much longer than a request's deadline a socket read or write may wait.
+const SOCKET_TIMEOUT_MARGIN: Duration = Duration::from_secs(5);
+
 /// Where to read kubeconfig from.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum KubeconfigSource {
@@ -296,7 +299,8 @@ impl Kubeconfigs {
 
     /// Builds a client for `context`, identifying itself as [`USER_AGENT`].
     ///
-    /// `timeout` bounds each request (and the TCP connect); without it, connecting
+    /// `timeout` bounds each request (and the TCP connect); without it, each request
+    /// gets [`DEFAULT_REQUEST_TIMEOUT`](crate::DEFAULT_REQUEST_TIMEOUT) and connecting
     /// gives up after [`DEFAULT_CONNECT_TIMEOUT`].
     ///
     /// ```no_run
@@ -319,7 +323,7 @@ impl Kubeconfigs {
                 server: resolved.server.clone(),
                 reason: kubeconfig_error_reason(&e),
             })?;
-        client_from_config(config, timeout).map_err(|e| Error::Client {
+        build_client(config, timeout, context).map_err(|e| Error::Client {
             context: context.to_owned(),
             server: resolved.server,
             reason: crate::error::error_chain(&e),
@@ -327,11 +331,25 @@ impl Kubeconfigs {
     }
 }
 
-/// Builds a client from a kube [`Config`]: sets the [`USER_AGENT`], the timeouts, and
-/// makes ring the process's rustls crypto provider.
+/// Builds a client from a kube [`Config`]: sets the [`USER_AGENT`], makes ring the
+/// process's rustls crypto provider, and gives every request a deadline: `timeout`, else
+/// [`DEFAULT_REQUEST_TIMEOUT`](crate::DEFAULT_REQUEST_TIMEOUT). A request without an
+/// answer by then fails with [`RequestTimedOut`](crate::RequestTimedOut) (inside
+/// `kube::Error::Service`), naming the server and the request; while it waits,
+/// [`pending_requests`](crate::pending_requests) lists it.
 pub fn client_from_config(
+    config: Config,
+    timeout: Option<Duration>,
+) -> std::result::Result<Client, kube::Error> {
+    let server = config.cluster_url.to_string();
+    build_client(config, timeout, server.trim_end_matches('/'))
+}
+
+/// [`client_from_config`] with the name its requests are known by (a context).
+fn build_client(
     mut config: Config,
     timeout: Option<Duration>,
+    cluster: &str,
 ) -> std::result::Result<Client, kube::Error> {
     install_crypto_provider();
     config
@@ -341,12 +359,20 @@ pub fn client_from_config(
         HeaderName::from_static("user-agent"),
         HeaderValue::from_static(USER_AGENT),
     ));
+    let deadline = timeout.unwrap_or(crate::DEFAULT_REQUEST_TIMEOUT);
     config.connect_timeout = Some(timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT));
-    if let Some(t) = timeout {
-        config.read_timeout = Some(t);
-        config.write_timeout = Some(t);
-    }
-    Client::try_from(config)
+    // The body, too, must keep coming: no socket read may wait much longer than the
+    // deadline (a little longer, so that the deadline's own error, which names the
+    // request, comes first).
+    config.read_timeout = Some(deadline + SOCKET_TIMEOUT_MARGIN);
+    config.write_timeout = Some(deadline + SOCKET_TIMEOUT_MARGIN);
+    let layer = crate::deadline::DeadlineLayer {
+        cluster: cluster.to_owned(),
+        timeout: deadline,
+    };
+    Ok(kube::client::ClientBuilder::try_from(config)?
+        .with_layer(&layer)
+        .build())
 }
 
 /// ring is the only rustls crypto provider compiled in; installing it explicitly keeps

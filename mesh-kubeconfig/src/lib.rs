@@ -46,6 +46,7 @@
 #![warn(missing_docs)]
 
 mod ca;
+mod deadline;
 mod duration;
 mod error;
 mod generate;
@@ -57,6 +58,7 @@ mod token;
 mod verify;
 
 pub use ca::{CaCandidate, CaChoice, CaOrigin, choose_ca};
+pub use deadline::{DEFAULT_REQUEST_TIMEOUT, PendingRequest, RequestTimedOut, pending_requests};
 pub use duration::parse_duration;
 pub use error::{Error, Result};
 pub use generate::{GeneratedRemoteSecret, RemoteSecretRequest, generate_remote_secret};

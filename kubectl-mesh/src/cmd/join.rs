@@ -168,6 +168,12 @@ pub struct InstallArgs {
     /// A values file for the east-west gateway releases; repeatable.
     #[arg(long, value_name = "FILE", requires = "install")]
     pub gateway_values: Vec<PathBuf>,
+
+    /// Uninstall and reinstall a release of ours left pending-install even when that
+    /// happened recently (by default only one older than --timeout plus a minute is:
+    /// a younger one may be another helm's install still running).
+    #[arg(long, requires = "install")]
+    pub repair_pending: bool,
 }
 
 /// Runs `kubectl mesh join`.
@@ -225,9 +231,17 @@ pub fn run(global: &GlobalArgs, args: &JoinArgs) -> anyhow::Result<ExitCode> {
     }
 
     let renderer = Renderer::new(args.output == OutputFormat::Text);
+    // SIGINT/SIGTERM: no new step starts, a running helm is stopped and waited for.
+    let _signals = runtime.spawn(super::raise_on_signal(join_options.interrupt.clone()));
     let result = runtime.block_on(mesh_core::join(&kubeconfigs, &join_options, &renderer));
     renderer.finish();
-    let summary = result?;
+    let summary = match result {
+        Err(err @ mesh_core::Error::Interrupted { signal, .. }) => {
+            eprintln!("error: {err}");
+            return Ok(super::interrupted_exit(signal));
+        }
+        other => other?,
+    };
     match args.output {
         OutputFormat::Text => print_summary(&summary),
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&summary)?),
@@ -320,6 +334,7 @@ fn options(
         request_timeout,
         install: install_options(&args.install, kubeconfigs)?,
         replace_cacerts: args.replace_cacerts,
+        interrupt: mesh_core::Interrupt::default(),
     })
 }
 
@@ -342,6 +357,7 @@ fn install_options(
     install.set = args.set.clone();
     install.values_files = args.values.clone();
     install.gateway_set = args.gateway_set.clone();
+    install.repair_pending = args.repair_pending;
     install.gateway_values_files = args.gateway_values.clone();
     Ok(Some(install))
 }

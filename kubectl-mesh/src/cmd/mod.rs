@@ -22,6 +22,29 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
+/// Raises `interrupt` on the first SIGINT or SIGTERM, so that the running plan stops
+/// at its next step (exit code 128 + the signal: 130, 143).
+pub async fn raise_on_signal(interrupt: mesh_core::Interrupt) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return;
+    };
+    let number = tokio::select! {
+        _ = int.recv() => 2,
+        _ = term.recv() => 15,
+    };
+    tracing::info!(signal = number, "stopping: no new step starts");
+    interrupt.raise(number);
+}
+
+/// The exit code of a command stopped by `signal`: 128 + its number, as shells report it.
+pub fn interrupted_exit(signal: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(128 + signal).unwrap_or(1))
+}
+
 /// Shows a dry run's plan (which cluster gets which change) on stderr and asks
 /// `prompt`; true when the user confirms.
 pub fn confirm_plan(

@@ -103,9 +103,17 @@ pub fn run(global: &GlobalArgs, args: &UnjoinArgs) -> anyhow::Result<ExitCode> {
     }
 
     let renderer = Renderer::new(args.output == OutputFormat::Text);
+    // SIGINT/SIGTERM: no new step starts.
+    let _signals = runtime.spawn(super::raise_on_signal(opts.interrupt.clone()));
     let result = runtime.block_on(mesh_core::unjoin(&kubeconfigs, &opts, &renderer));
     renderer.finish();
-    let summary = result?;
+    let summary = match result {
+        Err(err @ mesh_core::Error::Interrupted { signal, .. }) => {
+            eprintln!("error: {err}");
+            return Ok(super::interrupted_exit(signal));
+        }
+        other => other?,
+    };
     match args.output {
         OutputFormat::Text => print_summary(&summary),
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&summary)?),
