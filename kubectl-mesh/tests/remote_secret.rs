@@ -367,7 +367,11 @@ fn unreachable_server_fails_fast_with_a_clear_error() {
     // A context that skips TLS verification needs a CA from the user (never one read
     // through it); this one is never used, as the server does not answer.
     let ca = dir.join("ca.pem");
-    std::fs::write(&ca, "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n").unwrap();
+    std::fs::write(
+        &ca,
+        "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
     let start = Instant::now();
     let out = mesh()
         .args(["remote-secret", "dead", "--kubeconfig"])
