@@ -364,10 +364,20 @@ fn unreachable_server_fails_fast_with_a_clear_error() {
         "apiVersion: v1\nkind: Config\ncurrent-context: dead\nclusters:\n- name: dead\n  cluster:\n    server: https://127.0.0.1:1\n    insecure-skip-tls-verify: true\ncontexts:\n- name: dead\n  context:\n    cluster: dead\n    user: dead\nusers:\n- name: dead\n  user:\n    token: not-a-real-token-value\n",
     )
     .unwrap();
+    // A context that skips TLS verification needs a CA from the user (never one read
+    // through it); this one is never used, as the server does not answer.
+    let ca = dir.join("ca.pem");
+    std::fs::write(
+        &ca,
+        "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
     let start = Instant::now();
     let out = mesh()
         .args(["remote-secret", "dead", "--kubeconfig"])
         .arg(&path)
+        .arg("--certificate-authority")
+        .arg(&ca)
         .output()
         .unwrap();
     let stderr = String::from_utf8(out.stderr).unwrap();

@@ -128,7 +128,8 @@ pub struct CaBundle {
 impl CaBundle {
     /// Reads `ca-cert.pem`, `ca-key.pem`, `root-cert.pem` and `cert-chain.pem`
     /// from `dir`. A missing file is not an error here (validation reports it);
-    /// a missing directory or an unreadable file is.
+    /// a missing directory, an unreadable file, a file that is not a regular file or is
+    /// larger than [`MAX_FILE_SIZE`](crate::MAX_FILE_SIZE) is.
     pub fn load_dir(dir: &Path) -> Result<CaBundle, Error> {
         let meta = std::fs::metadata(dir).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
@@ -145,12 +146,8 @@ impl CaBundle {
             });
         }
         let read = |file: BundleFile| -> Result<Option<Vec<u8>>, Error> {
-            let path = dir.join(file.file_name());
-            match std::fs::read(&path) {
-                Ok(bytes) => Ok(Some(bytes)),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(Error::io(path, e)),
-            }
+            // A regular file of at most MAX_FILE_SIZE bytes; `/dev/zero` is an error.
+            crate::files::read_bounded(&dir.join(file.file_name()))
         };
         let files = BundleFiles {
             ca_cert: read(BundleFile::CaCert)?,

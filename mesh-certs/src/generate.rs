@@ -29,7 +29,6 @@
 //! # Ok::<(), mesh_certs::Error>(())
 //! ```
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -227,8 +226,12 @@ impl RootCa {
     pub fn load(dir: &Path) -> Result<RootCa, Error> {
         let cert_path = dir.join("root-cert.pem");
         let key_path = dir.join("root-key.pem");
-        let cert = std::fs::read(&cert_path).map_err(|e| Error::io(&cert_path, e))?;
-        let key = SecretSlice::from(std::fs::read(&key_path).map_err(|e| Error::io(&key_path, e))?);
+        let read = |path: &Path| {
+            crate::files::read_bounded(path)?
+                .ok_or_else(|| Error::io(path, std::io::Error::from(std::io::ErrorKind::NotFound)))
+        };
+        let cert = read(&cert_path)?;
+        let key = SecretSlice::from(read(&key_path)?);
         RootCa::from_pem(&cert, &key).map_err(|e| match e {
             Error::InvalidCertificate { reason, .. } => Error::InvalidCertificate {
                 what: cert_path.display().to_string(),
@@ -508,7 +511,10 @@ pub struct WriteOptions {
 }
 
 /// Writes the root and the intermediates in Istio's `tools/certs` layout (see
-/// the [module documentation](self)); keys are written with mode 0600.
+/// the [module documentation](self)); keys are written with mode 0600. Each file is
+/// written to a temporary file created exclusively next to it and then moved into
+/// place, so a write never goes through a symlink and never replaces a file another
+/// process created after the check below.
 ///
 /// Existing files with identical content are left alone (so a root loaded with
 /// [`RootCa::load`] from `out_dir` is reused). Any other existing file is an
@@ -578,49 +584,34 @@ pub fn write_layout(
     // Decide everything before writing anything.
     let mut to_write = Vec::new();
     for target in &targets {
-        match std::fs::read(&target.path) {
-            Ok(existing) if existing == target.bytes => {
-                tracing::debug!(path = %target.path.display(), "unchanged");
-            }
-            Ok(_) if !options.overwrite => {
-                return Err(Error::AlreadyExists {
-                    path: target.path.clone(),
-                });
-            }
-            Ok(_) => to_write.push(target),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => to_write.push(target),
+        match std::fs::symlink_metadata(&target.path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => to_write.push((target, false)),
             Err(e) => return Err(Error::io(&target.path, e)),
+            Ok(_) => match crate::files::read_bounded(&target.path) {
+                Ok(Some(existing)) if existing == target.bytes => {
+                    tracing::debug!(path = %target.path.display(), "unchanged");
+                }
+                // Different, unreadable, a dangling symlink, a device: all "something else
+                // is there", replaced (the name, never a symlink's target) only when asked.
+                _ if !options.overwrite => {
+                    return Err(Error::AlreadyExists {
+                        path: target.path.clone(),
+                    });
+                }
+                _ => to_write.push((target, true)),
+            },
         }
     }
-    for target in to_write {
+    for (target, replace) in to_write {
         if let Some(parent) = target.path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
         }
-        write_file(&target.path, target.bytes, target.secret)?;
+        // A file that did not exist a moment ago is created without replacing anything
+        // another process may have put there since.
+        crate::files::write_atomic(&target.path, target.bytes, target.secret, replace)?;
         tracing::info!(path = %target.path.display(), "wrote");
     }
     Ok(())
-}
-
-fn write_file(path: &Path, bytes: &[u8], secret: bool) -> Result<(), Error> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    if secret {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path).map_err(|e| Error::io(path, e))?;
-    #[cfg(unix)]
-    if secret {
-        // The mode above only applies to new files; tighten existing ones too.
-        use std::os::unix::fs::PermissionsExt;
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| Error::io(path, e))?;
-    }
-    #[cfg(not(unix))]
-    let _ = secret;
-    file.write_all(bytes).map_err(|e| Error::io(path, e))
 }
 
 #[cfg(test)]

@@ -49,6 +49,7 @@
 mod bundle;
 mod der;
 mod error;
+mod files;
 pub mod generate;
 mod key;
 mod pem;
@@ -57,6 +58,7 @@ mod validate;
 
 pub use bundle::{BundleFile, BundleFiles, CaBundle};
 pub use error::Error;
+pub use files::MAX_FILE_SIZE;
 pub use roots::{Root, RootAgreement, RootSet, common_root, common_root_of_sets};
 pub use validate::{Check, CheckOutcome, Finding, Report, Severity, Status, ValidationOptions};
 

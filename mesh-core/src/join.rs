@@ -242,6 +242,21 @@ async fn join_plan(kubeconfigs: &Kubeconfigs, run: &Run<'_>) -> Result<JoinSumma
     if problems.is_empty() {
         problems = judge(&mut targets, opts).await;
     }
+    // The remote secret's own inputs (https server, a CA the user gave when a context
+    // skips TLS verification), before anything is written.
+    for (spec, request) in &opts.remotes {
+        if !targets.iter().any(|t| t.spec.context == spec.context) {
+            continue; // unreadable: already a problem
+        }
+        let mut request = request.clone();
+        request.cluster_name = None;
+        if let Err(e) = request.check(kubeconfigs) {
+            problems.push(Problem {
+                cluster: spec.context.clone(),
+                message: e.to_string(),
+            });
+        }
+    }
     for t in &targets {
         let mine: Vec<&Problem> = problems
             .iter()

@@ -52,8 +52,17 @@ pub(crate) fn links(secrets: &[Secret]) -> Vec<Link> {
 }
 
 /// The bearer token of a kubeconfig's current (or only) user, if it has one.
+///
+/// The kubeconfig came from a cluster: `from_yaml` refuses one that holds anything but
+/// inline credentials (a refused link has no token here; nothing of it is run or read).
 pub(crate) fn kubeconfig_token(kubeconfig: &SecretString) -> Option<SecretString> {
-    let kc = mesh_kubeconfig::Kubeconfigs::from_yaml(kubeconfig.expose_secret()).ok()?;
+    let kc = match mesh_kubeconfig::Kubeconfigs::from_yaml(kubeconfig.expose_secret()) {
+        Ok(kc) => kc,
+        Err(e) => {
+            tracing::warn!(error = %e, "ignoring a stored kubeconfig");
+            return None;
+        }
+    };
     let user = kc
         .context_or_current(None)
         .ok()

@@ -46,6 +46,9 @@ pub struct StatusOptions {
     pub expiry_warning: Duration,
     /// Bound on each API request.
     pub request_timeout: Option<Duration>,
+    /// Contact links whose stored kubeconfig has a plain `http://` server (else they
+    /// fail without a request: their token would travel in clear text).
+    pub allow_plain_http: bool,
 }
 
 impl StatusOptions {
@@ -62,6 +65,7 @@ impl StatusOptions {
             clusters: Vec::new(),
             expiry_warning: Duration::from_secs(7 * 24 * 3600),
             request_timeout: None,
+            allow_plain_http: false,
         }
     }
 }
@@ -406,16 +410,23 @@ async fn check_link(cx: &Cx<'_>, link: &links::Link) -> (ClusterRow, Vec<Check>)
         );
         return (row, checks.out);
     }
+    // The stored kubeconfig is untrusted input: from_yaml refuses anything but inline
+    // credentials (no exec plugin, no local file) before any client exists.
     let kc = match Kubeconfigs::from_yaml(link.kubeconfig.expose_secret()) {
         Ok(kc) => kc,
         Err(e) => {
+            let what = if matches!(e, mesh_kubeconfig::Error::UntrustedKubeconfig { .. }) {
+                "was not used"
+            } else {
+                "is not a kubeconfig"
+            };
             checks.fail(
                 "credentials",
+                format!("remote Secret {ns}/{} key {id} {what}: {e}", link.secret),
                 format!(
-                    "remote Secret {ns}/{} key {id} is not a kubeconfig: {e}",
-                    link.secret
+                    "replace it with one that holds inline credentials only: {}",
+                    join_hint(None, id)
                 ),
-                join_hint(None, id),
             );
             return (row, checks.out);
         }
@@ -426,6 +437,31 @@ async fn check_link(cx: &Cx<'_>, link: &links::Link) -> (ClusterRow, Vec<Check>)
     let context = server.as_deref().and_then(context_for);
     row.context = context.clone();
     let hint = join_hint(context.as_deref(), id);
+    if let Some(s) = &server
+        && let Err(e) = mesh_kubeconfig::require_https(s, opts.allow_plain_http)
+    {
+        checks.fail(
+            "credentials",
+            format!(
+                "remote Secret {ns}/{} key {id} was not used: {e}",
+                link.secret
+            ),
+            format!("recreate it with the https:// URL: {hint}"),
+        );
+        return (row, checks.out);
+    }
+    if resolved.as_ref().is_ok_and(|r| r.insecure_skip_tls_verify) {
+        checks.add(
+            "tls",
+            CheckState::Warn,
+            format!(
+                "remote Secret {ns}/{} key {id} skips TLS verification (insecure-skip-tls-verify: true): istiod sends its token to whoever answers at {}",
+                link.secret,
+                server.as_deref().unwrap_or("its server")
+            ),
+            Some(format!("recreate it with the server's CA: {hint}")),
+        );
+    }
 
     // Credentials and expiry.
     let expiry = links::kubeconfig_token(&link.kubeconfig)

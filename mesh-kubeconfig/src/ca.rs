@@ -18,6 +18,8 @@ pub enum CaOrigin {
     RootCaConfigMap,
     /// The cluster entry of the kubeconfig.
     Kubeconfig,
+    /// A file the user gave (`--certificate-authority`).
+    Given,
 }
 
 impl std::fmt::Display for CaOrigin {
@@ -26,6 +28,7 @@ impl std::fmt::Display for CaOrigin {
             CaOrigin::TokenSecret => "the token Secret's ca.crt",
             CaOrigin::RootCaConfigMap => "the kube-root-ca.crt ConfigMap",
             CaOrigin::Kubeconfig => "the kubeconfig's cluster CA",
+            CaOrigin::Given => "the --certificate-authority file",
         })
     }
 }
@@ -63,8 +66,10 @@ enum Probe {
 /// proves the handshake succeeded).
 ///
 /// When the server cannot be reached from here (it may be reachable only from the
-/// primary), the first candidate is used and a [`Warning::CaNotValidated`] says so.
-/// When it is reachable and no candidate validates it, that is an error.
+/// primary), the first candidate the server has not rejected is used and a
+/// [`Warning::CaNotValidated`] says so: a CA a probe rejected is never chosen, even when
+/// a later probe cannot reach the server. When it is reachable and no candidate
+/// validates it, that is an error.
 pub async fn choose_ca(
     server: &str,
     tls_server_name: Option<&str>,
@@ -80,12 +85,12 @@ pub async fn choose_ca(
             unique.push(c);
         }
     }
-    let Some(first) = unique.first() else {
+    if unique.is_empty() {
         return Err(Error::NoCertificateAuthority {
             server: server.to_owned(),
             reason: "neither the token Secret, the kube-root-ca.crt ConfigMap nor the kubeconfig holds one".into(),
         });
-    };
+    }
     let had_alternatives = unique.len() > 1;
     let mut rejected = Vec::new();
     for c in &unique {
@@ -107,16 +112,19 @@ pub async fn choose_ca(
                 rejected.push(format!("{} ({reason})", c.origin));
             }
             Probe::Unreachable(reason) => {
-                tracing::info!(server, %reason, "server not reachable from here; CA unchecked");
+                // Every candidate before this one was rejected by the server (else we
+                // would have returned): this is the first one not known to be wrong.
+                // A CA the server rejected is never chosen.
+                tracing::info!(server, %reason, origin = %c.origin, "server not reachable from here; CA unchecked");
                 let warning = Warning::CaNotValidated {
                     server: server.to_owned(),
-                    origin: first.origin.to_string(),
+                    origin: c.origin.to_string(),
                     reason,
                 };
                 return Ok((
                     CaChoice {
-                        origin: first.origin,
-                        pem: first.pem.clone(),
+                        origin: c.origin,
+                        pem: c.pem.clone(),
                         validated: false,
                         had_alternatives,
                     },
@@ -185,20 +193,22 @@ async fn probe(
     }
 }
 
+/// Whether a certificate (or other TLS) error is somewhere in the chain. The connector
+/// nests `io::Error`s (`Other` around `InvalidData` around the `rustls::Error`), and
+/// `io::Error::source` skips the error it wraps, so each one is opened with `get_ref`.
 fn is_tls_error(err: &(dyn std::error::Error + 'static)) -> bool {
     let mut cur = Some(err);
     while let Some(e) = cur {
         if e.downcast_ref::<rustls::Error>().is_some() {
             return true;
         }
-        if let Some(io) = e.downcast_ref::<std::io::Error>()
-            && io
-                .get_ref()
-                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
+        cur = match e
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
         {
-            return true;
-        }
-        cur = e.source();
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
     }
     false
 }
@@ -214,6 +224,87 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("https://10.0.0.1:6443"), "{err}");
+    }
+
+    /// A TLS server on loopback that answers one handshake with a certificate of its own
+    /// and then goes away: a probe with another CA is rejected, every later probe finds
+    /// nothing listening.
+    fn tls_server_once() -> (std::net::SocketAddr, Vec<u8>, std::thread::JoinHandle<()>) {
+        use std::sync::Arc;
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls_pki_types::PrivatePkcs8KeyDer::from(key.serialize_der()).into(),
+        )
+        .unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let handle = std::thread::spawn(move || {
+            let (mut tcp, _) = listener.accept().unwrap();
+            drop(listener);
+            tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut tls = rustls::ServerConnection::new(Arc::new(config)).unwrap();
+            while tls.is_handshaking() {
+                if tls.complete_io(&mut tcp).is_err() {
+                    break;
+                }
+            }
+        });
+        (addr, cert.pem().into_bytes(), handle)
+    }
+
+    #[tokio::test]
+    async fn a_rejected_ca_is_never_chosen_when_a_later_probe_cannot_connect() {
+        let (addr, server_ca, server) = tls_server_once();
+        let other_key = rcgen::KeyPair::generate().unwrap();
+        let other_ca = rcgen::CertificateParams::new(vec!["elsewhere".to_owned()])
+            .unwrap()
+            .self_signed(&other_key)
+            .unwrap()
+            .pem()
+            .into_bytes();
+        let candidates = [
+            CaCandidate {
+                origin: CaOrigin::TokenSecret,
+                pem: other_ca,
+            },
+            CaCandidate {
+                origin: CaOrigin::Kubeconfig,
+                pem: server_ca.clone(),
+            },
+        ];
+        let (choice, warnings) = choose_ca(
+            &format!("https://{addr}"),
+            None,
+            &candidates,
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+        server.join().unwrap();
+        assert_eq!(
+            choice.origin,
+            CaOrigin::Kubeconfig,
+            "the token Secret's CA was rejected by the server: {warnings:?}"
+        );
+        assert_eq!(choice.pem, server_ca);
+        assert!(!choice.validated);
+        assert_eq!(warnings.len(), 1);
+        assert!(
+            warnings[0].to_string().contains("kubeconfig's cluster CA"),
+            "{}",
+            warnings[0]
+        );
     }
 
     #[tokio::test]

@@ -301,6 +301,44 @@ pub enum Error {
         reason: String,
     },
 
+    /// A kubeconfig that came from a cluster (a remote secret's) holds something besides
+    /// inline credentials: a program to run, a local file to read, a proxy.
+    #[error("refused the stored kubeconfig: {reason}")]
+    UntrustedKubeconfig {
+        /// What it holds, by field name (never a value).
+        reason: String,
+    },
+
+    /// A server URL with plain `http://` for a kubeconfig that carries a token.
+    #[error(
+        "server {server} uses plain http://: the reader token would travel in clear text and nothing would prove who answers; use the https:// URL, or pass --allow-plain-http if you really mean it"
+    )]
+    PlainHttp {
+        /// The URL.
+        server: String,
+    },
+
+    /// The user's context skips TLS verification, so no CA read through it can be trusted
+    /// and the user gave none.
+    #[error(
+        "context {context:?} skips TLS verification (insecure-skip-tls-verify: true), so a CA read from the cluster through it (the token Secret's ca.crt, kube-root-ca.crt) proves nothing about {server}; pass --certificate-authority FILE with the API server's CA"
+    )]
+    UnverifiedCa {
+        /// The context.
+        context: String,
+        /// The server URL the remote kubeconfig would use.
+        server: String,
+    },
+
+    /// A file the user named (e.g. `--certificate-authority`) cannot be read.
+    #[error("cannot read {}: {reason}", path.display())]
+    ReadFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+
     /// Serialising an object failed.
     #[error("cannot serialise {what}: {reason}")]
     Serialize {

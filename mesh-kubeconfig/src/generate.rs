@@ -1,5 +1,6 @@
 //! The whole flow: from a kubeconfig context to the remote Secret for the primary.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
@@ -38,6 +39,12 @@ pub struct RemoteSecretRequest {
     pub timeout: Option<Duration>,
     /// Whether to verify the kubeconfig against the cluster.
     pub verify: bool,
+    /// A PEM file with the API server's CA, given by the user (`--certificate-authority`):
+    /// when set, the remote kubeconfig carries exactly this CA. Required when the
+    /// context skips TLS verification and its cluster entry has no CA of its own.
+    pub certificate_authority: Option<PathBuf>,
+    /// Accept a plain `http://` server URL (the token then travels in clear text).
+    pub allow_plain_http: bool,
 }
 
 impl RemoteSecretRequest {
@@ -55,6 +62,8 @@ impl RemoteSecretRequest {
             secret_key: None,
             timeout: None,
             verify: true,
+            certificate_authority: None,
+            allow_plain_http: false,
         }
     }
 }
@@ -108,6 +117,82 @@ impl std::fmt::Debug for GeneratedRemoteSecret {
     }
 }
 
+/// What `RemoteSecretRequest::prepare` settles before any request.
+struct Prepared {
+    resolved: crate::ResolvedContext,
+    cluster_name: String,
+    server: String,
+    given_ca: Option<Vec<u8>>,
+    /// The context skips TLS verification: nothing read through it is trusted.
+    unverified: bool,
+    warnings: Vec<Warning>,
+}
+
+impl RemoteSecretRequest {
+    /// Checks what can be checked without asking the cluster — the cluster name, the
+    /// server URL (https unless [`allow_plain_http`](Self::allow_plain_http)), the
+    /// `--certificate-authority` file, and that a context skipping TLS verification comes
+    /// with a CA from the user — so a caller can refuse before it changes anything.
+    pub fn check(&self, kubeconfigs: &Kubeconfigs) -> Result<()> {
+        self.prepare(kubeconfigs).map(|_| ())
+    }
+
+    fn prepare(&self, kubeconfigs: &Kubeconfigs) -> Result<Prepared> {
+        let request = self;
+        let resolved = kubeconfigs.resolve(&request.context)?;
+        let cluster_name = match &request.cluster_name {
+            Some(name) if !is_dns1123_label(name) => {
+                return Err(Error::InvalidClusterName { name: name.clone() });
+            }
+            Some(name) => name.clone(),
+            None => dns1123_label(&request.context),
+        };
+        let server = request
+            .server
+            .clone()
+            .unwrap_or_else(|| resolved.server.clone());
+        crate::kubeconfig::validate_server(&server).map_err(|reason| Error::InvalidServer {
+            context: "--server".into(),
+            reason,
+        })?;
+        crate::require_https(&server, request.allow_plain_http)?;
+        let mut warnings = server_warnings(&server);
+        // A CA the user gave is read before anything is written anywhere.
+        let given_ca =
+            match &request.certificate_authority {
+                Some(path) => Some(crate::kubeconfig::read_bounded(path).map_err(|reason| {
+                    Error::ReadFile {
+                        path: path.clone(),
+                        reason,
+                    }
+                })?),
+                None => None,
+            };
+        // Over a connection that skips TLS verification, anything read from the cluster —
+        // its CA included — may come from whoever answered: only a CA from the user counts.
+        let unverified = resolved.insecure_skip_tls_verify;
+        if unverified {
+            if given_ca.is_none() && resolved.ca_data.is_none() {
+                return Err(Error::UnverifiedCa {
+                    context: request.context.clone(),
+                    server,
+                });
+            }
+            warnings.push(Warning::InsecureContext {
+                context: request.context.clone(),
+            });
+        }
+        Ok(Prepared {
+            resolved,
+            cluster_name,
+            server,
+            given_ca,
+            unverified,
+            warnings,
+        })
+    }
+}
+
 /// Ensures the reader account in the remote cluster, gets its token, chooses the CA,
 /// builds the remote kubeconfig and Secret, and (if asked) verifies the kubeconfig.
 ///
@@ -123,23 +208,14 @@ pub async fn generate_remote_secret(
     kubeconfigs: &Kubeconfigs,
     request: &RemoteSecretRequest,
 ) -> Result<GeneratedRemoteSecret> {
-    let resolved = kubeconfigs.resolve(&request.context)?;
-    let cluster_name = match &request.cluster_name {
-        Some(name) if !is_dns1123_label(name) => {
-            return Err(Error::InvalidClusterName { name: name.clone() });
-        }
-        Some(name) => name.clone(),
-        None => dns1123_label(&request.context),
-    };
-    let server = request
-        .server
-        .clone()
-        .unwrap_or_else(|| resolved.server.clone());
-    crate::kubeconfig::validate_server(&server).map_err(|reason| Error::InvalidServer {
-        context: "--server".into(),
-        reason,
-    })?;
-    let mut warnings = server_warnings(&server);
+    let Prepared {
+        resolved,
+        cluster_name,
+        server,
+        given_ca,
+        unverified,
+        mut warnings,
+    } = request.prepare(kubeconfigs)?;
     let tls_server_name = request
         .tls_server_name
         .clone()
@@ -158,7 +234,14 @@ pub async fn generate_remote_secret(
         .map_err(|e| e.with_server(&resolved.server))?;
 
     let mut candidates = Vec::new();
-    if let Some(ca) = &token.ca_crt {
+    if let Some(ca) = given_ca {
+        candidates.push(CaCandidate {
+            origin: CaOrigin::Given,
+            pem: ca,
+        });
+    } else if let Some(ca) = &token.ca_crt
+        && !unverified
+    {
         let origin = if token.source == TokenSource::TokenRequest {
             CaOrigin::RootCaConfigMap
         } else {
@@ -169,7 +252,9 @@ pub async fn generate_remote_secret(
             pem: ca.clone(),
         });
     }
-    if let Some(ca) = &resolved.ca_data {
+    if let Some(ca) = &resolved.ca_data
+        && request.certificate_authority.is_none()
+    {
         candidates.push(CaCandidate {
             origin: CaOrigin::Kubeconfig,
             pem: ca.clone(),

@@ -164,13 +164,32 @@ impl Kubeconfigs {
         }
     }
 
-    /// Parses kubeconfig YAML held in memory (e.g. a remote secret's kubeconfig).
+    /// Parses kubeconfig YAML held in memory — a remote secret's kubeconfig, which came
+    /// from a cluster and is therefore **untrusted input**.
+    ///
+    /// This is the one way kubectl-mesh reads a kubeconfig that is not the user's own
+    /// file, so the trust rule lives here: such a kubeconfig may hold only inline data —
+    /// a bearer token, client certificate and key data, CA data — besides the server,
+    /// TLS server name and `insecure-skip-tls-verify`. A user with `exec`, an
+    /// `auth-provider`, `tokenFile`, `client-certificate`/`client-key` file paths,
+    /// `username`/`password` or impersonation, and a cluster with a `certificate-authority`
+    /// file or a `proxy-url`, are refused with [`Error::UntrustedKubeconfig`] before any
+    /// client could be built from it: a Secret anyone with write access to the Istio
+    /// namespace can store must never make this process run a program or read a local
+    /// file. istiod applies the same rule to the remote secrets it loads.
+    ///
+    /// ```
+    /// use mesh_kubeconfig::Kubeconfigs;
+    /// let evil = "users:\n- name: u\n  user:\n    exec:\n      command: sh\n      apiVersion: client.authentication.k8s.io/v1\n";
+    /// assert!(Kubeconfigs::from_yaml(evil).unwrap_err().to_string().contains("exec"));
+    /// ```
     pub fn from_yaml(yaml: &str) -> Result<Self> {
         let path = PathBuf::from("<in memory>");
         let config = Kubeconfig::from_yaml(yaml).map_err(|e| Error::KubeconfigParse {
             path: path.clone(),
             reason: kubeconfig_error_reason(&e),
         })?;
+        check_stored(&config).map_err(|reason| Error::UntrustedKubeconfig { reason })?;
         Ok(Self {
             config,
             files: vec![path],
@@ -382,6 +401,10 @@ pub(crate) fn install_crypto_provider() {
 }
 
 fn read_file(path: &Path) -> Result<Kubeconfig> {
+    check_readable_file(path).map_err(|reason| Error::KubeconfigRead {
+        path: path.to_owned(),
+        reason,
+    })?;
     Kubeconfig::read_from(path).map_err(|e| match e {
         KubeconfigError::ReadConfig(io, _) => Error::KubeconfigRead {
             path: path.to_owned(),
@@ -416,6 +439,156 @@ pub(crate) fn kubeconfig_error_reason(err: &KubeconfigError) -> String {
     }
 }
 
+/// The largest kubeconfig or CA file read: far more than any real one, and small
+/// enough that a mistaken path (a log, a device) fails at once instead of filling memory.
+pub const MAX_FILE_SIZE: u64 = 1024 * 1024;
+
+/// A file we are about to read must be a regular file (following symlinks, as kubectl
+/// does) of at most [`MAX_FILE_SIZE`] bytes: `/dev/zero` or a FIFO would never end.
+fn check_readable_file(path: &Path) -> std::result::Result<(), String> {
+    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    if meta.len() > MAX_FILE_SIZE {
+        return Err(format!(
+            "{} bytes, more than the {MAX_FILE_SIZE} a kubeconfig or CA file may have",
+            meta.len()
+        ));
+    }
+    Ok(())
+}
+
+/// Reads a file the user named (a CA, say), refusing what [`check_readable_file`] refuses.
+/// The size is checked again on the open file, so a file swapped or grown in between
+/// cannot make the read unbounded.
+pub(crate) fn read_bounded(path: &Path) -> std::result::Result<Vec<u8>, String> {
+    use std::io::Read as _;
+    check_readable_file(path)?;
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    if !file.metadata().map_err(|e| e.to_string())?.is_file() {
+        return Err("not a regular file".into());
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_SIZE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > MAX_FILE_SIZE {
+        return Err(format!(
+            "more than the {MAX_FILE_SIZE} bytes a kubeconfig or CA file may have"
+        ));
+    }
+    Ok(bytes)
+}
+
+/// The trust rule for a kubeconfig that came from a cluster (see
+/// [`Kubeconfigs::from_yaml`]). The structs are destructured without `..`, so a field
+/// a new kube version adds fails to compile here until someone decides about it.
+fn check_stored(config: &Kubeconfig) -> std::result::Result<(), String> {
+    const RULE: &str = "a kubeconfig stored in a cluster may hold only an inline token, client certificate and key data and CA data (istiod refuses it too)";
+    for named in &config.clusters {
+        let Some(cluster) = &named.cluster else {
+            continue;
+        };
+        let kube::config::Cluster {
+            server: _,
+            insecure_skip_tls_verify: _,
+            certificate_authority,
+            certificate_authority_data: _,
+            proxy_url,
+            disable_compression: _,
+            tls_server_name: _,
+            extensions: _,
+            other: _,
+        } = cluster;
+        let refused = [
+            (
+                certificate_authority.is_some(),
+                "names a local CA file (certificate-authority)",
+            ),
+            (
+                proxy_url.is_some(),
+                "sends its requests through a proxy (proxy-url)",
+            ),
+        ];
+        if let Some((_, what)) = refused.iter().find(|(bad, _)| *bad) {
+            return Err(format!("cluster {:?} {what}; {RULE}", named.name));
+        }
+    }
+    for named in &config.auth_infos {
+        let Some(user) = &named.auth_info else {
+            continue;
+        };
+        let kube::config::AuthInfo {
+            username,
+            password,
+            token: _,
+            token_file,
+            client_certificate,
+            client_certificate_data: _,
+            client_key,
+            client_key_data: _,
+            impersonate,
+            impersonate_uid,
+            impersonate_groups,
+            impersonate_user_extra,
+            extensions: _,
+            auth_provider,
+            exec,
+            other: _,
+        } = user;
+        let refused = [
+            (exec.is_some(), "runs a program (exec plugin)"),
+            (auth_provider.is_some(), "uses an auth-provider plugin"),
+            (
+                token_file.is_some(),
+                "reads its token from a local file (tokenFile)",
+            ),
+            (
+                client_certificate.is_some() || client_key.is_some(),
+                "reads its client certificate or key from a local file (client-certificate, client-key)",
+            ),
+            (
+                username.is_some() || password.is_some(),
+                "uses basic authentication (username, password)",
+            ),
+            (
+                impersonate.is_some()
+                    || impersonate_uid.is_some()
+                    || impersonate_groups.is_some()
+                    || impersonate_user_extra.is_some(),
+                "impersonates another user (as, as-uid, as-groups, as-user-extra)",
+            ),
+        ];
+        if let Some((_, what)) = refused.iter().find(|(bad, _)| *bad) {
+            return Err(format!("user {:?} {what}; {RULE}", named.name));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a plain `http://` server for a kubeconfig that carries a reader token, unless
+/// the user asked for it: over plain HTTP the token travels in clear text and nothing
+/// proves who answers.
+///
+/// ```
+/// assert!(mesh_kubeconfig::require_https("https://10.0.0.1:6443", false).is_ok());
+/// assert!(mesh_kubeconfig::require_https("http://10.0.0.1:8080", false).is_err());
+/// assert!(mesh_kubeconfig::require_https("http://10.0.0.1:8080", true).is_ok());
+/// ```
+pub fn require_https(server: &str, allow_plain_http: bool) -> Result<()> {
+    let plain = server.parse::<http::Uri>().is_ok_and(|u| {
+        u.scheme_str()
+            .is_some_and(|s| s.eq_ignore_ascii_case("http"))
+    });
+    if plain && !allow_plain_http {
+        return Err(Error::PlainHttp {
+            server: server.to_owned(),
+        });
+    }
+    Ok(())
+}
+
 pub(crate) fn validate_server(server: &str) -> std::result::Result<http::Uri, String> {
     let uri: http::Uri = server
         .parse()
@@ -446,7 +619,7 @@ fn load_ca(cluster: &kube::config::Cluster) -> std::result::Result<Option<Vec<u8
         .as_deref()
         .filter(|f| !f.is_empty())
     {
-        let bytes = std::fs::read(file)
+        let bytes = read_bounded(Path::new(file))
             .map_err(|e| format!("cannot read certificate-authority {file}: {e}"))?;
         return Ok(Some(bytes));
     }
@@ -602,6 +775,26 @@ mod tests {
     fn debug_does_not_show_credentials() {
         let kc = Kubeconfigs::from_yaml(&one("c", "c", "https://x:6443", None)).unwrap();
         assert!(!format!("{kc:?}").contains("not-a-real-token"));
+    }
+
+    #[test]
+    fn kubeconfig_and_ca_files_must_be_small_regular_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = write(dir.path(), "big", &"#".repeat(MAX_FILE_SIZE as usize + 1));
+        for (path, why) in [
+            (PathBuf::from("/dev/zero"), "not a regular file"),
+            (dir.path().to_owned(), "not a regular file"),
+            (big, "more than"),
+        ] {
+            let err = Kubeconfigs::load(&KubeconfigSource::Explicit(path.clone()))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(&path.display().to_string()) && err.contains(why),
+                "{err}"
+            );
+            assert!(read_bounded(&path).unwrap_err().contains(why));
+        }
     }
 
     #[test]

@@ -63,8 +63,8 @@ pub use duration::parse_duration;
 pub use error::{Error, Result};
 pub use generate::{GeneratedRemoteSecret, RemoteSecretRequest, generate_remote_secret};
 pub use kubeconfig::{
-    DEFAULT_CONNECT_TIMEOUT, KubeconfigSource, Kubeconfigs, ResolvedContext, USER_AGENT,
-    client_from_config,
+    DEFAULT_CONNECT_TIMEOUT, KubeconfigSource, Kubeconfigs, MAX_FILE_SIZE, ResolvedContext,
+    USER_AGENT, client_from_config, require_https,
 };
 pub use names::{dns1123_label, is_dns1123_label};
 pub use reader::{

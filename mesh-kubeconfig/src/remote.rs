@@ -50,6 +50,12 @@ pub enum Warning {
         /// What is wrong.
         problem: String,
     },
+    /// The user's context skips TLS verification: what was read through it proves
+    /// nothing about who answered, so only the user's CA went into the kubeconfig.
+    InsecureContext {
+        /// The context.
+        context: String,
+    },
 }
 
 impl std::fmt::Display for Warning {
@@ -68,6 +74,10 @@ impl std::fmt::Display for Warning {
                 "could not check the CA from {origin} against {server} ({reason}); using it unchecked"
             ),
             Warning::Verification { problem } => write!(f, "the remote kubeconfig {problem}"),
+            Warning::InsecureContext { context } => write!(
+                f,
+                "context {context} skips TLS verification (insecure-skip-tls-verify: true): the reader account and token were made over a connection that proves nothing about who answered; the remote secret carries only the CA you gave, never one read from the cluster — remove insecure-skip-tls-verify from that context"
+            ),
         }
     }
 }

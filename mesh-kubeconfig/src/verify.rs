@@ -161,8 +161,8 @@ pub async fn verify_remote_kubeconfig(
     server: Option<&str>,
     timeout: Option<Duration>,
 ) -> Result<Verification> {
+    // from_yaml refuses anything but inline credentials: no exec plugin, no local file.
     let kc = Kubeconfigs::from_yaml(kubeconfig.expose_secret())?;
-    check_inline_only(&kc)?;
     let context = kc.context_or_current(None)?;
     let resolved = kc.resolve(&context)?;
     let label = format!("cluster {context} (remote kubeconfig)");
@@ -272,58 +272,61 @@ fn partition(results: Vec<(Access, bool)>) -> (Vec<Access>, Vec<Access>) {
     (yes, no)
 }
 
-/// istiod loads remote kubeconfigs with file access and exec plugins disabled.
-fn check_inline_only(kc: &Kubeconfigs) -> Result<()> {
-    let invalid = |reason: String| Err(Error::InvalidRemoteKubeconfig { reason });
-    for c in &kc.raw().clusters {
-        if c.cluster
-            .as_ref()
-            .is_some_and(|c| c.certificate_authority.is_some())
-        {
-            return invalid(format!(
-                "cluster {:?} names a CA file; istiod needs certificate-authority-data",
-                c.name
-            ));
-        }
-    }
-    for u in &kc.raw().auth_infos {
-        let Some(a) = &u.auth_info else { continue };
-        if a.exec.is_some() || a.auth_provider.is_some() {
-            return invalid(format!(
-                "user {:?} uses an exec or auth-provider plugin, which istiod rejects",
-                u.name
-            ));
-        }
-        if a.token_file.is_some() || a.client_certificate.is_some() || a.client_key.is_some() {
-            return invalid(format!(
-                "user {:?} names a file, which istiod cannot read; inline the data",
-                u.name
-            ));
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn file_references_and_plugins_are_rejected() {
-        let with = |user: &str| {
+        let with = |user: &str, cluster: &str| {
             format!(
-                "clusters:\n- name: c\n  cluster:\n    server: https://x:6443\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\nusers:\n- name: u\n  user:\n{user}"
+                "clusters:\n- name: c\n  cluster:\n    server: https://x:6443\n{cluster}contexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\nusers:\n- name: u\n  user:\n{user}"
             )
         };
-        let ok = Kubeconfigs::from_yaml(&with("    token: abc\n")).unwrap();
-        assert!(check_inline_only(&ok).is_ok());
-        for bad in [
-            "    tokenFile: /var/run/token\n",
-            "    exec:\n      command: aws\n      apiVersion: client.authentication.k8s.io/v1\n",
-            "    client-certificate: /tmp/c.crt\n",
+        let inline =
+            "    token: abc\n    client-certificate-data: Y2VydA==\n    client-key-data: a2V5\n";
+        let ok = with(
+            inline,
+            "    certificate-authority-data: Y2E=\n    tls-server-name: k\n    insecure-skip-tls-verify: true\n",
+        );
+        assert!(Kubeconfigs::from_yaml(&ok).is_ok());
+        for (bad, field) in [
+            ("    tokenFile: /var/run/token\n", "tokenFile"),
+            (
+                "    exec:\n      command: aws\n      apiVersion: client.authentication.k8s.io/v1\n",
+                "exec",
+            ),
+            ("    auth-provider:\n      name: gcp\n", "auth-provider"),
+            ("    client-certificate: /tmp/c.crt\n", "client-certificate"),
+            ("    client-key: /tmp/c.key\n", "client-key"),
+            ("    username: admin\n    password: hunter2\n", "password"),
+            ("    token: abc\n    as: system:admin\n", "as"),
         ] {
-            let kc = Kubeconfigs::from_yaml(&with(bad)).unwrap();
-            assert!(check_inline_only(&kc).is_err(), "{bad}");
+            let err = Kubeconfigs::from_yaml(&with(bad, ""))
+                .map(|_| ())
+                .unwrap_err();
+            let msg = err.to_string();
+            assert!(
+                matches!(err, Error::UntrustedKubeconfig { .. }) && msg.contains(field),
+                "{bad}: {msg}"
+            );
+            assert!(
+                !msg.contains("hunter2") && !msg.contains("/var/run"),
+                "{msg}"
+            );
+        }
+        for (bad, field) in [
+            (
+                "    certificate-authority: /etc/ca.crt\n",
+                "certificate-authority",
+            ),
+            ("    proxy-url: http://proxy:3128\n", "proxy-url"),
+        ] {
+            let msg = Kubeconfigs::from_yaml(&with("    token: abc\n", bad))
+                .map(|_| ())
+                .unwrap_err()
+                .to_string();
+            assert!(msg.contains(field), "{bad}: {msg}");
         }
     }
 

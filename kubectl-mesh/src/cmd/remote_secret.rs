@@ -84,6 +84,18 @@ pub struct CredentialArgs {
     /// Skip checking the kubeconfig against the remote (identity, reads allowed, writes denied).
     #[arg(long)]
     pub no_verify: bool,
+
+    /// A PEM file with REMOTE's API server CA, to put in the remote kubeconfig instead of
+    /// the CA read from the cluster. Required when REMOTE's context skips TLS
+    /// verification (insecure-skip-tls-verify) and names no CA: a CA read over an
+    /// unverified connection proves nothing.
+    #[arg(long, value_name = "FILE")]
+    pub certificate_authority: Option<std::path::PathBuf>,
+
+    /// Accept a plain http:// server URL for the remote kubeconfig. Without it such a
+    /// URL is refused: the reader token would travel in clear text.
+    #[arg(long)]
+    pub allow_plain_http: bool,
 }
 
 /// Where the token comes from.
@@ -188,6 +200,8 @@ pub fn credentials_request(
         secret_key: None,
         timeout,
         verify: !args.no_verify,
+        certificate_authority: args.certificate_authority.clone(),
+        allow_plain_http: args.allow_plain_http,
     })
 }
 

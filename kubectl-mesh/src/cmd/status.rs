@@ -34,6 +34,11 @@ pub struct StatusArgs {
     #[arg(long, value_name = "DURATION", default_value = "7d")]
     pub expiry_warning: String,
 
+    /// Check links whose stored kubeconfig uses a plain http:// server instead of
+    /// reporting them failed without contacting them (their token travels in clear text).
+    #[arg(long)]
+    pub allow_plain_http: bool,
+
     /// Output: a table and a check list, or the report as json or yaml on stdout.
     #[arg(short, long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
@@ -49,6 +54,7 @@ pub fn run(global: &GlobalArgs, args: &StatusArgs) -> anyhow::Result<ExitCode> {
     opts.clusters = args.cluster_name.clone();
     opts.expiry_warning = expiry(&args.expiry_warning)?;
     opts.request_timeout = global.request_timeout()?;
+    opts.allow_plain_http = args.allow_plain_http;
     let runtime = super::runtime()?;
     let mesh = runtime.block_on(mesh_core::status(&kubeconfigs, &opts))?;
     match args.output {
