@@ -65,7 +65,7 @@ pub struct InstallOptions {
     pub gateway_set: Vec<String>,
     /// Repair (uninstall, then install) a release of ours left `pending-install` even
     /// when its record is recent, i.e. when another helm may still be installing it.
-    /// Without it, only a record older than [`PENDING_IS_DEAD_AFTER`] plus the join's
+    /// Without it, only a record older than `PENDING_IS_DEAD_AFTER` (a minute) plus the join's
     /// wait is repaired; a younger one is a preflight problem.
     pub repair_pending: bool,
 }

@@ -288,7 +288,7 @@ pub async fn unjoin(
     };
     let control_planes = remote_ns
         .as_ref()
-        .map(control_plane_clusters)
+        .map(|n| crate::join::control_plane_clusters(Some(&n.metadata)))
         .unwrap_or_default();
     let marked_for_primary = remote_ns.as_ref().is_some_and(|n| {
         control_planes.contains(&primary_id)
@@ -384,40 +384,7 @@ pub async fn unjoin(
                 done.push(format!("deleted remote Secret {ns}/{sname} in {pctx}"));
             } else if !m.keys.is_empty() {
                 if !opts.dry_run {
-                    // A merge patch carrying the resourceVersion read is conditional:
-                    // the server refuses it (409) if the Secret changed since.
-                    let data: serde_json::Map<String, serde_json::Value> = m
-                        .keys
-                        .iter()
-                        .map(|k| (k.clone(), serde_json::Value::Null))
-                        .collect();
-                    let mut patch = serde_json::json!({
-                        "metadata": {"resourceVersion": m.secret.metadata.resource_version},
-                        "data": data,
-                    });
-                    if annotated_for(&m.secret, &name) {
-                        // The Secret no longer holds that cluster: neither does its mark.
-                        let mut gone = serde_json::Map::new();
-                        gone.insert(
-                            mesh_kubeconfig::CLUSTER_ANNOTATION.to_owned(),
-                            serde_json::Value::Null,
-                        );
-                        patch["metadata"]["annotations"] = serde_json::Value::Object(gone);
-                    }
-                    api.patch(&sname, &PatchParams::default(), &Patch::Merge(&patch))
-                        .await
-                        .map_err(|e| match e {
-                            kube::Error::Api(s) if s.code == 409 => Error::Kube {
-                                cluster: pctx.to_owned(),
-                                action: format!("removing key {name} from Secret {ns}/{sname}"),
-                                reason: "it changed while unjoin ran; run unjoin again".into(),
-                            },
-                            e => kube(
-                                pctx,
-                                format!("removing key {name} from Secret {ns}/{sname}"),
-                                e,
-                            ),
-                        })?;
+                    remove_keys(&api, pctx, &m.secret, &m.keys, &name).await?;
                 }
                 done.push(format!(
                     "removed key {} from remote Secret {ns}/{sname} in {pctx} (it keeps the other clusters' keys)",
@@ -503,7 +470,7 @@ pub async fn unjoin(
                     format!(
                         "kept ServiceAccount {account}'s token Secret{}: {}",
                         if opts.purge {
-                            ", the account, its RBAC and this cluster's cacerts, network label and cross-network Gateway"
+                            ", the account, its RBAC and this cluster's cacerts, network label and cross-network Gateway (only this primary leaves its controlPlaneClusters list)"
                         } else {
                             ""
                         },
@@ -517,6 +484,11 @@ pub async fn unjoin(
                 })
                 .await?;
                 purge_membership(&run, remote, rctx, Some(primary_id.as_str())).await?;
+            } else if opts.purge {
+                // This primary's own entry in the remote's control-plane list is ours
+                // alone, whoever else still uses the cluster.
+                release_network_membership(&run, remote, rctx, Some(primary_id.as_str()), true)
+                    .await?;
             }
         }
     }
@@ -565,6 +537,71 @@ struct Matched {
     keys: Vec<String>,
     /// Whether the whole Secret goes: it holds nothing but this cluster's keys.
     whole: bool,
+}
+
+/// Removes `keys` (and the cluster annotation when it names `cluster_name`) from a remote
+/// Secret that holds other clusters too. A JSON merge patch touches only those keys, and
+/// it carries the `resourceVersion` read, so it is conditional: on 409 Conflict the
+/// Secret is read again and the keys still there are removed from what it holds now,
+/// up to [`cluster::UPDATE_ATTEMPTS`] writes, then [`Error::Conflict`].
+async fn remove_keys(
+    api: &Api<Secret>,
+    ctx: &str,
+    read: &Secret,
+    keys: &[String],
+    cluster_name: &str,
+) -> Result<()> {
+    let name = read.metadata.name.clone().unwrap_or_default();
+    let ns = read.metadata.namespace.clone().unwrap_or_default();
+    let object = format!("Secret {ns}/{name}");
+    let mut current = read.clone();
+    for _ in 0..cluster::UPDATE_ATTEMPTS {
+        let present: serde_json::Map<String, serde_json::Value> = keys
+            .iter()
+            .filter(|k| current.data.as_ref().is_some_and(|d| d.contains_key(*k)))
+            .map(|k| (k.clone(), serde_json::Value::Null))
+            .collect();
+        let mut patch = serde_json::json!({
+            "metadata": {"resourceVersion": current.metadata.resource_version},
+            "data": present,
+        });
+        if annotated_for(&current, cluster_name) {
+            // The Secret no longer holds that cluster: neither does its mark.
+            patch["metadata"]["annotations"] =
+                serde_json::json!({ mesh_kubeconfig::CLUSTER_ANNOTATION: null });
+        } else if present.is_empty() {
+            return Ok(()); // somebody else removed them meanwhile
+        }
+        match api
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 409 => {
+                tracing::info!(ctx, %object, "changed since read; reading it again");
+                match api
+                    .get_opt(&name)
+                    .await
+                    .map_err(|e| kube(ctx, format!("reading {object}"), e))?
+                {
+                    Some(again) => current = again,
+                    None => return Ok(()),
+                }
+            }
+            Err(e) => {
+                return Err(kube(
+                    ctx,
+                    format!("removing key(s) {} from {object}", keys.join(", ")),
+                    e,
+                ));
+            }
+        }
+    }
+    Err(Error::Conflict {
+        cluster: ctx.to_owned(),
+        object,
+        attempts: cluster::UPDATE_ATTEMPTS,
+    })
 }
 
 fn annotated_for(secret: &Secret, name: &str) -> bool {
@@ -619,23 +656,6 @@ async fn read_networks(client: &Client, ctx: &str, ns: &str) -> Result<Option<Me
         Some(cm) => Ok(Some(read_mesh_networks(&cm, ctx, ns, "unjoin")?)),
         None => Ok(None),
     }
-}
-
-/// The cluster IDs the namespace's `topology.istio.io/controlPlaneClusters` lists.
-fn control_plane_clusters(namespace: &Namespace) -> Vec<String> {
-    namespace
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(CONTROL_PLANE_CLUSTERS_ANNOTATION))
-        .map(|v| {
-            v.split(',')
-                .map(str::trim)
-                .filter(|c| !c.is_empty())
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// Which of `links` (`secret/key`, token) carry a token of a ServiceAccount of the
@@ -1061,16 +1081,16 @@ async fn remove_reader_account(
     Ok(done)
 }
 
-/// A cluster's mesh membership that kubectl-mesh made: the network label and
-/// control-plane annotation it owns on the Istio namespace, the cross-network Gateway,
-/// and `cacerts`. `primary` is the primary's cluster ID when `client` is a remote: only
-/// that ID leaves the remote's `controlPlaneClusters` list, and while other primaries
-/// remain in it the network label stays.
-async fn purge_membership(
+/// Releases the remote's network label and `controlPlaneClusters` entry that join set.
+/// While other primaries are listed, only `primary`'s ID leaves the list and the label
+/// stays; with `keep_membership` (the remote is still used by another primary, or that
+/// cannot be told), nothing but `primary`'s own ID ever goes.
+async fn release_network_membership(
     run: &Run<'_>,
     client: &Client,
     ctx: &str,
     primary: Option<&str>,
+    keep_membership: bool,
 ) -> Result<()> {
     let ns = run.opts.namespace.as_str();
     run.step_listing(ctx, "network label", async {
@@ -1107,6 +1127,9 @@ async fn purge_membership(
                 },
                 ..Default::default()
             };
+            if keep_membership && others.is_empty() {
+                return Ok(None); // nothing else names a control plane: all of it stays
+            }
             if primary.is_some() && !others.is_empty() {
                 // Other primaries still run this cluster's control plane: only our ID
                 // goes, and the cluster stays on its network.
@@ -1143,6 +1166,22 @@ async fn purge_membership(
         Ok(written.map(|(_, what)| what).into_iter().collect())
     })
     .await?;
+    Ok(())
+}
+
+/// A cluster's mesh membership that kubectl-mesh made: the network label and
+/// control-plane annotation it owns on the Istio namespace, the cross-network Gateway,
+/// and `cacerts`. `primary` is the primary's cluster ID when `client` is a remote: only
+/// that ID leaves the remote's `controlPlaneClusters` list, and while other primaries
+/// remain in it the network label stays.
+async fn purge_membership(
+    run: &Run<'_>,
+    client: &Client,
+    ctx: &str,
+    primary: Option<&str>,
+) -> Result<()> {
+    release_network_membership(run, client, ctx, primary, false).await?;
+    let ns = run.opts.namespace.as_str();
 
     // Istio's CRDs, read once for the Gateway and the istiod exposure (none: nothing to do).
     let crd_version = cluster::gateway_crd_version(client, ctx).await?;
@@ -1299,8 +1338,9 @@ mod tests {
             }}
         }))
         .unwrap();
-        assert_eq!(control_plane_clusters(&ns), ["cluster1", "cluster3"]);
-        assert!(control_plane_clusters(&Namespace::default()).is_empty());
+        let planes = |ns: &Namespace| crate::join::control_plane_clusters(Some(&ns.metadata));
+        assert_eq!(planes(&ns), ["cluster1", "cluster3"]);
+        assert!(planes(&Namespace::default()).is_empty());
     }
 
     #[test]
