@@ -271,14 +271,90 @@ fn eastwest_release(charts: &Charts, network: &str) -> Release {
 #[derive(Debug, Clone, serde::Deserialize)]
 pub(crate) struct Listed {
     pub(crate) name: String,
-    /// `deployed`, `failed`, `pending-install`, …
-    pub(crate) status: String,
+    /// Where its last operation left it.
+    pub(crate) status: ReleaseStatus,
     /// `<chart name>-<chart version>`.
     pub(crate) chart: String,
     /// When the record was last written, as helm prints it
     /// (`2025-01-02 15:04:05.999999999 +0000 UTC`).
     #[serde(default)]
     pub(crate) updated: String,
+}
+
+/// A helm release's state, as `helm list` names it (helm's `release.Status`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(from = "String")]
+pub(crate) enum ReleaseStatus {
+    /// Installed or upgraded.
+    Deployed,
+    /// Replaced by a later revision.
+    Superseded,
+    /// Its last operation failed.
+    Failed,
+    /// An install started and has not ended (or was interrupted).
+    PendingInstall,
+    /// An upgrade started and has not ended.
+    PendingUpgrade,
+    /// A rollback started and has not ended.
+    PendingRollback,
+    /// Being uninstalled.
+    Uninstalling,
+    /// Uninstalled with its history kept.
+    Uninstalled,
+    /// Anything else helm may print (`unknown`, or a state of a later helm).
+    Other(String),
+}
+
+impl From<String> for ReleaseStatus {
+    fn from(text: String) -> ReleaseStatus {
+        match text.as_str() {
+            "deployed" => ReleaseStatus::Deployed,
+            "superseded" => ReleaseStatus::Superseded,
+            "failed" => ReleaseStatus::Failed,
+            "pending-install" => ReleaseStatus::PendingInstall,
+            "pending-upgrade" => ReleaseStatus::PendingUpgrade,
+            "pending-rollback" => ReleaseStatus::PendingRollback,
+            "uninstalling" => ReleaseStatus::Uninstalling,
+            "uninstalled" => ReleaseStatus::Uninstalled,
+            _ => ReleaseStatus::Other(text),
+        }
+    }
+}
+
+impl ReleaseStatus {
+    /// Left by an interrupted or failed install of ours: join repairs it (a pending
+    /// install only when provably left over, see `PENDING_IS_DEAD_AFTER`).
+    pub(crate) fn needs_repair(&self) -> bool {
+        matches!(self, ReleaseStatus::Failed | ReleaseStatus::PendingInstall)
+    }
+
+    /// In another helm operation join must not touch (an upgrade, a rollback, an
+    /// uninstall, or a state join does not know): the user finishes or undoes it.
+    pub(crate) fn is_stuck(&self) -> bool {
+        !matches!(
+            self,
+            ReleaseStatus::Deployed
+                | ReleaseStatus::Superseded
+                | ReleaseStatus::Failed
+                | ReleaseStatus::PendingInstall
+        )
+    }
+}
+
+impl std::fmt::Display for ReleaseStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ReleaseStatus::Deployed => "deployed",
+            ReleaseStatus::Superseded => "superseded",
+            ReleaseStatus::Failed => "failed",
+            ReleaseStatus::PendingInstall => "pending-install",
+            ReleaseStatus::PendingUpgrade => "pending-upgrade",
+            ReleaseStatus::PendingRollback => "pending-rollback",
+            ReleaseStatus::Uninstalling => "uninstalling",
+            ReleaseStatus::Uninstalled => "uninstalled",
+            ReleaseStatus::Other(text) => text,
+        })
+    }
 }
 
 impl Listed {
@@ -947,6 +1023,37 @@ mod tests {
             !problems[1].contains("nokey"),
             "the text is echoed: {problems:?}"
         );
+    }
+
+    #[test]
+    fn release_states_read_as_helm_prints_them() {
+        let listed: Vec<Listed> = serde_json::from_str(
+            r#"[{"name":"a","status":"pending-install","chart":"base-1"},
+                {"name":"b","status":"pending-upgrade","chart":"istiod-1"},
+                {"name":"c","status":"deployed","chart":"gateway-1"},
+                {"name":"d","status":"something-new","chart":"x-1"}]"#,
+        )
+        .unwrap();
+        let states: Vec<_> = listed.iter().map(|l| l.status.clone()).collect();
+        assert_eq!(
+            states,
+            [
+                ReleaseStatus::PendingInstall,
+                ReleaseStatus::PendingUpgrade,
+                ReleaseStatus::Deployed,
+                ReleaseStatus::Other("something-new".into())
+            ]
+        );
+        assert!(states[0].needs_repair() && !states[0].is_stuck());
+        assert!(states[1].is_stuck() && !states[1].needs_repair());
+        assert!(!states[2].is_stuck() && !states[2].needs_repair());
+        assert!(
+            states[3].is_stuck(),
+            "an unknown state is not ours to touch"
+        );
+        // Messages show helm's own words.
+        assert_eq!(states[1].to_string(), "pending-upgrade");
+        assert_eq!(states[3].to_string(), "something-new");
     }
 
     #[test]

@@ -392,11 +392,10 @@ async fn judge(targets: &mut [Target<'_>], opts: &JoinOptions) -> Vec<Problem> {
                 install::ISTIOD_RELEASE,
                 EASTWEST_RELEASE,
             ];
-            let stuck =
-                !["deployed", "failed", "pending-install", "superseded"].contains(&status.as_str());
+            let stuck = status.is_stuck();
             // A pending install may be another helm's (a second join) running right now:
             // repaired only when provably left over, or when the user says so.
-            let busy = status == "pending-install"
+            let busy = *status == install::ReleaseStatus::PendingInstall
                 && !opts.install.as_ref().is_some_and(|i| i.repair_pending)
                 && listed
                     .age()
@@ -854,7 +853,8 @@ async fn cluster_steps(
                     || (release.is_none()
                         && t.facts.istiod_cluster_id.is_none()
                         && istiod == IstiodService::Missing);
-                let deployed = release.is_some_and(|r| r.status == "deployed");
+                let deployed =
+                    release.is_some_and(|r| r.status == install::ReleaseStatus::Deployed);
                 if install || deployed {
                     run.step(
                         ctx,
@@ -1113,7 +1113,7 @@ async fn foreign_objects(t: &Target<'_>, opts: &JoinOptions, primary: bool) -> V
 fn needs_repair(t: &Target<'_>, release: &str) -> bool {
     t.releases
         .get(release)
-        .is_some_and(|r| r.status == "failed" || r.status == "pending-install")
+        .is_some_and(|r| r.status.needs_repair())
 }
 
 /// A remote's istiod with the remote profile: installed when missing, pointed at the
@@ -1245,7 +1245,7 @@ async fn release_step(
     let mut done = Vec::new();
     if t.releases
         .get(release.name)
-        .is_some_and(|r| r.status == "pending-install")
+        .is_some_and(|r| r.status == install::ReleaseStatus::PendingInstall)
     {
         inst.helm.uninstall(ctx, release.name).await?;
         done.push(format!(
