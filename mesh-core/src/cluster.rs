@@ -175,7 +175,9 @@ pub async fn read_facts(
             result: Result<Option<T>>,
         ) -> Result<Option<T>> {
             match result {
-                Err(crate::Error::Kube { reason, .. }) if reason.ends_with("(403)") => {
+                Err(crate::Error::Kube {
+                    status: Some(403), ..
+                }) => {
                     denied.push(format!("read {what}"));
                     Ok(None)
                 }

@@ -16,14 +16,29 @@ pub enum Error {
     },
 
     /// A request to a cluster failed.
+    ///
+    /// A caller acts on `status` (the HTTP status the server answered with, e.g. 403
+    /// or 409), never on the text of `reason`:
+    ///
+    /// ```
+    /// fn denied(e: &mesh_core::Error) -> bool {
+    ///     matches!(e, mesh_core::Error::Kube { status: Some(403), .. })
+    /// }
+    /// ```
     #[error("{cluster}: {action} failed: {reason}")]
     Kube {
         /// The cluster (its context).
         cluster: String,
         /// What was being done, e.g. "reading ConfigMap istio-system/istio".
         action: String,
-        /// The server's answer or the transport error.
+        /// The server's answer or the transport error, as a sentence.
         reason: String,
+        /// The HTTP status of the server's answer; `None` when none came (transport
+        /// error, deadline) or the failure is ours.
+        status: Option<u16>,
+        /// kube's error, when one caused this.
+        #[source]
+        source: Option<Box<kube::Error>>,
     },
 
     /// A wait ran out of time.
@@ -142,9 +157,50 @@ pub(crate) fn kube(cluster: &str, action: impl Into<String>, err: kube::Error) -
             text
         }
     };
+    let status = match &err {
+        kube::Error::Api(status) => Some(status.code),
+        _ => None,
+    };
     Error::Kube {
         cluster: cluster.to_owned(),
         action: action.into(),
         reason,
+        status,
+        source: Some(Box::new(err)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kube_error_keeps_the_status_code_and_its_source() {
+        let answer =
+            kube::core::Status::failure("secrets is forbidden", "Forbidden").with_code(403);
+        let err = kube(
+            "cluster2",
+            "reading Secret istio-system/cacerts",
+            kube::Error::Api(Box::new(answer)),
+        );
+        assert!(
+            matches!(
+                err,
+                Error::Kube {
+                    status: Some(403),
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "cluster2: reading Secret istio-system/cacerts failed: secrets is forbidden (403)"
+        );
+        let source = std::error::Error::source(&err).expect("kube's error is the source");
+        assert!(
+            source.to_string().contains("secrets is forbidden"),
+            "{source}"
+        );
     }
 }

@@ -1504,6 +1504,8 @@ async fn remote_secret_step(
             cluster: remote.spec.context.clone(),
             action: "verifying the reader credentials".into(),
             reason: v.problems().join("; "),
+            status: None,
+            source: None,
         });
     }
     let mut what: Vec<String> = generated

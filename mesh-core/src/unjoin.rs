@@ -165,6 +165,8 @@ impl Run<'_> {
                 cluster: ctx.to_owned(),
                 action: format!("deleting {what}"),
                 reason: "it changed while unjoin ran; run unjoin again".into(),
+                status: Some(409),
+                source: Some(Box::new(kube::Error::Api(s))),
             }),
             Err(e) => Err(kube(ctx, format!("deleting {what}"), e)),
         }
