@@ -7,26 +7,14 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    generate_certs, kubectl, kubectl_ok, mesh, mesh_lock, mesh_networks, reset_mesh, testbed_dir,
-    text,
+    control_plane_clusters, generate_certs, kubectl, kubectl_ok, mesh, mesh_lock, mesh_networks,
+    reset_mesh, testbed_dir, text,
 };
 
 fn mesh_command(args: &[&str]) -> Command {
     let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("kubectl-mesh"));
     cmd.env("NO_COLOR", "1").env_remove("RUST_LOG").args(args);
     cmd
-}
-
-fn control_plane_clusters(ctx: &str) -> String {
-    kubectl(&[
-        "--context",
-        ctx,
-        "get",
-        "namespace",
-        "istio-system",
-        "-o",
-        "jsonpath={.metadata.annotations.topology\\.istio\\.io/controlPlaneClusters}",
-    ])
 }
 
 fn remote_secret_exists(name: &str) -> bool {

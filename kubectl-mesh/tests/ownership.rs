@@ -225,15 +225,7 @@ fn reader_credentials_another_primary_uses_are_kept() {
         "data": link["data"],
     });
     apply("cluster3", &copy);
-    let primaries = kubectl(&[
-        "--context",
-        "cluster2",
-        "get",
-        "namespace",
-        NS,
-        "-o",
-        "jsonpath={.metadata.annotations.topology\\.istio\\.io/controlPlaneClusters}",
-    ]);
+    let primaries = common::control_plane_clusters("cluster2");
     assert!(
         !primaries.trim().is_empty(),
         "join annotated cluster2's namespace"

@@ -150,6 +150,20 @@ pub fn mesh_networks(ctx: &str) -> String {
     ])
 }
 
+/// The `topology.istio.io/controlPlaneClusters` annotation of `ctx`'s `istio-system`, as
+/// `kubectl get namespace` shows it (empty when missing).
+pub fn control_plane_clusters(ctx: &str) -> String {
+    kubectl(&[
+        "--context",
+        ctx,
+        "get",
+        "namespace",
+        "istio-system",
+        "-o",
+        "jsonpath={.metadata.annotations.topology\\.istio\\.io/controlPlaneClusters}",
+    ])
+}
+
 /// Like [`kubectl`], but a failure is returned rather than a panic.
 pub fn kubectl_ok(args: &[&str]) -> bool {
     std::process::Command::new("kubectl")
