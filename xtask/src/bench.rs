@@ -98,7 +98,7 @@ fn binary_size(bench: &Bench) -> Result<Section> {
 /// Median wall time of `kubectl-mesh version`, of `kubectl mesh version` (through
 /// kubectl's plugin lookup) and of `kubectl version --client`, interleaved.
 fn startup(bench: &Bench) -> Result<Section> {
-    let kubectl = tools::ensure_kubernetes()?.join("kubectl");
+    let kubectl = tools::ensure_kubectl()?;
     let plugins = tempfile_dir("bench-startup")?;
     std::os::unix::fs::symlink(&bench.binary, plugins.join("kubectl-mesh"))?;
     let path = std::env::join_paths(std::iter::once(plugins.clone()).chain(

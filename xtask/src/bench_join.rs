@@ -28,6 +28,7 @@ pub fn join(bench: &Bench) -> Result<Section> {
             clusters: 3,
             with_istio: true,
             bare: 0,
+            versions: testbed::KubernetesVersions::default(),
         }))
     })
     .join()

@@ -15,12 +15,16 @@ pub async fn run(kubectl_mesh: &Path) -> Result<()> {
         clusters: 2,
         with_istio: true,
         bare: 0,
+        // The skew users have: the primary on the newest release, the remote on the oldest.
+        versions: testbed::KubernetesVersions::default(),
     })
     .await?;
     let env = testbed::env_vars();
     let certs = testbed::state_dir().join("demo-certs");
 
-    step("The test bed: real Kubernetes control planes on loopback, Istio installed by helm");
+    step(
+        "The test bed: real Kubernetes control planes on loopback (each on its own release), Istio installed by helm",
+    );
     testbed::status().await?;
 
     step("1. One root, one intermediate CA per cluster (kubectl mesh certs generate)");

@@ -74,6 +74,11 @@ enum TestbedCmd {
         /// `kubectl mesh join --install` starts from).
         #[arg(long, default_value_t = 0)]
         bare: usize,
+        /// The Kubernetes release of every cluster (`v1.34.4`, or `v1.34` for the pinned
+        /// patch), or of one (`cluster2=v1.34`); repeatable. Default: a mix — cluster1 on
+        /// the newest release, cluster2 on the oldest, the others in between.
+        #[arg(long = "kubernetes-version", value_name = "[CLUSTER=]VERSION")]
+        kubernetes_version: Vec<String>,
     },
     /// Stop every process of the test bed and remove its state.
     Down,
@@ -86,6 +91,10 @@ enum TestbedCmd {
         /// Also build helm, istiod and istioctl and copy Istio's charts.
         #[arg(long)]
         with_istio: bool,
+        /// The Kubernetes releases to build (repeatable; `v1.34` for the pinned patch).
+        /// Default: every release the test bed mixes.
+        #[arg(long = "kubernetes-version", value_name = "VERSION")]
+        kubernetes_version: Vec<String>,
     },
     /// (internal) Simulate what a cloud and kubelets would do, until killed.
     #[command(hide = true)]
@@ -118,11 +127,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 clusters,
                 with_istio,
                 bare,
+                kubernetes_version,
             } => {
                 match testbed::up(&testbed::UpOptions {
                     clusters,
                     with_istio,
                     bare,
+                    versions: testbed::KubernetesVersions::parse(&kubernetes_version)?,
                 })
                 .await?
                 {
@@ -138,8 +149,21 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
             TestbedCmd::Env => print!("{}", testbed::env_lines()?),
-            TestbedCmd::Build { with_istio } => {
-                tools::ensure_kubernetes()?;
+            TestbedCmd::Build {
+                with_istio,
+                kubernetes_version,
+            } => {
+                let versions = if kubernetes_version.is_empty() {
+                    tools::KUBERNETES_VERSIONS.map(str::to_owned).to_vec()
+                } else {
+                    kubernetes_version
+                        .iter()
+                        .map(|v| tools::resolve_kubernetes_version(v))
+                        .collect::<Result<_>>()?
+                };
+                for version in versions {
+                    tools::ensure_kubernetes(&version)?;
+                }
                 tools::ensure_etcd()?;
                 krew::ensure_krew()?;
                 if with_istio {
@@ -190,8 +214,13 @@ async fn test(extra: &[String]) -> Result<ExitCode> {
         clusters: 3, // cluster1 primary, cluster2 and cluster3 remotes (joining two at once)
         with_istio: true,
         bare: 2, // cluster4 and cluster5: `join --install` from nothing
+        versions: testbed::KubernetesVersions::default(), // the mix: see `default_version`
     })
     .await?;
+    if let Some(state) = testbed::State::load()? {
+        // In the run's output, so a result always says which releases it ran against.
+        println!("xtask: testing against Kubernetes {}", state.releases());
+    }
     let mut args = vec!["test", "--workspace", "--", "--include-ignored"];
     args.extend(extra.iter().map(String::as_str));
     let mut child = Command::new(cargo_bin())

@@ -48,7 +48,16 @@ pub struct State {
 pub struct ClusterState {
     pub name: String,
     pub ip: Ipv4Addr,
+    /// The Kubernetes release its kube-apiserver and kube-controller-manager run.
+    #[serde(default = "version_before_mixing")]
+    pub kubernetes_version: String,
     pub components: Vec<Component>,
+}
+
+/// What every cluster ran before the test bed mixed versions (a state file without
+/// `kubernetes_version` is one of those).
+fn version_before_mixing() -> String {
+    "v1.36.3".to_owned()
 }
 
 /// A running process of the test bed.
@@ -108,6 +117,15 @@ impl State {
             }))
     }
 
+    /// Each cluster's Kubernetes release, as one line: `cluster1 v1.37.2, cluster2 v1.34.4`.
+    pub fn releases(&self) -> String {
+        self.clusters
+            .iter()
+            .map(|c| format!("{} {}", c.name, c.kubernetes_version))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// True when every recorded process still runs.
     pub fn all_alive(&self) -> bool {
         self.pids().all(|(_, pid)| alive(pid))
@@ -122,6 +140,91 @@ pub struct UpOptions {
     pub with_istio: bool,
     /// Clusters after those that never get Istio (for `join --install`).
     pub bare: usize,
+    /// The Kubernetes release of each cluster.
+    pub versions: KubernetesVersions,
+}
+
+/// Which Kubernetes release each cluster of the test bed runs: one for all, per cluster,
+/// or (by default) a mix — see [`default_version`].
+///
+/// ```
+/// let versions = xtask::testbed::KubernetesVersions::parse(&["cluster2=v1.35".into()]).unwrap();
+/// assert_eq!(versions.for_cluster(2), "v1.35.4");
+/// assert_eq!(versions.for_cluster(1), xtask::tools::NEWEST_KUBERNETES);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KubernetesVersions {
+    /// For every cluster not named in `per_cluster`; `None`: the default mix.
+    pub all: Option<String>,
+    /// By cluster name (`cluster2`).
+    pub per_cluster: std::collections::BTreeMap<String, String>,
+}
+
+impl KubernetesVersions {
+    /// Reads `--kubernetes-version` values: `VERSION` for every cluster, or
+    /// `CLUSTER=VERSION` for one (`cluster2=v1.34.4`); a version may be `v1.MINOR` for the
+    /// pinned patch of that minor.
+    pub fn parse(values: &[String]) -> Result<KubernetesVersions> {
+        let mut versions = KubernetesVersions::default();
+        for value in values {
+            match value.split_once('=') {
+                Some((cluster, version)) => {
+                    let index = cluster
+                        .strip_prefix("cluster")
+                        .and_then(|i| i.parse::<usize>().ok())
+                        .filter(|i| (1..=9).contains(i));
+                    if index.is_none() {
+                        bail!(
+                            "--kubernetes-version {value:?}: {cluster:?} is not a test-bed cluster (cluster1 … cluster9)"
+                        );
+                    }
+                    let version = tools::resolve_kubernetes_version(version)
+                        .with_context(|| format!("--kubernetes-version {value:?}"))?;
+                    versions.per_cluster.insert(cluster.to_owned(), version);
+                }
+                None => {
+                    let version = tools::resolve_kubernetes_version(value)
+                        .with_context(|| format!("--kubernetes-version {value:?}"))?;
+                    if let Some(before) = versions.all.replace(version) {
+                        bail!(
+                            "--kubernetes-version is given twice for all clusters ({before} and {value}); name a cluster (cluster2=VERSION) for one of them"
+                        );
+                    }
+                }
+            }
+        }
+        Ok(versions)
+    }
+
+    /// The release cluster `index` (1-based) runs.
+    pub fn for_cluster(&self, index: usize) -> String {
+        let name = format!("cluster{index}");
+        self.per_cluster
+            .get(&name)
+            .or(self.all.as_ref())
+            .cloned()
+            .unwrap_or_else(|| default_version(index).to_owned())
+    }
+}
+
+/// The default mix, as platform engineers run clusters: cluster1 (the primary) on the
+/// newest release, cluster2 (the first remote) on the oldest, the next ones on the
+/// releases in between, then round again — so `cargo xtask test`'s five clusters run
+/// v1.37, v1.34, v1.35, v1.36 and v1.37, and its bare pair for `join --install`
+/// (cluster4, cluster5) differ from each other too.
+///
+/// ```
+/// use xtask::testbed::default_version;
+/// assert_eq!(default_version(1), xtask::tools::NEWEST_KUBERNETES);
+/// assert_eq!(default_version(2), xtask::tools::OLDEST_KUBERNETES);
+/// assert_ne!(default_version(4), default_version(5));
+/// ```
+pub fn default_version(index: usize) -> &'static str {
+    let versions = &tools::KUBERNETES_VERSIONS;
+    match (index.max(1) - 1) % versions.len() {
+        0 => tools::NEWEST_KUBERNETES,
+        i => versions[i - 1],
+    }
 }
 
 /// What `up` did.
@@ -142,8 +245,37 @@ pub async fn up(opts: &UpOptions) -> Result<UpOutcome> {
         crate::istio::ensure_helm()?;
         crate::istio::ensure_istio()?;
     }
+    let names: Vec<String> = (1..=total).map(|i| format!("cluster{i}")).collect();
+    if let Some(extra) = opts.versions.per_cluster.keys().find(|c| !names.contains(c)) {
+        bail!(
+            "--kubernetes-version names {extra}, but the test bed has {total} clusters (cluster1 … cluster{total})"
+        );
+    }
+    let wanted: Vec<String> = (1..=total).map(|i| opts.versions.for_cluster(i)).collect();
+    // Every release first (a cold one takes minutes), so clusters never sit half up.
+    let mut kube_dirs = std::collections::BTreeMap::new();
+    for version in &wanted {
+        if !kube_dirs.contains_key(version) {
+            kube_dirs.insert(version.clone(), tools::ensure_kubernetes(version)?);
+        }
+    }
+    tools::ensure_kubectl()?;
+    let etcd_dir = tools::ensure_etcd()?;
     let mut previous = None;
     if let Some(mut state) = State::load()? {
+        let differ: Vec<String> = state
+            .clusters
+            .iter()
+            .zip(&wanted)
+            .filter(|(c, want)| c.kubernetes_version != **want)
+            .map(|(c, want)| format!("{} runs {}, not {want}", c.name, c.kubernetes_version))
+            .collect();
+        if !differ.is_empty() && state.all_alive() {
+            bail!(
+                "the running test bed has other Kubernetes releases than asked for ({}); stop it with `cargo xtask testbed down`, or ask for the releases it runs",
+                differ.join("; ")
+            );
+        }
         let ready = state.all_alive()
             && wait_all_ready(&state, Duration::from_secs(20))
                 .await
@@ -162,9 +294,6 @@ pub async fn up(opts: &UpOptions) -> Result<UpOutcome> {
             down()?;
         }
     }
-    let kube_dir = tools::ensure_kubernetes()?;
-    let etcd_dir = tools::ensure_etcd()?;
-
     let started = Instant::now();
     let dir = state_dir();
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -201,6 +330,7 @@ pub async fn up(opts: &UpOptions) -> Result<UpOutcome> {
         state.clusters.push(ClusterState {
             name,
             ip,
+            kubernetes_version: wanted[i - 1].clone(),
             components: Vec::new(),
         });
     }
@@ -219,7 +349,7 @@ pub async fn up(opts: &UpOptions) -> Result<UpOutcome> {
     pki::write(&dir, "kubeconfig", &kubeconfig.render(), true)?;
     state.save()?;
 
-    let result = start_components(&mut state, first, &kube_dir, &etcd_dir).await;
+    let result = start_components(&mut state, first, &kube_dirs, &etcd_dir).await;
     state.save()?;
     if let Err(err) = result {
         if first == 0 {
@@ -228,9 +358,10 @@ pub async fn up(opts: &UpOptions) -> Result<UpOutcome> {
         return Err(err);
     }
     eprintln!(
-        "xtask: test bed with {} clusters up in {:.1}s",
+        "xtask: test bed with {} clusters up in {:.1}s: {}",
         total,
-        started.elapsed().as_secs_f64()
+        started.elapsed().as_secs_f64(),
+        state.releases()
     );
     if opts.with_istio {
         // A failed install leaves the clusters up, to look at; the error says where.
@@ -250,9 +381,10 @@ fn install_istio(state: &mut State, count: usize) -> Result<()> {
 async fn start_components(
     state: &mut State,
     first: usize,
-    kube_dir: &Path,
+    kube_dirs: &std::collections::BTreeMap<String, PathBuf>,
     etcd_dir: &Path,
 ) -> Result<()> {
+    let kube_dir = |cluster: &ClusterState| kube_dirs[&cluster.kubernetes_version].clone();
     for cluster in &mut state.clusters[first..] {
         let c = cluster.dir();
         let ip = cluster.ip;
@@ -281,10 +413,11 @@ async fn start_components(
         let c = cluster.dir();
         let p = c.join("pki");
         let ip = cluster.ip;
+        let binary = kube_dir(cluster).join("kube-apiserver");
         let apiserver = spawn(
             &c,
             "kube-apiserver",
-            &kube_dir.join("kube-apiserver"),
+            &binary,
             &[
                 format!("--advertise-address={ip}"),
                 format!("--bind-address={ip}"),
@@ -322,10 +455,11 @@ async fn start_components(
     for cluster in &mut state.clusters[first..] {
         let c = cluster.dir();
         let p = c.join("pki");
+        let binary = kube_dir(cluster).join("kube-controller-manager");
         let kcm = spawn(
             &c,
             "kube-controller-manager",
-            &kube_dir.join("kube-controller-manager"),
+            &binary,
             &[
                 format!("--kubeconfig={}", c.join("admin.kubeconfig").display()),
                 format!("--bind-address={}", cluster.ip),
@@ -574,8 +708,8 @@ pub fn alive(pid: u32) -> bool {
 
 /// Shell lines that point kubectl (and the tests) at the test bed.
 pub fn env_lines() -> Result<String> {
-    let kube_dir = tools::tool_dir("kubernetes", tools::KUBERNETES_VERSION);
-    let mut path = vec![kube_dir];
+    // One kubectl for every cluster, the newest (what a test that needs another says).
+    let mut path = vec![tools::tool_dir("kubernetes", tools::NEWEST_KUBERNETES)];
     path.extend(crate::istio::tool_dirs());
     let path: Vec<String> = path.iter().map(|p| p.display().to_string()).collect();
     let mut lines = format!(
@@ -593,7 +727,7 @@ pub fn env_lines() -> Result<String> {
 
 /// The environment variables of [`env_lines`], for child processes.
 pub fn env_vars() -> Vec<(String, String)> {
-    let mut path: Vec<PathBuf> = vec![tools::tool_dir("kubernetes", tools::KUBERNETES_VERSION)];
+    let mut path: Vec<PathBuf> = vec![tools::tool_dir("kubernetes", tools::NEWEST_KUBERNETES)];
     path.extend(crate::istio::tool_dirs());
     let old = std::env::var_os("PATH").unwrap_or_default();
     path.extend(std::env::split_paths(&old));
@@ -629,31 +763,61 @@ pub async fn status() -> Result<bool> {
         return Ok(false);
     };
     let mut healthy = true;
+    let mut total_kib = 0;
     for cluster in &state.clusters {
-        println!("{} at {}", cluster.name, cluster.server());
+        println!(
+            "{} at {} (Kubernetes {})",
+            cluster.name,
+            cluster.server(),
+            cluster.kubernetes_version
+        );
         for comp in &cluster.components {
             let up = alive(comp.pid);
             healthy &= up;
+            let kib = resident_kib(comp.pid).unwrap_or(0);
+            total_kib += kib;
             println!(
-                "  {} {:<24} pid {:<8} log {}",
+                "  {} {:<24} pid {:<8} {:>5} MiB  log {}",
                 if up { "✓" } else { "✗" },
                 comp.name,
                 comp.pid,
+                kib / 1024,
                 comp.log.display()
             );
         }
         let ready = wait_ready(cluster, Duration::from_secs(2)).await.is_ok();
         healthy &= ready;
         println!("  {} /readyz", if ready { "✓" } else { "✗" });
+        // What the API server itself says, not what was recorded.
+        let served = match admin_client(cluster).await {
+            Ok(client) => client
+                .apiserver_version()
+                .await
+                .map(|v| v.git_version)
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        let matches = served.as_deref() == Ok(cluster.kubernetes_version.as_str());
+        healthy &= matches;
+        println!(
+            "  {} /version {}",
+            if matches { "✓" } else { "✗" },
+            served.unwrap_or_else(|e| format!("unreadable: {e}"))
+        );
     }
     if let Some(pid) = state.simulator_pid {
         let up = alive(pid);
         healthy &= up;
+        total_kib += resident_kib(pid).unwrap_or(0);
         println!(
             "{} simulator (LoadBalancer addresses, pod readiness) pid {pid}",
             if up { "✓" } else { "✗" }
         );
     }
+    println!(
+        "memory: {} MiB resident in the test bed's processes",
+        total_kib / 1024
+    );
     if let Some(istio) = &state.istio {
         println!(
             "Istio {} ({}), charts in {}",
@@ -686,6 +850,13 @@ pub async fn status() -> Result<bool> {
     }
     println!("kubeconfig: {}", kubeconfig_path().display());
     Ok(healthy)
+}
+
+/// The resident memory of a process, in KiB (`VmRSS` of `/proc/<pid>/status`).
+pub fn resident_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 fn write_audit_policy(cluster_dir: &Path) -> Result<()> {

@@ -13,48 +13,94 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
-/// The pinned Kubernetes release: kube-apiserver, kube-controller-manager, kubectl.
-pub const KUBERNETES_VERSION: &str = "v1.36.3";
+/// The Kubernetes releases the test bed runs, oldest first: the newest patch of each
+/// minor the Go module proxy serves. Each one's kube-apiserver,
+/// kube-controller-manager and kubectl are built from `k8s.io/kubernetes` at that tag
+/// and cached side by side (`<cache>/tools/kubernetes-<version>/`).
+pub const KUBERNETES_VERSIONS: [&str; 4] = ["v1.34.4", "v1.35.4", "v1.36.3", "v1.37.2"];
+/// The newest of [`KUBERNETES_VERSIONS`]: the primary's, and the one kubectl the tests run.
+pub const NEWEST_KUBERNETES: &str = KUBERNETES_VERSIONS[KUBERNETES_VERSIONS.len() - 1];
+/// The oldest of [`KUBERNETES_VERSIONS`]: the first remote's.
+pub const OLDEST_KUBERNETES: &str = KUBERNETES_VERSIONS[0];
 /// The pinned etcd release (3.6 line).
 pub const ETCD_VERSION: &str = "v3.6.16";
 
-/// Staging modules of `k8s.io/kubernetes` that its own go.mod replaces with local
-/// directories; a wrapper module must replace them with the matching `v0.Y.Z` tags.
-const KUBERNETES_STAGING_MODULES: &[&str] = &[
-    "k8s.io/api",
-    "k8s.io/apiextensions-apiserver",
-    "k8s.io/apimachinery",
-    "k8s.io/apiserver",
-    "k8s.io/cli-runtime",
-    "k8s.io/client-go",
-    "k8s.io/cloud-provider",
-    "k8s.io/cluster-bootstrap",
-    "k8s.io/code-generator",
-    "k8s.io/component-base",
-    "k8s.io/component-helpers",
-    "k8s.io/controller-manager",
-    "k8s.io/cri-api",
-    "k8s.io/cri-client",
-    "k8s.io/cri-streaming",
-    "k8s.io/csi-translation-lib",
-    "k8s.io/dynamic-resource-allocation",
-    "k8s.io/endpointslice",
-    "k8s.io/externaljwt",
-    "k8s.io/kms",
-    "k8s.io/kube-aggregator",
-    "k8s.io/kube-controller-manager",
-    "k8s.io/kube-proxy",
-    "k8s.io/kube-scheduler",
-    "k8s.io/kubectl",
-    "k8s.io/kubelet",
-    "k8s.io/metrics",
-    "k8s.io/mount-utils",
-    "k8s.io/pod-security-admission",
-    "k8s.io/sample-apiserver",
-    "k8s.io/sample-cli-plugin",
-    "k8s.io/sample-controller",
-    "k8s.io/streaming",
-];
+/// What the test bed runs of each Kubernetes release.
+const KUBERNETES_BINARIES: [&str; 3] = ["kube-apiserver", "kube-controller-manager", "kubectl"];
+
+/// A Kubernetes release as the test bed takes it: `v1.MINOR.PATCH`, or `v1.MINOR` (or
+/// `1.MINOR`) for the pinned patch of that minor in [`KUBERNETES_VERSIONS`].
+///
+/// Returns the full tag (`v1.34.4`), or an error saying what is accepted.
+pub fn resolve_kubernetes_version(given: &str) -> Result<String> {
+    let bare = given.trim().trim_start_matches('v');
+    let parts: Vec<&str> = bare.split('.').collect();
+    let numeric = |p: &&str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+    match parts.as_slice() {
+        ["1", minor] if numeric(minor) => {
+            let prefix = format!("v1.{minor}.");
+            KUBERNETES_VERSIONS
+                .iter()
+                .find(|v| v.starts_with(&prefix))
+                .map(|v| (*v).to_owned())
+                .with_context(|| {
+                    format!(
+                        "Kubernetes {given:?}: no pinned release of that minor; give a full version (v1.{minor}.PATCH) or one of {}",
+                        KUBERNETES_VERSIONS.join(", ")
+                    )
+                })
+        }
+        ["1", minor, patch] if numeric(minor) && numeric(patch) => {
+            Ok(format!("v1.{minor}.{patch}"))
+        }
+        _ => bail!(
+            "Kubernetes version {given:?} is not v1.MINOR or v1.MINOR.PATCH (the test bed knows {})",
+            KUBERNETES_VERSIONS.join(", ")
+        ),
+    }
+}
+
+/// The staging modules (`k8s.io/api`, `k8s.io/client-go`, …) that `k8s.io/kubernetes` at
+/// `version` replaces with its own directories: a wrapper module must replace them with
+/// the matching `v0.MINOR.PATCH` tags. Read from that release's own go.mod, since the
+/// list changes between releases.
+fn kubernetes_staging_modules(version: &str) -> Result<Vec<String>> {
+    let dir = cache_dir().join("src");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let module = format!("k8s.io/kubernetes@{version}");
+    let json = go_output(&dir, &["mod", "download", "-json", &module]).with_context(|| {
+        format!(
+            "the Go module proxy does not serve {module}; the pinned releases are {} (`go list -m -versions k8s.io/kubernetes` lists what it serves)",
+            KUBERNETES_VERSIONS.join(", ")
+        )
+    })?;
+    #[derive(serde::Deserialize)]
+    struct Download {
+        #[serde(rename = "GoMod")]
+        go_mod: PathBuf,
+    }
+    let download: Download = serde_json::from_str(&json)
+        .with_context(|| format!("reading `go mod download -json {module}`"))?;
+    let go_mod = std::fs::read_to_string(&download.go_mod)
+        .with_context(|| format!("reading {}", download.go_mod.display()))?;
+    let modules: Vec<String> = go_mod
+        .lines()
+        .filter_map(|line| {
+            let line = line.trim().trim_start_matches("replace").trim();
+            let (from, to) = line.split_once("=>")?;
+            to.trim()
+                .starts_with("./staging/")
+                .then(|| from.trim().to_owned())
+        })
+        .collect();
+    if modules.is_empty() {
+        bail!(
+            "{} names no staging module; is it k8s.io/kubernetes's go.mod?",
+            download.go_mod.display()
+        );
+    }
+    Ok(modules)
+}
 
 /// Root of everything kubectl-mesh caches: `$KUBECTL_MESH_CACHE`, else
 /// `$XDG_CACHE_HOME/kubectl-mesh`, else `~/.cache/kubectl-mesh`.
@@ -99,15 +145,19 @@ impl WrapperModule {
     }
 }
 
-/// Makes sure kube-apiserver, kube-controller-manager and kubectl are built; returns their directory.
-pub fn ensure_kubernetes() -> Result<PathBuf> {
-    let version = KUBERNETES_VERSION;
+/// Makes sure kube-apiserver, kube-controller-manager and kubectl of Kubernetes
+/// `version` (a full `v1.MINOR.PATCH` tag) are built; returns their directory.
+pub fn ensure_kubernetes(version: &str) -> Result<PathBuf> {
+    let dir = tool_dir("kubernetes", version);
+    if KUBERNETES_BINARIES.iter().all(|b| dir.join(b).is_file()) {
+        return Ok(dir); // no need to ask the proxy for its go.mod
+    }
     let zero = format!("v0.{}", version.trim_start_matches("v1."));
     let minor = version.split('.').nth(1).unwrap_or_default();
     let mut go_mod = format!(
         "module kubectl-mesh.local/testbed/kubernetes\n\ngo 1.26.0\n\nrequire k8s.io/kubernetes {version}\n\nreplace (\n"
     );
-    for module in KUBERNETES_STAGING_MODULES {
+    for module in kubernetes_staging_modules(version)? {
         go_mod.push_str(&format!("\t{module} => {module} {zero}\n"));
     }
     go_mod.push_str(")\n");
@@ -143,10 +193,15 @@ pub fn ensure_kubernetes() -> Result<PathBuf> {
         ldflags: format!(
             "-s -w -X {ver}.gitVersion={version} -X {ver}.gitMajor=1 -X {ver}.gitMinor={minor} -X {ver}.gitTreeState=clean"
         ),
-        binaries: vec!["kube-apiserver", "kube-controller-manager", "kubectl"],
+        binaries: KUBERNETES_BINARIES.to_vec(),
         also: vec![],
         finish: None,
     })
+}
+
+/// The kubectl the tests and the demo run: the newest release's.
+pub fn ensure_kubectl() -> Result<PathBuf> {
+    Ok(ensure_kubernetes(NEWEST_KUBERNETES)?.join("kubectl"))
 }
 
 /// Makes sure etcd is built; returns its directory.

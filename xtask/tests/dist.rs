@@ -120,7 +120,8 @@ fn output(mut cmd: Command) -> String {
 #[test]
 #[ignore = "needs the test bed: cargo xtask test"]
 fn krew_installs_the_release_archive_offline_and_kubectl_runs_it() {
-    let kubernetes = xtask::tools::ensure_kubernetes().unwrap();
+    let kubernetes = xtask::tools::ensure_kubectl().unwrap();
+    let kubernetes = kubernetes.parent().expect("kubectl is in a directory");
     let krew = xtask::krew::ensure_krew().unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let tmp = tmp.path();
@@ -181,7 +182,7 @@ fn krew_installs_the_release_archive_offline_and_kubectl_runs_it() {
     );
 
     // `kubectl krew install --manifest --archive`, as the README says, offline.
-    let path = path_of(&[&krew, &kubernetes]);
+    let path = path_of(&[&krew, kubernetes]);
     let mut install = sealed("kubectl", tmp, &path);
     install
         .arg("krew")
@@ -217,7 +218,7 @@ fn krew_installs_the_release_archive_offline_and_kubectl_runs_it() {
     output(shell);
 
     // kubectl finds the plugin on PATH (krew's bin directory) and runs it.
-    let path = path_of(&[&bin, &kubernetes]);
+    let path = path_of(&[&bin, kubernetes]);
     let mut version = sealed("kubectl", tmp, &path);
     version.args(["mesh", "version"]);
     let said = output(version);
@@ -239,7 +240,7 @@ fn krew_installs_the_release_archive_offline_and_kubectl_runs_it() {
     std::fs::copy(&built.manifest, repo.join("plugins/mesh.yaml")).unwrap();
     let tools = path_of(&[
         &bin,
-        &kubernetes,
+        kubernetes,
         &krew,
         Path::new("/usr/bin"),
         Path::new("/bin"),

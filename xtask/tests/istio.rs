@@ -48,6 +48,7 @@ fn the_primary_gets_istiod_and_every_cluster_an_eastwest_gateway() {
         .map(|i| ClusterState {
             name: format!("cluster{i}"),
             ip: Ipv4Addr::new(127, 0, i, 1),
+            kubernetes_version: xtask::testbed::default_version(i.into()).to_owned(),
             components: vec![],
         })
         .collect();
@@ -355,6 +356,7 @@ fn a_helm_failure_names_the_cluster_and_the_release_and_shows_helm_output() {
     let missing = ClusterState {
         name: unique("no-such-cluster"),
         ip: Ipv4Addr::new(127, 0, 9, 1),
+        kubernetes_version: xtask::tools::NEWEST_KUBERNETES.to_owned(),
         components: vec![],
     };
     let err = istio::install(std::slice::from_ref(&missing), None)
