@@ -437,6 +437,9 @@ async fn start_components(
                     p.join("sa.key").display()
                 ),
                 "--service-cluster-ip-range=10.96.0.0/16".into(),
+                // Kubernetes ≥ 1.37 refuses a loopback advertise address for the
+                // `kubernetes` Service's endpoints; nothing here runs pods that use them.
+                "--endpoint-reconciler-type=none".into(),
                 "--authorization-mode=RBAC".into(),
                 "--allow-privileged=true".into(),
                 format!(
