@@ -216,12 +216,12 @@ mod tests {
     use kube::client::Body;
     use serde_json::json;
 
+    /// A response of the mock API server: `value` with `status` (kube reads the body
+    /// as JSON whatever its content type says).
     fn json(status: StatusCode, value: serde_json::Value) -> Response<Body> {
-        Response::builder()
-            .status(status)
-            .header("content-type", "application/json")
-            .body(Body::from(serde_json::to_vec(&value).unwrap()))
-            .unwrap()
+        let mut response = Response::new(Body::from(value.to_string().into_bytes()));
+        *response.status_mut() = status;
+        response
     }
 
     fn config_map(rv: &str, networks: &str) -> serde_json::Value {
