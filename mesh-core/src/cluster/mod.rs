@@ -3,7 +3,7 @@
 //! - [`names`]: the labels, annotations and object names kubectl-mesh and Istio agree
 //!   on, the ownership label, the cluster [`Role`] and the default cluster ID
 //!   ([`default_cluster_id`]);
-//! - [`facts`]: what a cluster already is, read once ([`read_facts`]), and the single
+//! - [`facts`]: what a cluster already is, read once ([`facts::read_facts`]), and the single
 //!   readers of the Gateway CRD version, the east-west gateway and the `istiod` Service;
 //! - [`objects`]: the objects kubectl-mesh writes, built without a request;
 //! - [`api`]: server-side apply ([`apply`]), the conditional read-modify-write
