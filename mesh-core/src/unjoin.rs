@@ -389,7 +389,8 @@ pub async fn unjoin(
                 "nothing links cluster name {name} to {pctx}: no remote secret for it, no meshNetworks entry, and {rctx}'s namespace {ns} names no control plane {primary_id}; nothing was removed. If it was joined under another name, pass --cluster-name; else remove by hand what you know is this join's"
             );
             if let Some(client) = &remote {
-                for cmd in leftovers(client, rctx, ns, false).await? {
+                let version = cluster::gateway_crd_version(client, rctx).await?;
+                for cmd in leftovers(client, rctx, ns, false, version.as_deref()).await? {
                     problems.push(crate::Problem {
                         cluster: rctx.to_owned(),
                         message: cmd,
@@ -397,7 +398,8 @@ pub async fn unjoin(
                 }
             }
             if all_links.is_empty() {
-                for cmd in leftovers(&primary, pctx, ns, true).await? {
+                let version = facts.gateway_crd_version.as_deref();
+                for cmd in leftovers(&primary, pctx, ns, true, version).await? {
                     problems.push(crate::Problem {
                         cluster: pctx.to_owned(),
                         message: cmd,
@@ -544,7 +546,9 @@ pub async fn unjoin(
                     remove_reader_account(&run, remote, &account, &others_use_sa).await
                 })
                 .await?;
-                purge_membership(&run, remote, rctx, Some(primary_id.as_str())).await?;
+                let version = cluster::gateway_crd_version(remote, rctx).await?;
+                let primary_id = Some(primary_id.as_str());
+                purge_membership(&run, remote, rctx, primary_id, version.as_deref()).await?;
             } else if opts.purge {
                 // This primary's own entry in the remote's control-plane list is ours
                 // alone, whoever else still uses the cluster.
@@ -554,7 +558,8 @@ pub async fn unjoin(
         }
     }
     if purge_primary {
-        purge_membership(&run, &primary, pctx, None).await?;
+        let version = facts.gateway_crd_version.as_deref();
+        purge_membership(&run, &primary, pctx, None, version).await?;
     } else if opts.purge {
         tracing::info!("other remotes remain in {pctx}: its own mesh setup stays");
     }
@@ -797,8 +802,15 @@ async fn used_by_other_primaries(
 /// What kubectl-mesh made in a cluster that a purge would remove, each with the command
 /// that removes it by hand: `cacerts`, the cross-network Gateway (on the primary also the
 /// istiod exposure), the namespace keys kubectl-mesh set, and on a remote the default
-/// reader account, its binding and token Secrets.
-async fn leftovers(client: &Client, ctx: &str, ns: &str, primary: bool) -> Result<Vec<String>> {
+/// reader account, its binding and token Secrets. `crd_version` is the Gateway CRD's
+/// served version, as read once for the cluster.
+async fn leftovers(
+    client: &Client,
+    ctx: &str,
+    ns: &str,
+    primary: bool,
+    crd_version: Option<&str>,
+) -> Result<Vec<String>> {
     let mut out = Vec::new();
     let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
     let what = format!("Secret {ns}/{CACERTS}");
@@ -807,7 +819,7 @@ async fn leftovers(client: &Client, ctx: &str, ns: &str, primary: bool) -> Resul
             "Secret {ns}/{CACERTS}: kubectl --context {ctx} -n {ns} delete secret {CACERTS}"
         ));
     }
-    if let Some(version) = cluster::gateway_crd_version(client, ctx).await? {
+    if let Some(version) = crd_version {
         let mut objects = vec![(
             CROSS_NETWORK_GATEWAY.to_owned(),
             cluster::gateway_resource(&version),
@@ -1149,20 +1161,19 @@ async fn release_network_membership(
 /// control-plane annotation it owns on the Istio namespace, the cross-network Gateway,
 /// and `cacerts`. `primary` is the primary's cluster ID when `client` is a remote: only
 /// that ID leaves the remote's `controlPlaneClusters` list, and while other primaries
-/// remain in it the network label stays.
+/// remain in it the network label stays. `crd_version` is the Gateway CRD's served
+/// version, as read once for the cluster (none: no Istio object to remove).
 async fn purge_membership(
     run: &Run<'_>,
     client: &Client,
     ctx: &str,
     primary: Option<&str>,
+    crd_version: Option<&str>,
 ) -> Result<()> {
     release_network_membership(run, client, ctx, primary, false).await?;
     let ns = run.opts.namespace.as_str();
-
-    // Istio's CRDs, read once for the Gateway and the istiod exposure (none: nothing to do).
-    let crd_version = cluster::gateway_crd_version(client, ctx).await?;
     run.step_listing(ctx, "cross-network gateway", async {
-        let Some(version) = &crd_version else {
+        let Some(version) = crd_version else {
             return Ok(Vec::new());
         };
         let gateway = cluster::gateway_resource(version);
@@ -1181,7 +1192,7 @@ async fn purge_membership(
     if primary.is_none() {
         // What `join --install` added so remotes reach istiod through the gateway.
         run.step_listing(ctx, "expose istiod", async {
-            let Some(version) = &crd_version else {
+            let Some(version) = crd_version else {
                 return Ok(Vec::new());
             };
             let mut done = Vec::new();
