@@ -822,11 +822,11 @@ async fn leftovers(
     if let Some(version) = crd_version {
         let mut objects = vec![(
             CROSS_NETWORK_GATEWAY.to_owned(),
-            cluster::gateway_resource(&version),
+            cluster::gateway_resource(version),
         )];
         if primary {
             objects.extend(
-                cluster::expose_istiod(ns, &version)
+                cluster::expose_istiod(ns, version)
                     .into_iter()
                     .map(|(o, r)| (o.metadata.name.unwrap_or_default(), r)),
             );
