@@ -216,13 +216,7 @@ mod tests {
     use kube::client::Body;
     use serde_json::json;
 
-    /// A response of the mock API server: `value` with `status` (kube reads the body
-    /// as JSON whatever its content type says).
-    fn json(status: StatusCode, value: serde_json::Value) -> Response<Body> {
-        let mut response = Response::new(Body::from(value.to_string().into_bytes()));
-        *response.status_mut() = status;
-        response
-    }
+    use crate::cluster::mock::{json, status};
 
     fn config_map(rv: &str, networks: &str) -> serde_json::Value {
         json!({"apiVersion": "v1", "kind": "ConfigMap",
@@ -231,11 +225,7 @@ mod tests {
     }
 
     fn conflict() -> Response<Body> {
-        json(
-            StatusCode::CONFLICT,
-            json!({"apiVersion": "v1", "kind": "Status", "status": "Failure", "reason": "Conflict",
-                "code": 409, "message": "the object has been modified"}),
-        )
+        status(409, "Conflict")
     }
 
     /// A mock API server: the ConfigMap changes (another writer) after every read, as

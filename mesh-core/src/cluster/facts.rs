@@ -464,3 +464,70 @@ fn gateway_service(svc: &Service) -> Option<GatewayService> {
             .and_then(|l| l.get(NETWORK_LABEL).cloned()),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use http::{Request, Response, StatusCode};
+    use kube::client::Body;
+    use serde_json::json;
+
+    use super::*;
+    use crate::cluster::mock;
+
+    /// The requests `read_facts` makes with `permissions` of a cluster without Istio, as
+    /// `METHOD path`; every SelfSubjectAccessReview is allowed.
+    async fn requests(permissions: Permissions) -> Vec<String> {
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let server = tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while let Some((request, send)) = handle.next_request().await {
+                let path = request.uri().path().to_owned();
+                seen.push(format!("{} {path}", request.method()));
+                send.send_response(if path.ends_with("/namespaces/kube-system") {
+                    let ns = json!({"apiVersion": "v1", "kind": "Namespace",
+                        "metadata": {"name": "kube-system", "uid": "u1"}});
+                    mock::json(StatusCode::OK, ns)
+                } else if path.ends_with("/selfsubjectaccessreviews") {
+                    let review = json!({"apiVersion": "authorization.k8s.io/v1",
+                        "kind": "SelfSubjectAccessReview", "spec": {},
+                        "status": {"allowed": true}});
+                    mock::json(StatusCode::CREATED, review)
+                } else {
+                    mock::status(404, "NotFound")
+                });
+            }
+            seen
+        });
+        let client = Client::new(service, "default");
+        let facts = read_facts(&client, "c1", "istio-system", permissions)
+            .await
+            .unwrap();
+        assert_eq!(facts.kube_system_uid.as_deref(), Some("u1"));
+        assert!(facts.istio_namespace.is_none() && facts.denied.is_empty());
+        drop(client);
+        server.await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn only_join_asks_for_write_permissions() {
+        let reviews = |seen: &[String]| {
+            seen.iter()
+                .filter(|r| r.ends_with("/selfsubjectaccessreviews"))
+                .count()
+        };
+        let read_only = requests(Permissions::ReadOnly).await;
+        assert!(
+            read_only.iter().all(|r| r.starts_with("GET ")),
+            "{read_only:?}"
+        );
+        assert_eq!(
+            read_only.len(),
+            3,
+            "kube-system, the Istio namespace, the CRD"
+        );
+        let primary = requests(Permissions::Join(Role::Primary)).await;
+        assert_eq!(reviews(&primary), needed_access(Role::Primary).len());
+        let remote = requests(Permissions::Join(Role::Remote)).await;
+        assert_eq!(reviews(&remote), needed_access(Role::Remote).len());
+    }
+}

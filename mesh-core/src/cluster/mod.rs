@@ -13,6 +13,8 @@
 
 pub(crate) mod api;
 pub(crate) mod facts;
+#[cfg(test)]
+pub(crate) mod mock;
 pub(crate) mod names;
 pub(crate) mod objects;
 
