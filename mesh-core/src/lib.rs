@@ -56,10 +56,12 @@ mod progress;
 mod status;
 mod unjoin;
 
+pub use cluster::facts::read_facts;
 pub use cluster::{
     CACERTS, CONTROL_PLANE_CLUSTERS_ANNOTATION, CROSS_NETWORK_GATEWAY, ClusterFacts,
-    GatewayService, ISTIOD_GATEWAY, ISTIOD_VIRTUAL_SERVICE, MESH_CONFIG_MAP, NETWORK_LABEL,
-    cacerts_secret, cross_network_gateway, expose_istiod, find_gateway, read_facts,
+    GatewayService, ISTIOD_GATEWAY, ISTIOD_VIRTUAL_SERVICE, MANAGED_BY_LABEL, MESH_CONFIG_MAP,
+    NETWORK_LABEL, Permissions, Role, cacerts_secret, cross_network_gateway, default_cluster_id,
+    expose_istiod, find_gateway,
 };
 pub use error::{Error, Problem, Result};
 pub use install::{
@@ -70,5 +72,5 @@ pub use interrupt::Interrupt;
 pub use join::{Change, ClusterSpec, JoinOptions, JoinSummary, JoinedCluster, join};
 pub use networks::{MESH_NETWORKS_KEY, MeshNetworks};
 pub use progress::{Event, EventKind, NoProgress, Progress};
-pub use status::{Check, CheckState, ClusterRow, MeshStatus, StatusOptions, status};
+pub use status::{Check, CheckKind, CheckState, ClusterRow, MeshStatus, StatusOptions, status};
 pub use unjoin::{UnjoinOptions, UnjoinSummary, unjoin};

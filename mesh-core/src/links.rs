@@ -111,7 +111,7 @@ pub(crate) fn token_subject(token: &SecretString) -> Option<TokenSubject> {
 /// kubectl-mesh's field manager alone proves nothing: an apply may have gone over an
 /// object somebody else made.
 pub(crate) fn managed_by_us(meta: &ObjectMeta) -> bool {
-    let (key, value) = mesh_kubeconfig::MANAGED_BY_LABEL;
+    let (key, value) = crate::cluster::MANAGED_BY_LABEL;
     meta.labels
         .as_ref()
         .is_some_and(|l| l.get(key).map(String::as_str) == Some(value))
@@ -232,7 +232,7 @@ mod tests {
         assert!(!managed_by_us(&meta));
         assert!(!managed_by_us(&ObjectMeta::default()));
         let labelled = ObjectMeta {
-            labels: Some(crate::cluster::owned_labels()),
+            labels: Some(crate::cluster::names::owned_labels()),
             ..ObjectMeta::default()
         };
         assert!(managed_by_us(&labelled));

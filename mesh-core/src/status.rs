@@ -20,7 +20,7 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::jiff::Timestamp;
 use kube::{Api, Client};
 use mesh_certs::RootSet;
@@ -28,7 +28,9 @@ use mesh_kubeconfig::Kubeconfigs;
 use secrecy::ExposeSecret;
 use serde::Serialize;
 
-use crate::cluster::{self, CACERTS, MESH_CONFIG_MAP, NETWORK_LABEL};
+use crate::cluster::{
+    self, CACERTS, MESH_CONFIG_MAP, NETWORK_LABEL, Permissions, Role, default_cluster_id,
+};
 use crate::error::{Result, kube};
 use crate::links;
 use crate::networks::MeshNetworks;
@@ -73,10 +75,11 @@ impl StatusOptions {
 /// One cluster of the mesh.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ClusterRow {
-    /// The cluster ID (istiod's `CLUSTER_ID` for the primary; the data key for a remote).
+    /// The cluster ID (the primary's [`default_cluster_id`]: istiod's `CLUSTER_ID`, else
+    /// its context as a DNS-1123 label; the data key for a remote).
     pub cluster_id: String,
-    /// `primary` or `remote`.
-    pub role: String,
+    /// Whether it runs the control plane.
+    pub role: Role,
     /// The user's context for it, if the kubeconfig has one with the same API server.
     pub context: Option<String>,
     /// The remote Secret that links it (`namespace/name`), for remotes.
@@ -103,13 +106,99 @@ pub enum CheckState {
     Fail,
 }
 
+/// What status checks, each with a stable kebab-case id (JSON and YAML show the id;
+/// the text table shows [`CheckKind::name`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum CheckKind {
+    /// The primary runs istiod (its Deployment or its mesh config is there).
+    Istiod,
+    /// The primary's `istio` ConfigMap has a `meshNetworks` that parses.
+    MeshNetworks,
+    /// The primary has at least one remote secret (else the mesh has one cluster).
+    Remotes,
+    /// A link's stored kubeconfig is usable (inline credentials only, https), reaches
+    /// its cluster, authenticates, and grants what istiod reads and no more; or the
+    /// link is keyed with the primary's own ID.
+    Credentials,
+    /// A link's stored kubeconfig verifies the server's certificate.
+    Tls,
+    /// A link's token does not expire within the warning window.
+    TokenExpiry,
+    /// A remote's Istio namespace could be read (with the user's context or the link's).
+    RemoteRead,
+    /// The cluster's `cacerts` holds a readable root, shared with the primary's.
+    Roots,
+    /// The cluster declares a network and `meshNetworks` lists it there, with a gateway.
+    Network,
+    /// The cluster's east-west gateway Service has the address `meshNetworks` lists.
+    Gateway,
+    /// A remote-profile cluster's `istiod` Service leads to the primary's east-west gateway.
+    ControlPlane,
+}
+
+impl CheckKind {
+    /// Every check, in the order status makes them for a cluster.
+    pub const ALL: [CheckKind; 11] = [
+        CheckKind::Istiod,
+        CheckKind::MeshNetworks,
+        CheckKind::Remotes,
+        CheckKind::Credentials,
+        CheckKind::Tls,
+        CheckKind::TokenExpiry,
+        CheckKind::RemoteRead,
+        CheckKind::Roots,
+        CheckKind::Network,
+        CheckKind::Gateway,
+        CheckKind::ControlPlane,
+    ];
+
+    /// The stable id, e.g. `token-expiry`.
+    pub fn id(self) -> &'static str {
+        match self {
+            CheckKind::Istiod => "istiod",
+            CheckKind::MeshNetworks => "mesh-networks",
+            CheckKind::Remotes => "remotes",
+            CheckKind::Credentials => "credentials",
+            CheckKind::Tls => "tls",
+            CheckKind::TokenExpiry => "token-expiry",
+            CheckKind::RemoteRead => "remote-read",
+            CheckKind::Roots => "roots",
+            CheckKind::Network => "network",
+            CheckKind::Gateway => "gateway",
+            CheckKind::ControlPlane => "control-plane",
+        }
+    }
+
+    /// The check in words, as a table shows it, e.g. `token expiry`.
+    pub fn name(self) -> &'static str {
+        match self {
+            CheckKind::MeshNetworks => "meshNetworks",
+            CheckKind::TokenExpiry => "token expiry",
+            CheckKind::RemoteRead => "read",
+            CheckKind::ControlPlane => "control plane",
+            other => other.id(),
+        }
+    }
+}
+
+impl std::fmt::Display for CheckKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.id())
+    }
+}
+
 /// One check of one cluster.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Check {
     /// The cluster ID.
     pub cluster: String,
-    /// The check: `credentials`, `token expiry`, `roots`, `network`, `gateway`, ...
-    pub check: String,
+    /// Whether that cluster is the primary or a remote.
+    pub role: Role,
+    /// What was checked (serialized as its id, under `check`).
+    #[serde(rename = "check")]
+    pub kind: CheckKind,
     /// Its outcome.
     pub state: CheckState,
     /// What was found.
@@ -146,6 +235,44 @@ struct Seen {
     address: Option<(String, u16)>,
 }
 
+impl Seen {
+    /// What the Istio `namespace`, `cacerts` and the east-west `gateway` (with its
+    /// `address` now) say.
+    fn new(
+        namespace: Option<&Namespace>,
+        cacerts: Option<&Secret>,
+        gateway: Option<cluster::GatewayService>,
+        address: Option<(String, u16)>,
+    ) -> Seen {
+        let network = namespace
+            .and_then(|n| n.metadata.labels.as_ref()?.get(NETWORK_LABEL).cloned())
+            .or_else(|| gateway.as_ref()?.network_label.clone());
+        Seen {
+            network,
+            has_cacerts: cacerts.is_some(),
+            roots: cacerts
+                .and_then(|s| s.data.as_ref()?.get("root-cert.pem"))
+                .and_then(|pem| RootSet::from_pem(&pem.0).ok()),
+            gateway,
+            address,
+        }
+    }
+}
+
+/// Where `gateway` can be reached now, if there is one.
+async fn address_now(
+    client: &Client,
+    ctx: &str,
+    ns: &str,
+    gateway: Option<&cluster::GatewayService>,
+) -> Result<Option<(String, u16)>> {
+    match gateway {
+        Some(gw) => links::gateway_address_now(client, ctx, ns, gw).await,
+        None => Ok(None),
+    }
+}
+
+/// Reads what status needs of a remote's Istio namespace.
 async fn see(client: &Client, ctx: &str, ns: &str) -> Result<Seen> {
     let namespace = Api::<Namespace>::all(client.clone())
         .get_opt(ns)
@@ -156,22 +283,13 @@ async fn see(client: &Client, ctx: &str, ns: &str) -> Result<Seen> {
         .await
         .map_err(|e| kube(ctx, format!("reading Secret {ns}/{CACERTS}"), e))?;
     let gateway = cluster::find_gateway(client, ctx, ns).await?;
-    let address = match &gateway {
-        Some(gw) => links::gateway_address_now(client, ctx, ns, gw).await?,
-        None => None,
-    };
-    let network = namespace
-        .and_then(|n| n.metadata.labels?.get(NETWORK_LABEL).cloned())
-        .or_else(|| gateway.as_ref()?.network_label.clone());
-    Ok(Seen {
-        network,
-        has_cacerts: cacerts.is_some(),
-        roots: cacerts
-            .and_then(|s| s.data?.get("root-cert.pem").cloned())
-            .and_then(|pem| RootSet::from_pem(&pem.0).ok()),
+    let address = address_now(client, ctx, ns, gateway.as_ref()).await?;
+    Ok(Seen::new(
+        namespace.as_ref(),
+        cacerts.as_ref(),
         gateway,
         address,
-    })
+    ))
 }
 
 fn same_server(a: &str, b: &str) -> bool {
@@ -179,26 +297,36 @@ fn same_server(a: &str, b: &str) -> bool {
         .eq_ignore_ascii_case(b.trim_end_matches('/'))
 }
 
+/// The checks of one cluster, as they are made.
 struct Checks<'a> {
     cluster: &'a str,
+    role: Role,
     out: Vec<Check>,
 }
 
-impl Checks<'_> {
-    fn add(&mut self, check: &str, state: CheckState, message: String, hint: Option<String>) {
+impl<'a> Checks<'a> {
+    fn new(cluster: &'a str, role: Role) -> Checks<'a> {
+        Checks {
+            cluster,
+            role,
+            out: Vec::new(),
+        }
+    }
+    fn add(&mut self, kind: CheckKind, state: CheckState, message: String, hint: Option<String>) {
         self.out.push(Check {
             cluster: self.cluster.to_owned(),
-            check: check.to_owned(),
+            role: self.role,
+            kind,
             state,
             message,
             hint,
         });
     }
-    fn pass(&mut self, check: &str, message: String) {
-        self.add(check, CheckState::Pass, message, None);
+    fn pass(&mut self, kind: CheckKind, message: String) {
+        self.add(kind, CheckState::Pass, message, None);
     }
-    fn fail(&mut self, check: &str, message: String, hint: String) {
-        self.add(check, CheckState::Fail, message, Some(hint));
+    fn fail(&mut self, kind: CheckKind, message: String, hint: String) {
+        self.add(kind, CheckState::Fail, message, Some(hint));
     }
 }
 
@@ -213,7 +341,10 @@ impl Checks<'_> {
 /// let kubeconfigs = Kubeconfigs::load(&KubeconfigSource::Default)?;
 /// let mesh = status(&kubeconfigs, &StatusOptions::new("cluster1")).await?;
 /// for c in mesh.checks.iter().filter(|c| c.state == mesh_core::CheckState::Fail) {
-///     eprintln!("✗ {} {}: {}", c.cluster, c.check, c.message);
+///     eprintln!("✗ {} {}: {}", c.cluster, c.kind.name(), c.message);
+///     if c.kind == mesh_core::CheckKind::Roots {
+///         eprintln!("  (the clusters' cacerts do not share a root)");
+///     }
 /// }
 /// # Ok(()) }
 /// ```
@@ -221,17 +352,21 @@ pub async fn status(kubeconfigs: &Kubeconfigs, opts: &StatusOptions) -> Result<M
     let ns = opts.namespace.as_str();
     let pctx = opts.primary.as_str();
     let primary = kubeconfigs.client(pctx, opts.request_timeout).await?;
-    let facts = cluster::read_facts(&primary, pctx, ns, false).await?;
-    let primary_id = facts
-        .istiod_cluster_id
-        .clone()
-        .unwrap_or_else(|| "Kubernetes".into());
-    let seen = see(&primary, pctx, ns).await?;
-    let cm = Api::<ConfigMap>::namespaced(primary.clone(), ns)
-        .get_opt(MESH_CONFIG_MAP)
-        .await
-        .map_err(|e| kube(pctx, format!("reading ConfigMap {ns}/{MESH_CONFIG_MAP}"), e))?;
-    let networks = cm.as_ref().map(MeshNetworks::from_config_map);
+    // The primary, read once: what its checks and every link's compare with.
+    let facts = cluster::facts::read_facts(&primary, pctx, ns, Permissions::ReadOnly).await?;
+    facts.require_readable()?;
+    let primary_id = default_cluster_id(Role::Primary, pctx, facts.istiod_cluster_id.as_deref());
+    let address = address_now(&primary, pctx, ns, facts.gateway.as_ref()).await?;
+    let seen = Seen::new(
+        facts.istio_namespace.as_ref(),
+        facts.cacerts.as_ref(),
+        facts.gateway.clone(),
+        address,
+    );
+    let networks = facts
+        .mesh_config
+        .as_ref()
+        .map(MeshNetworks::from_config_map);
     let secrets = links::remote_secrets(&primary, pctx, ns).await?;
     let all_links: Vec<links::Link> = links::links(&secrets)
         .into_iter()
@@ -245,16 +380,13 @@ pub async fn status(kubeconfigs: &Kubeconfigs, opts: &StatusOptions) -> Result<M
         .filter_map(|c| Some((c.to_owned(), kubeconfigs.resolve(c).ok()?.server)))
         .collect();
     // The primary.
-    let mut checks = Checks {
-        cluster: &primary_id,
-        out: Vec::new(),
-    };
+    let mut checks = Checks::new(&primary_id, Role::Primary);
     let primary_server = kubeconfigs.resolve(pctx).ok().map(|r| r.server);
     let mesh_networks = match &networks {
         Some(Ok(n)) => Some(n.clone()),
         Some(Err(reason)) => {
             checks.fail(
-                "meshNetworks",
+                CheckKind::MeshNetworks,
                 format!(
                     "ConfigMap {ns}/{MESH_CONFIG_MAP} key meshNetworks does not parse: {reason}"
                 ),
@@ -266,14 +398,14 @@ pub async fn status(kubeconfigs: &Kubeconfigs, opts: &StatusOptions) -> Result<M
     };
     if facts.istiod_cluster_id.is_none() && !facts.has_mesh_config {
         checks.fail(
-            "istiod",
+            CheckKind::Istiod,
             format!("no istiod in {ns} of {pctx}"),
             "install istiod in the primary (helm install istiod)".into(),
         );
     }
     if all_links.is_empty() {
         checks.add(
-            "remotes",
+            CheckKind::Remotes,
             CheckState::Warn,
             format!(
                 "no remote secret (label istio/multiCluster=true) in {ns}: the mesh has one cluster"
@@ -287,18 +419,21 @@ pub async fn status(kubeconfigs: &Kubeconfigs, opts: &StatusOptions) -> Result<M
     if !all_links.is_empty() {
         if !seen.has_cacerts {
             checks.fail(
-                "roots",
+                CheckKind::Roots,
                 format!("no Secret {ns}/{CACERTS}: istiod signs with a self-signed root no other cluster trusts"),
                 format!("kubectl mesh join REMOTE --primary {pctx} --certs DIR (see kubectl mesh certs generate)"),
             );
         } else if seen.roots.is_none() {
             checks.fail(
-                "roots",
+                CheckKind::Roots,
                 format!("Secret {ns}/{CACERTS} has no readable root-cert.pem"),
                 "kubectl mesh certs check DIR on the bundle you plugged in".into(),
             );
         } else {
-            checks.pass("roots", format!("Secret {ns}/{CACERTS} holds a root"));
+            checks.pass(
+                CheckKind::Roots,
+                format!("Secret {ns}/{CACERTS} holds a root"),
+            );
         }
         let hint = format!("kubectl mesh join REMOTE --primary {pctx}");
         check_network(
@@ -311,7 +446,7 @@ pub async fn status(kubeconfigs: &Kubeconfigs, opts: &StatusOptions) -> Result<M
     }
     let mut rows = vec![ClusterRow {
         cluster_id: primary_id.clone(),
-        role: "primary".into(),
+        role: Role::Primary,
         context: Some(pctx.to_owned()),
         secret: None,
         network: seen.network.clone(),
@@ -387,13 +522,10 @@ async fn check_link(cx: &Cx<'_>, link: &links::Link) -> (ClusterRow, Vec<Check>)
     let join_hint = |c: Option<&str>, id: &str| cx.join_hint(c, id);
 
     let id = link.key.as_str();
-    let mut checks = Checks {
-        cluster: id,
-        out: Vec::new(),
-    };
+    let mut checks = Checks::new(id, Role::Remote);
     let mut row = ClusterRow {
         cluster_id: id.to_owned(),
-        role: "remote".into(),
+        role: Role::Remote,
         context: None,
         secret: Some(format!("{ns}/{}", link.secret)),
         network: None,
@@ -403,7 +535,7 @@ async fn check_link(cx: &Cx<'_>, link: &links::Link) -> (ClusterRow, Vec<Check>)
     };
     if id == primary_id {
         checks.add(
-            "credentials",
+            CheckKind::Credentials,
             CheckState::Warn,
             format!("remote Secret {ns}/{} is keyed with the primary's own cluster ID; istiod ignores it", link.secret),
             Some(format!("kubectl delete secret {} -n {ns} --context {pctx}", link.secret)),
@@ -421,7 +553,7 @@ async fn check_link(cx: &Cx<'_>, link: &links::Link) -> (ClusterRow, Vec<Check>)
                 "is not a kubeconfig"
             };
             checks.fail(
-                "credentials",
+                CheckKind::Credentials,
                 format!("remote Secret {ns}/{} key {id} {what}: {e}", link.secret),
                 format!(
                     "replace it with one that holds inline credentials only: {}",
@@ -441,7 +573,7 @@ async fn check_link(cx: &Cx<'_>, link: &links::Link) -> (ClusterRow, Vec<Check>)
         && let Err(e) = mesh_kubeconfig::require_https(s, opts.allow_plain_http)
     {
         checks.fail(
-            "credentials",
+            CheckKind::Credentials,
             format!(
                 "remote Secret {ns}/{} key {id} was not used: {e}",
                 link.secret
@@ -452,7 +584,7 @@ async fn check_link(cx: &Cx<'_>, link: &links::Link) -> (ClusterRow, Vec<Check>)
     }
     if resolved.as_ref().is_ok_and(|r| r.insecure_skip_tls_verify) {
         checks.add(
-            "tls",
+            CheckKind::Tls,
             CheckState::Warn,
             format!(
                 "remote Secret {ns}/{} key {id} skips TLS verification (insecure-skip-tls-verify: true): istiod sends its token to whoever answers at {}",
@@ -471,14 +603,14 @@ async fn check_link(cx: &Cx<'_>, link: &links::Link) -> (ClusterRow, Vec<Check>)
         .await
     {
         Ok(v) if v.is_ok() => checks.pass(
-            "credentials",
+            CheckKind::Credentials,
             format!(
                 "authenticates as {}, may read what istiod reads, and may not change Services, EndpointSlices, pods, namespaces or Secrets",
                 v.user
             ),
         ),
         Ok(v) => checks.fail(
-            "credentials",
+            CheckKind::Credentials,
             format!(
                 "authenticates as {}, but {}",
                 v.user,
@@ -487,7 +619,7 @@ async fn check_link(cx: &Cx<'_>, link: &links::Link) -> (ClusterRow, Vec<Check>)
             hint.clone(),
         ),
         Err(e) => checks.fail(
-            "credentials",
+            CheckKind::Credentials,
             format!("{e}"),
             format!("the token or server no longer works; recreate it: {hint}"),
         ),
@@ -497,21 +629,21 @@ async fn check_link(cx: &Cx<'_>, link: &links::Link) -> (ClusterRow, Vec<Check>)
         Some(t) => t.to_string(),
     });
     match expiry {
-        None => checks.pass("token expiry", "the token does not expire".into()),
+        None => checks.pass(CheckKind::TokenExpiry, "the token does not expire".into()),
         Some(t) if t <= now => checks.fail(
-            "token expiry",
+            CheckKind::TokenExpiry,
             format!("the token expired at {t}"),
             hint.clone(),
         ),
         Some(t) if (t.as_second() - now.as_second()) as u64 <= opts.expiry_warning.as_secs() => {
             checks.add(
-                "token expiry",
+                CheckKind::TokenExpiry,
                 CheckState::Warn,
                 format!("the token expires at {t}"),
                 Some(format!("renew it before then: {hint}")),
             )
         }
-        Some(t) => checks.pass("token expiry", format!("the token expires at {t}")),
+        Some(t) => checks.pass(CheckKind::TokenExpiry, format!("the token expires at {t}")),
     }
 
     // Read the remote: with the user's context, else with the link's credentials.
@@ -537,7 +669,7 @@ async fn check_link(cx: &Cx<'_>, link: &links::Link) -> (ClusterRow, Vec<Check>)
         Ok(s) => s,
         Err(e) => {
             checks.fail(
-                "read",
+                CheckKind::RemoteRead,
                 format!("cannot read its Istio namespace: {e}"),
                 match &context {
                     Some(c) => format!(
@@ -573,15 +705,15 @@ async fn check_link(cx: &Cx<'_>, link: &links::Link) -> (ClusterRow, Vec<Check>)
     );
     match (&seen_primary.roots, &remote_seen.roots) {
         (_, None) if !remote_seen.has_cacerts => {
-            checks.fail("roots", no_cacerts, format!("{hint} --certs DIR"));
+            checks.fail(CheckKind::Roots, no_cacerts, format!("{hint} --certs DIR"));
         }
         (_, None) => {
             let msg = format!("Secret {ns}/{CACERTS} has no readable root-cert.pem");
-            checks.fail("roots", msg, roots_hint());
+            checks.fail(CheckKind::Roots, msg, roots_hint());
         }
         (None, Some(_)) => {
             let msg = "the primary has no readable root to compare with".into();
-            checks.fail("roots", msg, roots_hint());
+            checks.fail(CheckKind::Roots, msg, roots_hint());
         }
         (Some(p), Some(r)) => {
             let sets = [("the primary", p.clone()), (id, r.clone())];
@@ -593,10 +725,10 @@ async fn check_link(cx: &Cx<'_>, link: &links::Link) -> (ClusterRow, Vec<Check>)
                     .map(|f| f.chars().take(16).collect())
                     .unwrap_or_default();
                 let msg = format!("its cacerts shares the primary's root (SHA-256 {fp}…)");
-                checks.pass("roots", msg);
+                checks.pass(CheckKind::Roots, msg);
             } else {
                 let msg = "its cacerts root differs from the primary's: cross-cluster mTLS fails";
-                checks.fail("roots", msg.into(), roots_hint());
+                checks.fail(CheckKind::Roots, msg.into(), roots_hint());
             }
         }
     }
@@ -609,12 +741,12 @@ async fn check_link(cx: &Cx<'_>, link: &links::Link) -> (ClusterRow, Vec<Check>)
     {
         if targets.contains(addr) {
             checks.pass(
-                "control plane",
+                CheckKind::ControlPlane,
                 format!("its istiod Service leads to the primary's east-west gateway {addr}"),
             );
         } else {
             checks.fail(
-                "control plane",
+                CheckKind::ControlPlane,
                 format!(
                     "its istiod Service leads to {} but the primary's east-west gateway is {addr}: its proxies cannot reach istiod",
                     if targets.is_empty() { "nowhere".to_owned() } else { targets.join(", ") }
@@ -646,27 +778,27 @@ fn check_network(
         .unwrap_or_default();
     match (&seen.network, &listed) {
         (None, _) => checks.fail(
-            "network",
+            CheckKind::Network,
             format!("its Istio namespace has no {NETWORK_LABEL} label"),
             hint.to_owned(),
         ),
         (Some(_), None) => checks.fail(
-            "network",
+            CheckKind::Network,
             format!("meshNetworks does not list cluster {id}"),
             hint.to_owned(),
         ),
         (Some(label), Some(listed)) if label != listed => checks.fail(
-            "network",
+            CheckKind::Network,
             format!("its namespace says network {label}, but meshNetworks lists it under {listed}"),
             hint.to_owned(),
         ),
         (Some(label), Some(_)) if gateways.is_empty() => checks.fail(
-            "network",
+            CheckKind::Network,
             format!("meshNetworks network {label} has no gateway: other networks cannot reach it"),
             hint.to_owned(),
         ),
         (Some(label), Some(_)) => checks.pass(
-            "network",
+            CheckKind::Network,
             format!(
                 "network {label}, listed in meshNetworks with gateway {}",
                 gateways
@@ -679,7 +811,7 @@ fn check_network(
     }
     match (&seen.gateway, &seen.address) {
         (None, _) => checks.fail(
-            "gateway",
+            CheckKind::Gateway,
             "no east-west gateway Service (label istio=eastwestgateway)".into(),
             "install Istio's east-west gateway (helm install istio-eastwestgateway istio/gateway)"
                 .into(),
@@ -690,7 +822,7 @@ fn check_network(
                 .is_some_and(|np| gateways.iter().any(|(_, p)| *p == np));
             if by_node_port {
                 checks.pass(
-                    "gateway",
+                    CheckKind::Gateway,
                     format!(
                         "Service {} is reached by node port {}",
                         gw.name,
@@ -699,7 +831,7 @@ fn check_network(
                 );
             } else {
                 checks.fail(
-                    "gateway",
+                    CheckKind::Gateway,
                     format!(
                         "Service {} has no LoadBalancer address or external IP",
                         gw.name
@@ -712,12 +844,12 @@ fn check_network(
         (Some(gw), Some((addr, port))) => {
             if listed.is_none() || gateways.iter().any(|(a, p)| a == addr && p == port) {
                 checks.pass(
-                    "gateway",
+                    CheckKind::Gateway,
                     format!("Service {} has address {addr}:{port}", gw.name),
                 );
             } else {
                 checks.fail(
-                    "gateway",
+                    CheckKind::Gateway,
                     format!("Service {} has address {addr}:{port}, but meshNetworks routes its network via {}", gw.name, gateways.iter().map(|(a, p)| format!("{a}:{p}")).collect::<Vec<_>>().join(", ")),
                     hint.to_owned(),
                 );
@@ -746,14 +878,11 @@ mod tests {
         }
     }
 
-    fn run(seen: &Seen, networks: &str) -> Vec<(String, CheckState)> {
+    fn run(seen: &Seen, networks: &str) -> Vec<(CheckKind, CheckState)> {
         let n = MeshNetworks::parse(networks).unwrap();
-        let mut c = Checks {
-            cluster: "c2",
-            out: Vec::new(),
-        };
+        let mut c = Checks::new("c2", Role::Remote);
         check_network(&mut c, seen, "c2", Some(&n), "kubectl mesh join cluster2");
-        c.out.into_iter().map(|c| (c.check, c.state)).collect()
+        c.out.into_iter().map(|c| (c.kind, c.state)).collect()
     }
 
     const GOOD: &str = "networks:\n  n2:\n    endpoints:\n    - fromRegistry: c2\n    gateways:\n    - address: 127.0.2.100\n      port: 15443\n";
@@ -764,46 +893,68 @@ mod tests {
         assert_eq!(
             run(&s, GOOD),
             [
-                ("network".into(), CheckState::Pass),
-                ("gateway".into(), CheckState::Pass)
+                (CheckKind::Network, CheckState::Pass),
+                (CheckKind::Gateway, CheckState::Pass)
             ]
         );
     }
 
     #[test]
     fn missing_labels_entries_and_moved_gateways_fail() {
-        let fail = |s: &Seen, n: &str, which: &str| {
+        let fail = |s: &Seen, n: &str, which: CheckKind| {
             run(s, n)
                 .iter()
-                .any(|(c, st)| c == which && *st == CheckState::Fail)
+                .any(|(c, st)| *c == which && *st == CheckState::Fail)
         };
         assert!(fail(
             &seen(None, Some(("127.0.2.100", 15443))),
             GOOD,
-            "network"
+            CheckKind::Network
         ));
         assert!(fail(
             &seen(Some("n2"), Some(("127.0.2.100", 15443))),
             "networks: {}",
-            "network"
+            CheckKind::Network
         ));
         assert!(fail(
             &seen(Some("n3"), Some(("127.0.2.100", 15443))),
             GOOD,
-            "network"
+            CheckKind::Network
         ));
         assert!(fail(
             &seen(Some("n2"), Some(("10.0.0.9", 15443))),
             GOOD,
-            "gateway"
+            CheckKind::Gateway
         ));
-        assert!(fail(&seen(Some("n2"), None), GOOD, "gateway"));
+        assert!(fail(&seen(Some("n2"), None), GOOD, CheckKind::Gateway));
         let no_gw = "networks:\n  n2:\n    endpoints:\n    - fromRegistry: c2\n";
         assert!(fail(
             &seen(Some("n2"), Some(("127.0.2.100", 15443))),
             no_gw,
-            "network"
+            CheckKind::Network
         ));
+    }
+
+    #[test]
+    fn check_ids_are_what_json_shows_and_unique() {
+        let mut ids = std::collections::BTreeSet::new();
+        for kind in CheckKind::ALL {
+            assert_eq!(
+                serde_json::to_value(kind).unwrap(),
+                kind.id(),
+                "serde and id() agree"
+            );
+            assert!(
+                kind.id()
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c == '-'),
+                "{} is kebab-case",
+                kind.id()
+            );
+            assert!(ids.insert(kind.id()), "{} is unique", kind.id());
+        }
+        assert_eq!(CheckKind::TokenExpiry.name(), "token expiry");
+        assert_eq!(serde_json::to_value(Role::Remote).unwrap(), "remote");
     }
 
     #[test]

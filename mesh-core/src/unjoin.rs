@@ -46,7 +46,6 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::api::{DeleteParams, DynamicObject, ObjectMeta, Patch, PatchParams, Preconditions};
@@ -56,8 +55,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 
 use crate::cluster::{
-    self, CACERTS, CONTROL_PLANE_CLUSTERS_ANNOTATION, CROSS_NETWORK_GATEWAY, MESH_CONFIG_MAP,
-    NETWORK_LABEL,
+    self, Attempt, CACERTS, CONTROL_PLANE_CLUSTERS_ANNOTATION, CROSS_NETWORK_GATEWAY,
+    MESH_CONFIG_MAP, NETWORK_LABEL, Permissions, Role, default_cluster_id,
 };
 use crate::error::{Error, Result, kube};
 use crate::links::{self, TokenSubject};
@@ -111,11 +110,12 @@ impl UnjoinOptions {
         }
     }
 
-    /// The cluster ID the remote secret is found by.
+    /// The cluster ID the remote secret is found by: [`UnjoinOptions::cluster_name`]
+    /// if set, else the remote's [`default_cluster_id`].
     pub fn cluster_name(&self) -> String {
         self.cluster_name
             .clone()
-            .unwrap_or_else(|| mesh_kubeconfig::dns1123_label(&self.remote))
+            .unwrap_or_else(|| default_cluster_id(Role::Remote, &self.remote, None))
     }
 }
 
@@ -171,6 +171,62 @@ impl Run<'_> {
             Err(e) => Err(kube(ctx, format!("deleting {what}"), e)),
         }
     }
+
+    /// Deletes `name` (`what`, for messages) when kubectl-mesh made it; one somebody
+    /// else made is kept, with a warning under `step` (none: silently). Returns whether
+    /// it was deleted (in a dry run: would be).
+    async fn delete_if_ours<K>(
+        &self,
+        api: &Api<K>,
+        ctx: &str,
+        step: Option<&str>,
+        what: &str,
+        name: &str,
+    ) -> Result<bool>
+    where
+        K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    {
+        match find(api, ctx, what, name).await? {
+            Found::Ours(object) => {
+                self.delete(api, ctx, what, object.meta()).await?;
+                Ok(true)
+            }
+            Found::Foreign => {
+                if let Some(step) = step {
+                    let kept = format!("kept {what}: kubectl-mesh did not create it");
+                    self.warn(ctx, step, kept);
+                }
+                Ok(false)
+            }
+            Found::Missing => Ok(false),
+        }
+    }
+}
+
+/// An object unjoin may remove, as read.
+enum Found<K> {
+    /// It carries kubectl-mesh's ownership label: kubectl-mesh made it.
+    Ours(K),
+    /// Somebody else made it: it stays.
+    Foreign,
+    /// There is none.
+    Missing,
+}
+
+/// Reads `name` (`what`, for messages) and says whether kubectl-mesh made it.
+async fn find<K>(api: &Api<K>, ctx: &str, what: &str, name: &str) -> Result<Found<K>>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let found = api
+        .get_opt(name)
+        .await
+        .map_err(|e| kube(ctx, format!("reading {what}"), e))?;
+    Ok(match found {
+        Some(object) if links::managed_by_us(object.meta()) => Found::Ours(object),
+        Some(_) => Found::Foreign,
+        None => Found::Missing,
+    })
 }
 
 /// Takes the remote out of the primary's mesh: the primary's side first (so istiod
@@ -215,13 +271,18 @@ pub async fn unjoin(
     let started = Instant::now();
     run.emit(pctx, "preflight", EventKind::Started, started);
     let primary = kubeconfigs.client(pctx, opts.request_timeout).await?;
+    // The primary, read once: istiod's cluster ID, meshNetworks (the ConfigMap the
+    // meshNetworks step then changes without reading it again), and the remote secrets.
+    let facts = cluster::facts::read_facts(&primary, pctx, ns, Permissions::ReadOnly).await?;
+    facts.require_readable()?;
     let secrets = links::remote_secrets(&primary, pctx, ns).await?;
     run.emit(pctx, "preflight", EventKind::Unchanged, started);
     run.emit(rctx, "preflight", EventKind::Started, started);
-    let remote = match reach(kubeconfigs, rctx, ns, opts.request_timeout).await {
-        Ok(client) => {
+    // The remote's Istio namespace comes with reaching it.
+    let (remote, remote_ns) = match reach(kubeconfigs, rctx, ns, opts.request_timeout).await {
+        Ok((client, namespace)) => {
             run.emit(rctx, "preflight", EventKind::Unchanged, started);
-            Some(client)
+            (Some(client), namespace)
         }
         Err(err) => {
             run.warn(
@@ -233,7 +294,7 @@ pub async fn unjoin(
                     if opts.purge { "" } else { "s" },
                 ),
             );
-            None
+            (None, None)
         }
     };
 
@@ -276,18 +337,15 @@ pub async fn unjoin(
     // What proves this remote was joined to this primary when no link names it: its
     // meshNetworks entry, or the remote's control-plane annotation (set by kubectl-mesh)
     // naming this primary — a join that stopped before its last step leaves both.
-    let primary_id = primary_cluster_id(&primary, pctx, ns).await?;
-    let networks = read_networks(&primary, pctx, ns).await?;
+    let primary_id = default_cluster_id(Role::Primary, pctx, facts.istiod_cluster_id.as_deref());
+    let networks = facts
+        .mesh_config
+        .as_ref()
+        .map(|cm| read_mesh_networks(cm, pctx, ns, "unjoin"))
+        .transpose()?;
     let in_mesh_networks = networks
         .as_ref()
         .is_some_and(|n| n.network_of(&name).is_some());
-    let remote_ns = match &remote {
-        Some(client) => Api::<Namespace>::all(client.clone())
-            .get_opt(ns)
-            .await
-            .map_err(|e| kube(rctx, format!("reading namespace {ns}"), e))?,
-        None => None,
-    };
     let control_planes = remote_ns
         .as_ref()
         .map(|n| crate::join::control_plane_clusters(Some(&n.metadata)))
@@ -331,7 +389,8 @@ pub async fn unjoin(
                 "nothing links cluster name {name} to {pctx}: no remote secret for it, no meshNetworks entry, and {rctx}'s namespace {ns} names no control plane {primary_id}; nothing was removed. If it was joined under another name, pass --cluster-name; else remove by hand what you know is this join's"
             );
             if let Some(client) = &remote {
-                for cmd in leftovers(client, rctx, ns, false).await? {
+                let version = cluster::gateway_crd_version(client, rctx).await?;
+                for cmd in leftovers(client, rctx, ns, false, version.as_deref()).await? {
                     problems.push(crate::Problem {
                         cluster: rctx.to_owned(),
                         message: cmd,
@@ -339,7 +398,8 @@ pub async fn unjoin(
                 }
             }
             if all_links.is_empty() {
-                for cmd in leftovers(&primary, pctx, ns, true).await? {
+                let version = facts.gateway_crd_version.as_deref();
+                for cmd in leftovers(&primary, pctx, ns, true, version).await? {
                     problems.push(crate::Problem {
                         cluster: pctx.to_owned(),
                         message: cmd,
@@ -420,7 +480,8 @@ pub async fn unjoin(
     }
     let primary_entry = purge_primary.then_some(primary_id.as_str());
     run.step_listing(pctx, "meshNetworks", async {
-        remove_from_mesh_networks(&run, &primary, &name, primary_entry).await
+        let read = facts.mesh_config.clone();
+        remove_from_mesh_networks(&run, &primary, read, &name, primary_entry).await
     })
     .await?;
 
@@ -485,7 +546,9 @@ pub async fn unjoin(
                     remove_reader_account(&run, remote, &account, &others_use_sa).await
                 })
                 .await?;
-                purge_membership(&run, remote, rctx, Some(primary_id.as_str())).await?;
+                let version = cluster::gateway_crd_version(remote, rctx).await?;
+                let primary_id = Some(primary_id.as_str());
+                purge_membership(&run, remote, rctx, primary_id, version.as_deref()).await?;
             } else if opts.purge {
                 // This primary's own entry in the remote's control-plane list is ours
                 // alone, whoever else still uses the cluster.
@@ -495,7 +558,8 @@ pub async fn unjoin(
         }
     }
     if purge_primary {
-        purge_membership(&run, &primary, pctx, None).await?;
+        let version = facts.gateway_crd_version.as_deref();
+        purge_membership(&run, &primary, pctx, None, version).await?;
     } else if opts.purge {
         tracing::info!("other remotes remain in {pctx}: its own mesh setup stays");
     }
@@ -512,21 +576,22 @@ pub async fn unjoin(
     })
 }
 
-/// A client for `context` that has answered one request.
+/// A client for `context` that has answered one request: the Istio namespace `ns`
+/// (returned with it; `None`: there is none).
 async fn reach(
     kubeconfigs: &Kubeconfigs,
     context: &str,
     ns: &str,
     timeout: Option<Duration>,
-) -> Result<Client> {
+) -> Result<(Client, Option<Namespace>)> {
     let client = kubeconfigs
         .client(context, timeout.or(Some(Duration::from_secs(10))))
         .await?;
-    Api::<Namespace>::all(client.clone())
+    let namespace = Api::<Namespace>::all(client.clone())
         .get_opt(ns)
         .await
         .map_err(|e| kube(context, "reaching the API server", e))?;
-    Ok(client)
+    Ok((client, namespace))
 }
 
 /// A remote secret marked for a cluster: by its name (`istio-remote-secret-<name>`), its
@@ -542,10 +607,11 @@ struct Matched {
 }
 
 /// Removes `keys` (and the cluster annotation when it names `cluster_name`) from a remote
-/// Secret that holds other clusters too. A JSON merge patch touches only those keys, and
+/// Secret that holds other clusters too. A JSON merge patch touches only those keys
+/// (whoever set them: the guide's `kubectl create secret` is not our field manager), and
 /// it carries the `resourceVersion` read, so it is conditional: on 409 Conflict the
-/// Secret is read again and the keys still there are removed from what it holds now,
-/// up to [`cluster::UPDATE_ATTEMPTS`] writes, then [`Error::Conflict`].
+/// Secret is read again and the keys still there are removed from what it holds now
+/// ([`cluster::retry_conflicts`], the loop under every conditional write).
 async fn remove_keys(
     api: &Api<Secret>,
     ctx: &str,
@@ -556,54 +622,48 @@ async fn remove_keys(
     let name = read.metadata.name.clone().unwrap_or_default();
     let ns = read.metadata.namespace.clone().unwrap_or_default();
     let object = format!("Secret {ns}/{name}");
-    let mut current = read.clone();
-    for _ in 0..cluster::UPDATE_ATTEMPTS {
-        let present: serde_json::Map<String, serde_json::Value> = keys
-            .iter()
-            .filter(|k| current.data.as_ref().is_some_and(|d| d.contains_key(*k)))
-            .map(|k| (k.clone(), serde_json::Value::Null))
-            .collect();
-        let mut patch = serde_json::json!({
-            "metadata": {"resourceVersion": current.metadata.resource_version},
-            "data": present,
-        });
-        if annotated_for(&current, cluster_name) {
-            // The Secret no longer holds that cluster: neither does its mark.
-            patch["metadata"]["annotations"] =
-                serde_json::json!({ mesh_kubeconfig::CLUSTER_ANNOTATION: null });
-        } else if present.is_empty() {
-            return Ok(()); // somebody else removed them meanwhile
-        }
-        match api
-            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-        {
-            Ok(_) => return Ok(()),
-            Err(kube::Error::Api(s)) if s.code == 409 => {
-                tracing::info!(ctx, %object, "changed since read; reading it again");
-                match api
-                    .get_opt(&name)
-                    .await
-                    .map_err(|e| kube(ctx, format!("reading {object}"), e))?
-                {
-                    Some(again) => current = again,
-                    None => return Ok(()),
-                }
+    let first = Some(read.clone());
+    cluster::retry_conflicts(
+        api,
+        ctx,
+        &object,
+        &name,
+        first,
+        async |current: Option<Secret>| {
+            let Some(current) = current else {
+                return Ok(Attempt::Done(())); // deleted meanwhile
+            };
+            let present: serde_json::Map<String, serde_json::Value> = keys
+                .iter()
+                .filter(|k| current.data.as_ref().is_some_and(|d| d.contains_key(*k)))
+                .map(|k| (k.clone(), serde_json::Value::Null))
+                .collect();
+            let mut patch = serde_json::json!({
+                "metadata": {"resourceVersion": current.metadata.resource_version},
+                "data": present,
+            });
+            if annotated_for(&current, cluster_name) {
+                // The Secret no longer holds that cluster: neither does its mark.
+                patch["metadata"]["annotations"] =
+                    serde_json::json!({ mesh_kubeconfig::CLUSTER_ANNOTATION: null });
+            } else if present.is_empty() {
+                return Ok(Attempt::Done(())); // somebody else removed them meanwhile
             }
-            Err(e) => {
-                return Err(kube(
+            match api
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                Ok(_) => Ok(Attempt::Done(())),
+                Err(kube::Error::Api(s)) if s.code == 409 => Ok(Attempt::Conflict),
+                Err(e) => Err(kube(
                     ctx,
                     format!("removing key(s) {} from {object}", keys.join(", ")),
                     e,
-                ));
+                )),
             }
-        }
-    }
-    Err(Error::Conflict {
-        cluster: ctx.to_owned(),
-        object,
-        attempts: cluster::UPDATE_ATTEMPTS,
-    })
+        },
+    )
+    .await
 }
 
 fn annotated_for(secret: &Secret, name: &str) -> bool {
@@ -645,19 +705,6 @@ fn matching_secrets(secrets: &[Secret], name: &str) -> Vec<Matched> {
             })
         })
         .collect()
-}
-
-/// The primary's `meshNetworks`, if its `istio` ConfigMap exists.
-async fn read_networks(client: &Client, ctx: &str, ns: &str) -> Result<Option<MeshNetworks>> {
-    let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
-    match api
-        .get_opt(MESH_CONFIG_MAP)
-        .await
-        .map_err(|e| kube(ctx, format!("reading ConfigMap {ns}/{MESH_CONFIG_MAP}"), e))?
-    {
-        Some(cm) => Ok(Some(read_mesh_networks(&cm, ctx, ns, "unjoin")?)),
-        None => Ok(None),
-    }
 }
 
 /// Which of `links` (`secret/key`, token) carry a token of a ServiceAccount of the
@@ -718,7 +765,7 @@ async fn used_by_other_primaries(
         }
         for ctx in contexts {
             let client = match reach(kubeconfigs, ctx, ns, opts.request_timeout).await {
-                Ok(c) => c,
+                Ok((c, _)) => c,
                 Err(e) => {
                     reasons.push(format!("whether control plane {id} (context {ctx}) still uses them cannot be told: {e}"));
                     continue;
@@ -755,28 +802,31 @@ async fn used_by_other_primaries(
 /// What kubectl-mesh made in a cluster that a purge would remove, each with the command
 /// that removes it by hand: `cacerts`, the cross-network Gateway (on the primary also the
 /// istiod exposure), the namespace keys kubectl-mesh set, and on a remote the default
-/// reader account, its binding and token Secrets.
-async fn leftovers(client: &Client, ctx: &str, ns: &str, primary: bool) -> Result<Vec<String>> {
+/// reader account, its binding and token Secrets. `crd_version` is the Gateway CRD's
+/// served version, as read once for the cluster.
+async fn leftovers(
+    client: &Client,
+    ctx: &str,
+    ns: &str,
+    primary: bool,
+    crd_version: Option<&str>,
+) -> Result<Vec<String>> {
     let mut out = Vec::new();
     let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
-    if secrets
-        .get_opt(CACERTS)
-        .await
-        .map_err(|e| kube(ctx, format!("reading Secret {ns}/{CACERTS}"), e))?
-        .is_some_and(|s| links::managed_by_us(&s.metadata))
-    {
+    let what = format!("Secret {ns}/{CACERTS}");
+    if let Found::Ours(_) = find(&secrets, ctx, &what, CACERTS).await? {
         out.push(format!(
             "Secret {ns}/{CACERTS}: kubectl --context {ctx} -n {ns} delete secret {CACERTS}"
         ));
     }
-    if let Some(version) = cluster::gateway_crd_version(client, ctx).await? {
+    if let Some(version) = crd_version {
         let mut objects = vec![(
             CROSS_NETWORK_GATEWAY.to_owned(),
-            cluster::gateway_resource(&version),
+            cluster::gateway_resource(version),
         )];
         if primary {
             objects.extend(
-                cluster::expose_istiod(ns, &version)
+                cluster::expose_istiod(ns, version)
                     .into_iter()
                     .map(|(o, r)| (o.metadata.name.unwrap_or_default(), r)),
             );
@@ -784,12 +834,8 @@ async fn leftovers(client: &Client, ctx: &str, ns: &str, primary: bool) -> Resul
         for (name, resource) in objects {
             let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &resource);
             let kind = &resource.kind;
-            if api
-                .get_opt(&name)
-                .await
-                .map_err(|e| kube(ctx, format!("reading {kind} {ns}/{name}"), e))?
-                .is_some_and(|o| links::managed_by_us(&o.metadata))
-            {
+            let what = format!("{kind} {ns}/{name}");
+            if let Found::Ours(_) = find(&api, ctx, &what, &name).await? {
                 out.push(format!(
                     "{kind} {ns}/{name}: kubectl --context {ctx} -n {ns} delete {}.networking.istio.io {name}",
                     resource.plural
@@ -817,16 +863,7 @@ async fn leftovers(client: &Client, ctx: &str, ns: &str, primary: bool) -> Resul
         }
     }
     if !primary {
-        let (k, v) = mesh_kubeconfig::MANAGED_BY_LABEL;
-        let tokens = secrets
-            .list(&kube::api::ListParams::default().labels(&format!("{k}={v}")))
-            .await
-            .map_err(|e| kube(ctx, format!("listing Secrets in {ns}"), e))?;
-        for s in tokens
-            .items
-            .iter()
-            .filter(|s| s.type_.as_deref() == Some(TOKEN_SECRET_TYPE))
-        {
+        for s in &our_token_secrets(&secrets, ctx, ns).await? {
             let name = s.metadata.name.as_deref().unwrap_or_default();
             out.push(format!(
                 "token Secret {ns}/{name}: kubectl --context {ctx} -n {ns} delete secret {name}"
@@ -834,24 +871,17 @@ async fn leftovers(client: &Client, ctx: &str, ns: &str, primary: bool) -> Resul
         }
         let account = ReaderAccount::istio_default(ns);
         let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
-        if accounts
-            .get_opt(&account.name)
-            .await
-            .map_err(|e| kube(ctx, format!("reading ServiceAccount {account}"), e))?
-            .is_some_and(|sa| links::managed_by_us(&sa.metadata))
-        {
+        let what = format!("ServiceAccount {account}");
+        if let Found::Ours(_) = find(&accounts, ctx, &what, &account.name).await? {
             out.push(format!(
                 "ServiceAccount {account}: kubectl --context {ctx} -n {ns} delete serviceaccount {}",
                 account.name
             ));
         }
         let binding = account.binding_name();
-        if Api::<ClusterRoleBinding>::all(client.clone())
-            .get_opt(&binding)
-            .await
-            .map_err(|e| kube(ctx, format!("reading ClusterRoleBinding {binding}"), e))?
-            .is_some_and(|b| links::managed_by_us(&b.metadata))
-        {
+        let bindings = Api::<ClusterRoleBinding>::all(client.clone());
+        let what = format!("ClusterRoleBinding {binding}");
+        if let Found::Ours(_) = find(&bindings, ctx, &what, &binding).await? {
             out.push(format!(
                 "ClusterRoleBinding {binding}: kubectl --context {ctx} delete clusterrolebinding {binding}"
             ));
@@ -860,31 +890,12 @@ async fn leftovers(client: &Client, ctx: &str, ns: &str, primary: bool) -> Resul
     Ok(out)
 }
 
-/// istiod's cluster ID in the primary (its `CLUSTER_ID`), else Istio's default.
-async fn primary_cluster_id(client: &Client, ctx: &str, ns: &str) -> Result<String> {
-    let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
-    let istiod = api
-        .get_opt("istiod")
-        .await
-        .map_err(|e| kube(ctx, format!("reading Deployment {ns}/istiod"), e))?;
-    Ok(istiod
-        .and_then(|d| {
-            d.spec
-                .template
-                .spec?
-                .containers
-                .into_iter()
-                .flat_map(|c| c.env.unwrap_or_default())
-                .find(|e| e.name == "CLUSTER_ID")?
-                .value
-        })
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| mesh_kubeconfig::dns1123_label(ctx)))
-}
-
+/// Removes cluster `name` (and the primary's own entry, `primary_id`, when its
+/// membership goes) from `meshNetworks`, starting from the ConfigMap as preflight `read` it.
 async fn remove_from_mesh_networks(
     run: &Run<'_>,
     primary: &Client,
+    read: Option<ConfigMap>,
     name: &str,
     primary_id: Option<&str>,
 ) -> Result<Vec<String>> {
@@ -894,7 +905,7 @@ async fn remove_from_mesh_networks(
     // Joins and unjoins of other remotes edit the same document: conditional, re-applied
     // on conflict (see `cluster::update`).
     let object = format!("ConfigMap {ns}/{MESH_CONFIG_MAP}");
-    let written = cluster::update(&api, ctx, &object, MESH_CONFIG_MAP, run.opts.dry_run, |cm: Option<&ConfigMap>| {
+    let written = cluster::update_from(&api, ctx, &object, MESH_CONFIG_MAP, run.opts.dry_run, read, |cm: Option<&ConfigMap>| {
         let Some(cm) = cm else {
             return Ok(None);
         };
@@ -928,6 +939,19 @@ async fn read_sa_uid(
         .and_then(|sa| sa.metadata.uid))
 }
 
+/// The ServiceAccount token Secrets kubectl-mesh created in namespace `ns`.
+async fn our_token_secrets(api: &Api<Secret>, ctx: &str, ns: &str) -> Result<Vec<Secret>> {
+    let list = api
+        .list(&kube::api::ListParams::default().labels(&cluster::owned_selector()))
+        .await
+        .map_err(|e| kube(ctx, format!("listing Secrets in {ns}"), e))?;
+    Ok(list
+        .items
+        .into_iter()
+        .filter(|s| s.type_.as_deref() == Some(TOKEN_SECRET_TYPE))
+        .collect())
+}
+
 /// The token Secrets kubectl-mesh created for `account`, unless another link uses them.
 async fn remove_token_secrets(
     run: &Run<'_>,
@@ -938,20 +962,15 @@ async fn remove_token_secrets(
     let ctx = run.opts.remote.as_str();
     let ns = account.namespace.as_str();
     let api: Api<Secret> = Api::namespaced(remote.clone(), ns);
-    let (k, v) = mesh_kubeconfig::MANAGED_BY_LABEL;
-    let list = api
-        .list(&kube::api::ListParams::default().labels(&format!("{k}={v}")))
-        .await
-        .map_err(|e| kube(ctx, format!("listing Secrets in {ns}"), e))?;
     let mut done = Vec::new();
-    for s in list {
+    for s in our_token_secrets(&api, ctx, ns).await? {
         let sname = s.metadata.name.clone().unwrap_or_default();
-        let for_account = s.type_.as_deref() == Some(TOKEN_SECRET_TYPE)
-            && s.metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(SA_NAME_ANNOTATION))
-                == Some(&account.name);
+        let for_account = s
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(SA_NAME_ANNOTATION))
+            == Some(&account.name);
         if !for_account {
             continue;
         }
@@ -1012,54 +1031,27 @@ async fn remove_reader_account(
     let mut done = Vec::new();
     let bindings: Api<ClusterRoleBinding> = Api::all(remote.clone());
     let binding_name = account.binding_name();
-    let binding = bindings
-        .get_opt(&binding_name)
-        .await
-        .map_err(|e| kube(ctx, format!("reading ClusterRoleBinding {binding_name}"), e))?;
-    if let Some(b) = binding.filter(|b| links::managed_by_us(&b.metadata)) {
-        run.delete(
-            &bindings,
-            ctx,
-            &format!("ClusterRoleBinding {binding_name}"),
-            &b.metadata,
-        )
-        .await?;
-        done.push(format!(
-            "deleted ClusterRoleBinding {binding_name} in {ctx}"
-        ));
+    let what = format!("ClusterRoleBinding {binding_name}");
+    if run
+        .delete_if_ours(&bindings, ctx, None, &what, &binding_name)
+        .await?
+    {
+        done.push(format!("deleted {what} in {ctx}"));
     }
     let accounts: Api<ServiceAccount> = Api::namespaced(remote.clone(), &account.namespace);
-    let sa = accounts
-        .get_opt(&account.name)
-        .await
-        .map_err(|e| kube(ctx, format!("reading ServiceAccount {account}"), e))?;
-    match sa {
-        Some(sa) if links::managed_by_us(&sa.metadata) => {
-            run.delete(
-                &accounts,
-                ctx,
-                &format!("ServiceAccount {account}"),
-                &sa.metadata,
-            )
-            .await?;
-            done.push(format!("deleted ServiceAccount {account} in {ctx}"));
-        }
-        Some(_) => run.warn(
-            ctx,
-            "reader account",
-            format!("kept ServiceAccount {account}: kubectl-mesh did not create it"),
-        ),
-        None => {}
+    let what = format!("ServiceAccount {account}");
+    let step = Some("reader account");
+    if run
+        .delete_if_ours(&accounts, ctx, step, &what, &account.name)
+        .await?
+    {
+        done.push(format!("deleted {what} in {ctx}"));
     }
     // The ClusterRole, when no binding is left that grants it.
     let role_name = mesh_kubeconfig::READER_CLUSTER_ROLE;
     let roles: Api<ClusterRole> = Api::all(remote.clone());
-    if let Some(role) = roles
-        .get_opt(role_name)
-        .await
-        .map_err(|e| kube(ctx, format!("reading ClusterRole {role_name}"), e))?
-        .filter(|r| links::managed_by_us(&r.metadata))
-    {
+    let what = format!("ClusterRole {role_name}");
+    if let Found::Ours(role) = find(&roles, ctx, &what, role_name).await? {
         let all = bindings
             .list(&Default::default())
             .await
@@ -1070,14 +1062,8 @@ async fn remove_reader_account(
                 && b.metadata.name.as_deref() != Some(binding_name.as_str())
         });
         if !still_bound {
-            run.delete(
-                &roles,
-                ctx,
-                &format!("ClusterRole {role_name}"),
-                &role.metadata,
-            )
-            .await?;
-            done.push(format!("deleted ClusterRole {role_name} in {ctx}"));
+            run.delete(&roles, ctx, &what, &role.metadata).await?;
+            done.push(format!("deleted {what} in {ctx}"));
         }
     }
     Ok(done)
@@ -1175,20 +1161,19 @@ async fn release_network_membership(
 /// control-plane annotation it owns on the Istio namespace, the cross-network Gateway,
 /// and `cacerts`. `primary` is the primary's cluster ID when `client` is a remote: only
 /// that ID leaves the remote's `controlPlaneClusters` list, and while other primaries
-/// remain in it the network label stays.
+/// remain in it the network label stays. `crd_version` is the Gateway CRD's served
+/// version, as read once for the cluster (none: no Istio object to remove).
 async fn purge_membership(
     run: &Run<'_>,
     client: &Client,
     ctx: &str,
     primary: Option<&str>,
+    crd_version: Option<&str>,
 ) -> Result<()> {
     release_network_membership(run, client, ctx, primary, false).await?;
     let ns = run.opts.namespace.as_str();
-
-    // Istio's CRDs, read once for the Gateway and the istiod exposure (none: nothing to do).
-    let crd_version = cluster::gateway_crd_version(client, ctx).await?;
     run.step_listing(ctx, "cross-network gateway", async {
-        let Some(version) = &crd_version else {
+        let Some(version) = crd_version else {
             return Ok(Vec::new());
         };
         let gateway = cluster::gateway_resource(version);
@@ -1207,7 +1192,7 @@ async fn purge_membership(
     if primary.is_none() {
         // What `join --install` added so remotes reach istiod through the gateway.
         run.step_listing(ctx, "expose istiod", async {
-            let Some(version) = &crd_version else {
+            let Some(version) = crd_version else {
                 return Ok(Vec::new());
             };
             let mut done = Vec::new();
@@ -1225,25 +1210,14 @@ async fn purge_membership(
 
     run.step_listing(ctx, "cacerts", async {
         let api: Api<Secret> = Api::namespaced(client.clone(), ns);
-        let current = api
-            .get_opt(CACERTS)
-            .await
-            .map_err(|e| kube(ctx, format!("reading Secret {ns}/{CACERTS}"), e))?;
-        match current {
-            Some(s) if links::managed_by_us(&s.metadata) => {
-                let what = format!("Secret {ns}/{CACERTS}");
-                run.delete(&api, ctx, &what, &s.metadata).await?;
-                if primary.is_none() {
-                    run.warn(ctx, "cacerts", format!("istiod keeps the plugged-in CA until it restarts: kubectl rollout restart deployment/istiod -n {ns}"));
-                }
-                Ok(vec![format!("deleted {what}")])
-            }
-            Some(_) => {
-                run.warn(ctx, "cacerts", format!("kept Secret {ns}/{CACERTS}: kubectl-mesh did not create it"));
-                Ok(Vec::new())
-            }
-            None => Ok(Vec::new()),
+        let what = format!("Secret {ns}/{CACERTS}");
+        if !run.delete_if_ours(&api, ctx, Some("cacerts"), &what, CACERTS).await? {
+            return Ok(Vec::new());
         }
+        if primary.is_none() {
+            run.warn(ctx, "cacerts", format!("istiod keeps the plugged-in CA until it restarts: kubectl rollout restart deployment/istiod -n {ns}"));
+        }
+        Ok(vec![format!("deleted {what}")])
     })
     .await
 }
@@ -1262,25 +1236,13 @@ async fn delete_istio_object(
     let kind = &resource.kind;
     let what = format!("{kind} {ns}/{name}");
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, resource);
-    let current = api
-        .get_opt(name)
-        .await
-        .map_err(|e| kube(ctx, format!("reading {what}"), e))?;
-    match current {
-        Some(object) if links::managed_by_us(&object.metadata) => {
-            run.delete(&api, ctx, &what, &object.metadata).await?;
-            Ok(vec![format!("deleted {what}")])
-        }
-        Some(_) => {
-            run.warn(
-                ctx,
-                step,
-                format!("kept {what}: kubectl-mesh did not create it"),
-            );
-            Ok(Vec::new())
-        }
-        None => Ok(Vec::new()),
-    }
+    let deleted = run
+        .delete_if_ours(&api, ctx, Some(step), &what, name)
+        .await?;
+    Ok(deleted
+        .then(|| format!("deleted {what}"))
+        .into_iter()
+        .collect())
 }
 
 #[cfg(test)]

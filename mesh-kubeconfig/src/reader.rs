@@ -10,7 +10,7 @@ use kube::{Api, Client};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::{Error, FIELD_MANAGER, Result};
+use crate::{Error, FIELD_MANAGER, MANAGED_BY_LABEL, Result};
 
 /// The ServiceAccount Istio's charts create for remote access.
 pub const DEFAULT_READER_SERVICE_ACCOUNT: &str = "istio-reader-service-account";
@@ -20,8 +20,6 @@ pub const DEFAULT_READER_SERVICE_ACCOUNT: &str = "istio-reader-service-account";
 /// Its own name (not Istio's `istio-reader-clusterrole-<ns>`), so that installing Istio
 /// later with helm does not collide with it.
 pub const READER_CLUSTER_ROLE: &str = "kubectl-mesh:istio-reader";
-
-const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "kubectl-mesh");
 
 /// A ServiceAccount in a remote cluster whose token istiod uses.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -163,7 +161,7 @@ pub fn reader_cluster_role() -> ClusterRole {
 }
 
 fn managed_labels() -> BTreeMap<String, String> {
-    BTreeMap::from([(MANAGED_BY.0.to_owned(), MANAGED_BY.1.to_owned())])
+    BTreeMap::from([(MANAGED_BY_LABEL.0.to_owned(), MANAGED_BY_LABEL.1.to_owned())])
 }
 
 fn binding(account: &ReaderAccount) -> ClusterRoleBinding {
@@ -220,8 +218,8 @@ fn normalised(rules: &[PolicyRule]) -> Vec<NormalRule> {
 fn has_managed_label(meta: &ObjectMeta) -> bool {
     meta.labels
         .as_ref()
-        .and_then(|l| l.get(MANAGED_BY.0))
-        .is_some_and(|v| v == MANAGED_BY.1)
+        .and_then(|l| l.get(MANAGED_BY_LABEL.0))
+        .is_some_and(|v| v == MANAGED_BY_LABEL.1)
 }
 
 /// Makes sure `account` exists in the cluster behind `client` (creating its namespace

@@ -396,8 +396,8 @@ impl Ctx<'_> {
                     self.account.name.clone(),
                 )])),
                 labels: Some(BTreeMap::from([(
-                    "app.kubernetes.io/managed-by".to_owned(),
-                    "kubectl-mesh".to_owned(),
+                    crate::MANAGED_BY_LABEL.0.to_owned(),
+                    crate::MANAGED_BY_LABEL.1.to_owned(),
                 )])),
                 ..ObjectMeta::default()
             },

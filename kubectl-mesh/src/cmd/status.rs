@@ -89,7 +89,7 @@ fn print_text(mesh: &MeshStatus) {
         .map(|c| {
             [
                 c.cluster_id.clone(),
-                c.role.clone(),
+                c.role.to_string(),
                 dash(&c.network),
                 dash(&c.gateway),
                 dash(&c.server),
@@ -147,7 +147,9 @@ fn print_text(mesh: &MeshStatus) {
         };
         println!(
             "{mark} {:<id_width$}  {:<13} {}",
-            c.cluster, c.check, c.message
+            c.cluster,
+            c.kind.name(),
+            c.message
         );
         if let Some(hint) = &c.hint
             && c.state != CheckState::Pass
