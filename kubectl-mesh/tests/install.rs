@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use common::istiod::{Istiod, NAMESPACE};
 use common::{
-    audit_mark, generate_certs, kubectl, lb_address, mesh, mesh_networks, offline_kubeconfig, text,
+    audit_mark, generate_certs, kubectl, lb_address, mesh, mesh_networks, offline_join,
+    offline_kubeconfig, text,
 };
 use serde_json::Value;
 
@@ -703,22 +704,18 @@ fn a_missing_helm_and_incomplete_charts_are_all_named_before_anything_runs() {
     let charts = tempfile::tempdir().unwrap();
     std::fs::create_dir(charts.path().join("base")).unwrap();
     std::fs::write(charts.path().join("base/Chart.yaml"), "name: base\n").unwrap();
-    let out = mesh(&[
-        "join",
-        "west",
-        "--primary",
-        "east",
-        "--yes",
-        "--kubeconfig",
-        kubeconfig.path().to_str().unwrap(),
-        "--install",
-        "--istio-charts",
-        charts.path().to_str().unwrap(),
-        "--helm",
-        "/no/such/helm",
-        "--set",
-        "not-a-key-value",
-    ]);
+    let out = offline_join(
+        kubeconfig.path(),
+        &[
+            "--install",
+            "--istio-charts",
+            charts.path().to_str().unwrap(),
+            "--helm",
+            "/no/such/helm",
+            "--set",
+            "not-a-key-value",
+        ],
+    );
     assert!(!out.status.success());
     let err = text(&out.stderr);
     assert!(err.contains("nothing was changed"), "{err}");
