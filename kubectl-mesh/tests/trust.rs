@@ -177,8 +177,8 @@ fn stored_kubeconfigs_never_run_a_program_and_unsafe_links_are_reported() {
     }
 }
 
-/// cluster2's server URL and CA (PEM) from the test bed's kubeconfig.
-fn cluster2_server_and_ca() -> (String, Vec<u8>) {
+/// cluster2's context alone, with its credentials inline, from the test bed's kubeconfig.
+fn cluster2_kubeconfig() -> serde_json::Value {
     let json = kubectl(&[
         "config",
         "view",
@@ -190,7 +190,12 @@ fn cluster2_server_and_ca() -> (String, Vec<u8>) {
         "-o",
         "json",
     ]);
-    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    serde_json::from_str(&json).unwrap()
+}
+
+/// cluster2's server URL and CA (PEM) from the test bed's kubeconfig.
+fn cluster2_server_and_ca() -> (String, Vec<u8>) {
+    let v = cluster2_kubeconfig();
     let cluster = &v["clusters"][0]["cluster"];
     use base64::Engine as _;
     let ca = base64::engine::general_purpose::STANDARD
@@ -251,18 +256,7 @@ fn a_context_that_skips_tls_verification_needs_a_ca_from_the_user() {
     let (server, ca) = cluster2_server_and_ca();
     let dir = tempfile::tempdir().unwrap();
     // cluster2's context, but skipping verification and without a CA of its own.
-    let mut v: serde_json::Value = serde_json::from_str(&kubectl(&[
-        "config",
-        "view",
-        "--raw",
-        "--minify",
-        "--flatten",
-        "--context",
-        "cluster2",
-        "-o",
-        "json",
-    ]))
-    .unwrap();
+    let mut v = cluster2_kubeconfig();
     let cluster = v["clusters"][0]["cluster"].as_object_mut().unwrap();
     cluster.remove("certificate-authority-data");
     cluster.insert("insecure-skip-tls-verify".into(), true.into());

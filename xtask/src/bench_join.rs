@@ -269,9 +269,8 @@ fn guide_sequence(env: &[(String, String)], certs: &Path) -> Result<usize> {
         "apiVersion: v1\nkind: Secret\nmetadata:\n  name: istio-multi-token\n  namespace: istio-system\n  annotations:\n    kubernetes.io/service-account.name: istio-multi\ntype: kubernetes.io/service-account-token\n",
     )?;
     k(&["--context", "cluster2", "apply", "-f", s(&token_secret)])?;
-    let mut token = String::new();
-    for _ in 0..50 {
-        token = k(&[
+    let mut token_secret_field = |jsonpath: &str| {
+        k(&[
             "--context",
             "cluster2",
             "-n",
@@ -280,24 +279,18 @@ fn guide_sequence(env: &[(String, String)], certs: &Path) -> Result<usize> {
             "secret",
             "istio-multi-token",
             "-o",
-            "jsonpath={.data.token}",
-        ])?;
+            jsonpath,
+        ])
+    };
+    let mut token = String::new();
+    for _ in 0..50 {
+        token = token_secret_field("jsonpath={.data.token}")?;
         if !token.is_empty() {
             break;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    let ca = k(&[
-        "--context",
-        "cluster2",
-        "-n",
-        "istio-system",
-        "get",
-        "secret",
-        "istio-multi-token",
-        "-o",
-        "jsonpath={.data.ca\\.crt}",
-    ])?;
+    let ca = token_secret_field("jsonpath={.data.ca\\.crt}")?;
     let server = k(&[
         "config",
         "view",
