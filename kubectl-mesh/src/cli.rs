@@ -131,7 +131,7 @@ pub enum Command {
 #[derive(Debug, Clone, Args)]
 pub struct PlanArgs {
     /// Change nothing; say what would be created, changed or removed (with -o yaml|json:
-    /// the plan as data, with the objects join would apply).
+    /// the plan as data).
     #[arg(long)]
     pub dry_run: bool,
 

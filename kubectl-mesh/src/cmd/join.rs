@@ -17,6 +17,9 @@ use crate::duration::parse_duration;
 
 /// Options of `kubectl mesh join`.
 #[derive(Debug, Args)]
+#[command(mut_arg("dry_run", |arg| arg.help(
+    "Change nothing; say what would change (with -o yaml|json: the objects)"
+)))]
 #[command(after_help = "Examples:
   # Generate one root and a CA per cluster, then join cluster2 to cluster1's istiod
   kubectl mesh certs generate --out certs cluster1 cluster2
