@@ -1,9 +1,11 @@
 //! Command-line surface of `kubectl mesh`.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+
+use crate::duration::parse_duration;
 
 /// Join Kubernetes clusters into one Istio service mesh that spans networks.
 ///
@@ -52,8 +54,8 @@ pub struct GlobalArgs {
     /// How long to wait for a single API request before giving up (e.g. 30s, 1m;
     /// default 30s, also when 0): a request without an answer by then fails, naming the
     /// cluster and the request.
-    #[arg(long, global = true, value_name = "DURATION")]
-    pub request_timeout: Option<String>,
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration)]
+    pub request_timeout: Option<Duration>,
 
     /// More diagnostics on stderr: -v info, -vv debug, -vvv trace.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -61,17 +63,10 @@ pub struct GlobalArgs {
 }
 
 impl GlobalArgs {
-    /// `--request-timeout` as a duration; `None` when unset or zero: the default deadline
+    /// `--request-timeout`; `None` when unset or zero: the default deadline
     /// ([`mesh_kubeconfig::DEFAULT_REQUEST_TIMEOUT`]) then applies — no request waits forever.
-    pub fn request_timeout(&self) -> anyhow::Result<Option<std::time::Duration>> {
-        use anyhow::Context;
-        Ok(self
-            .request_timeout
-            .as_deref()
-            .map(mesh_kubeconfig::parse_duration)
-            .transpose()
-            .context("--request-timeout")?
-            .filter(|d| !d.is_zero()))
+    pub fn request_timeout(&self) -> Option<Duration> {
+        self.request_timeout.filter(|d| !d.is_zero())
     }
 }
 
@@ -131,6 +126,24 @@ pub enum Command {
     Completion(crate::cmd::completion::CompletionArgs),
 }
 
+/// How a command that changes clusters runs (`join`, `unjoin`): only planned or applied,
+/// asked for or confirmed up front, and in what form its summary comes out.
+#[derive(Debug, Clone, Args)]
+pub struct PlanArgs {
+    /// Change nothing; say what would be created, changed or removed (with -o yaml|json:
+    /// the plan as data).
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Output: text progress, or the summary as yaml or json on stdout.
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+
+    /// Do not ask for confirmation (needed without a terminal).
+    #[arg(short, long)]
+    pub yes: bool,
+}
+
 /// Output formats shared by commands that print objects or reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum OutputFormat {
@@ -140,9 +153,4 @@ pub enum OutputFormat {
     Json,
     /// YAML, for `kubectl apply -f -` and GitOps.
     Yaml,
-}
-
-/// Colour only on a terminal, and never when `NO_COLOR` is set (<https://no-color.org>).
-pub fn color_enabled() -> bool {
-    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal()
 }

@@ -10,7 +10,9 @@
 mod cli;
 mod cmd;
 mod complete;
+mod duration;
 mod progress;
+mod style;
 
 use std::process::ExitCode;
 
@@ -27,8 +29,19 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err:#}");
-            ExitCode::FAILURE
+            exit_code(&err)
         }
+    }
+}
+
+/// The exit code of a failed command: 128 + the signal for a plan a signal stopped (130,
+/// 143, as shells report it), else 1.
+fn exit_code(err: &anyhow::Error) -> ExitCode {
+    match err.downcast_ref::<mesh_core::Error>() {
+        Some(mesh_core::Error::Interrupted { signal, .. }) => {
+            ExitCode::from(u8::try_from(128 + signal).unwrap_or(1))
+        }
+        _ => ExitCode::FAILURE,
     }
 }
 
@@ -51,7 +64,7 @@ fn init_tracing(verbose: u8) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(cli::color_enabled())
+        .with_ansi(style::color_enabled())
         .with_target(false)
         .init();
 }

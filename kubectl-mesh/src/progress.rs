@@ -8,6 +8,8 @@ use std::time::Duration;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use mesh_core::{Event, EventKind, Progress};
 
+use crate::style::Style;
+
 /// Draws one line per (cluster, step).
 pub struct Renderer {
     enabled: bool,
@@ -37,22 +39,16 @@ impl Renderer {
     }
 }
 
-fn mark(kind: &EventKind, color: bool) -> (&'static str, String) {
-    let paint = |code: &str, s: &str| {
-        if color {
-            format!("\x1b[{code}m{s}\x1b[0m")
-        } else {
-            s.to_owned()
-        }
-    };
+/// The word and the symbol of an event's outcome.
+fn mark(kind: &EventKind, style: Style) -> (&'static str, String) {
     match kind {
-        EventKind::Unchanged => ("unchanged", paint("32", "✓")),
-        EventKind::Found(_) => ("found", paint("32", "✓")),
-        EventKind::Changed(_) => ("changed", paint("32", "✓")),
-        EventKind::Failed(_) => ("failed", paint("31", "✗")),
-        EventKind::Warning(_) => ("warning", paint("33", "!")),
-        EventKind::Waiting(_) => ("waiting", "…".into()),
-        EventKind::Started => ("started", "…".into()),
+        EventKind::Unchanged => ("unchanged", style.ok()),
+        EventKind::Found(_) => ("found", style.ok()),
+        EventKind::Changed(_) => ("changed", style.ok()),
+        EventKind::Failed(_) => ("failed", style.failed()),
+        EventKind::Warning(_) => ("warning", style.warning()),
+        EventKind::Waiting(_) => ("waiting", style.pending()),
+        EventKind::Started => ("started", style.pending()),
     }
 }
 
@@ -73,7 +69,7 @@ impl Progress for Renderer {
             return;
         }
         let label = format!("{:<10} {:<22}", e.cluster, e.step);
-        let (word, symbol) = mark(&e.kind, crate::cli::color_enabled());
+        let (word, symbol) = mark(&e.kind, Style::stderr());
         let secs = e.elapsed.as_secs_f64();
         let Some(multi) = &self.multi else {
             // Plain lines: no control characters, one line per outcome.

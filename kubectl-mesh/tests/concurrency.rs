@@ -7,15 +7,9 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    control_plane_clusters, generate_certs, kubectl, kubectl_ok, mesh, mesh_lock, mesh_networks,
-    reset_mesh, testbed_dir, text,
+    control_plane_clusters, generate_certs, join, join_command, kubectl, kubectl_ok, mesh_lock,
+    mesh_networks, reset_mesh, testbed_dir, text, unjoin,
 };
-
-fn mesh_command(args: &[&str]) -> Command {
-    let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("kubectl-mesh"));
-    cmd.env("NO_COLOR", "1").env_remove("RUST_LOG").args(args);
-    cmd
-}
 
 fn remote_secret_exists(name: &str) -> bool {
     kubectl_ok(&[
@@ -34,23 +28,14 @@ fn remote_secret_exists(name: &str) -> bool {
 fn two_joins_at_once_both_keep_their_network_and_remote_secret() {
     let _lock = mesh_lock();
     let certs = generate_certs(&["cluster1", "cluster2", "cluster3"]);
-    let dir = certs.path().to_str().unwrap();
     for run in 1..=4 {
         reset_mesh();
         let start = |remote: &str| {
-            mesh_command(&[
-                "join",
-                remote,
-                "--primary",
-                "cluster1",
-                "--certs",
-                dir,
-                "--yes",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
+            join_command(remote, certs.path(), &[])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
         };
         let two = [start("cluster2"), start("cluster3")];
         let outputs: Vec<Output> = two
@@ -100,39 +85,15 @@ fn join_adds_its_primary_to_the_control_plane_list_and_purge_takes_only_it_away(
         "--overwrite",
         "topology.istio.io/controlPlaneClusters=other-primary",
     ]);
-    let dir = certs.path().to_str().unwrap();
-    let out = mesh(&[
-        "join",
-        "cluster2",
-        "--primary",
-        "cluster1",
-        "--certs",
-        dir,
-        "--yes",
-    ]);
+    let out = join(certs.path(), &[]);
     assert!(out.status.success(), "join failed:\n{}", text(&out.stderr));
     assert_eq!(control_plane_clusters("cluster2"), "other-primary,cluster1");
 
-    let again = mesh(&[
-        "join",
-        "cluster2",
-        "--primary",
-        "cluster1",
-        "--certs",
-        dir,
-        "--yes",
-    ]);
+    let again = join(certs.path(), &[]);
     assert!(again.status.success(), "{}", text(&again.stderr));
     assert_eq!(control_plane_clusters("cluster2"), "other-primary,cluster1");
 
-    let out = mesh(&[
-        "unjoin",
-        "cluster2",
-        "--primary",
-        "cluster1",
-        "--purge",
-        "--yes",
-    ]);
+    let out = unjoin("cluster2", &["--purge"]);
     assert!(
         out.status.success(),
         "unjoin failed:\n{}",
@@ -198,24 +159,13 @@ fn a_frozen_remote_api_server_fails_the_join_at_the_deadline_naming_it() {
     let _lock = mesh_lock();
     reset_mesh();
     let certs = generate_certs(&["cluster1", "cluster2"]);
-    let dir = certs.path().to_str().unwrap();
     let apiserver = component_pid("cluster2", "kube-apiserver");
 
-    let mut child = mesh_command(&[
-        "join",
-        "cluster2",
-        "--primary",
-        "cluster1",
-        "--certs",
-        dir,
-        "--yes",
-        "--request-timeout",
-        "5s",
-    ])
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
+    let mut child = join_command("cluster2", certs.path(), &["--request-timeout", "5s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     // Freeze the remote once join has connected to it (its preflight is done).
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
@@ -268,15 +218,7 @@ fn a_frozen_remote_api_server_fails_the_join_at_the_deadline_naming_it() {
     );
 
     // Thawed, the same command completes.
-    let out = mesh(&[
-        "join",
-        "cluster2",
-        "--primary",
-        "cluster1",
-        "--certs",
-        dir,
-        "--yes",
-    ]);
+    let out = join(certs.path(), &[]);
     assert!(
         out.status.success(),
         "re-run failed:\n{}",

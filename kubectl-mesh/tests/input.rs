@@ -3,7 +3,10 @@
 
 mod common;
 
-use common::{audit_mark, generate_certs, mesh, mesh_lock, offline_kubeconfig, reset_mesh, text};
+use common::{
+    audit_mark, generate_certs, join, mesh, mesh_lock, offline_join, offline_kubeconfig,
+    reset_mesh, text,
+};
 
 #[test]
 #[ignore = "needs the test bed: cargo xtask test"]
@@ -12,22 +15,18 @@ fn malformed_networks_and_gateway_addresses_are_refused_before_any_change() {
     reset_mesh();
     let certs = generate_certs(&["cluster1", "cluster2"]);
     let marks = [audit_mark("cluster1"), audit_mark("cluster2")];
-    let out = mesh(&[
-        "join",
-        "cluster2",
-        "--primary",
-        "cluster1",
-        "--certs",
-        certs.path().to_str().unwrap(),
-        "--yes",
-        "--remote-network",
-        "net work",
-        // What helm would read as a second value, and a port that does not exist.
-        "--primary-gateway-address",
-        "1.2.3.4,x=y",
-        "--gateway-address",
-        "gw.example.com:0",
-    ]);
+    let out = join(
+        certs.path(),
+        &[
+            "--remote-network",
+            "net work",
+            // What helm would read as a second value, and a port that does not exist.
+            "--primary-gateway-address",
+            "1.2.3.4,x=y",
+            "--gateway-address",
+            "gw.example.com:0",
+        ],
+    );
     assert!(!out.status.success());
     let err = text(&out.stderr);
     assert!(err.contains("nothing was changed"), "{err}");
@@ -76,26 +75,22 @@ fn a_primary_network_that_is_no_label_value_is_named_with_its_flag() {
 #[test]
 fn sets_are_read_as_helm_reads_them_and_a_bad_one_is_not_echoed() {
     let kubeconfig = offline_kubeconfig();
-    let out = mesh(&[
-        "join",
-        "west",
-        "--primary",
-        "east",
-        "--yes",
-        "--kubeconfig",
-        kubeconfig.path().to_str().unwrap(),
-        "--install",
-        "--istio-charts",
-        "/no/such/charts",
-        // A list and an escaped comma, as helm takes them.
-        "--set",
-        "pilot.env.A={x,y}",
-        "--gateway-set",
-        "labels.team=a\\,b",
-        // A pair without '=' after a secret.
-        "--set",
-        "global.password=hunter2,oops",
-    ]);
+    let out = offline_join(
+        kubeconfig.path(),
+        &[
+            "--install",
+            "--istio-charts",
+            "/no/such/charts",
+            // A list and an escaped comma, as helm takes them.
+            "--set",
+            "pilot.env.A={x,y}",
+            "--gateway-set",
+            "labels.team=a\\,b",
+            // A pair without '=' after a secret.
+            "--set",
+            "global.password=hunter2,oops",
+        ],
+    );
     assert!(!out.status.success());
     let err = text(&out.stderr);
     assert!(err.contains("nothing was changed"), "{err}");

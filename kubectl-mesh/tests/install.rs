@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use common::istiod::{Istiod, NAMESPACE};
 use common::{
-    audit_mark, generate_certs, kubectl, lb_address, mesh, mesh_networks, offline_kubeconfig, text,
+    audit_mark, generate_certs, kubectl, lb_address, mesh, mesh_networks, offline_join,
+    offline_kubeconfig, text,
 };
 use serde_json::Value;
 
@@ -186,21 +187,21 @@ fn setup() -> Setup {
     }
 }
 
+/// `kubectl mesh join REMOTE --primary PRIMARY --certs … --install --values … --yes
+/// EXTRA…`, to run or spawn.
+fn join_install_command(s: &Setup, extra: &[&str]) -> std::process::Command {
+    let mut cmd = common::mesh_command();
+    cmd.args(["join", REMOTE, "--primary", PRIMARY, "--certs"])
+        .arg(s.certs.path())
+        .args(["--install", "--values"])
+        .arg(s.values.path())
+        .arg("--yes")
+        .args(extra);
+    cmd
+}
+
 fn join_install(s: &Setup, extra: &[&str]) -> std::process::Output {
-    let mut args = vec![
-        "join",
-        REMOTE,
-        "--primary",
-        PRIMARY,
-        "--certs",
-        s.certs.path().to_str().unwrap(),
-        "--install",
-        "--values",
-        s.values.path().to_str().unwrap(),
-        "--yes",
-    ];
-    args.extend(extra);
-    mesh(&args)
+    join_install_command(s, extra).output().unwrap()
 }
 
 #[test]
@@ -703,22 +704,18 @@ fn a_missing_helm_and_incomplete_charts_are_all_named_before_anything_runs() {
     let charts = tempfile::tempdir().unwrap();
     std::fs::create_dir(charts.path().join("base")).unwrap();
     std::fs::write(charts.path().join("base/Chart.yaml"), "name: base\n").unwrap();
-    let out = mesh(&[
-        "join",
-        "west",
-        "--primary",
-        "east",
-        "--yes",
-        "--kubeconfig",
-        kubeconfig.path().to_str().unwrap(),
-        "--install",
-        "--istio-charts",
-        charts.path().to_str().unwrap(),
-        "--helm",
-        "/no/such/helm",
-        "--set",
-        "not-a-key-value",
-    ]);
+    let out = offline_join(
+        kubeconfig.path(),
+        &[
+            "--install",
+            "--istio-charts",
+            charts.path().to_str().unwrap(),
+            "--helm",
+            "/no/such/helm",
+            "--set",
+            "not-a-key-value",
+        ],
+    );
     assert!(!out.status.success());
     let err = text(&out.stderr);
     assert!(err.contains("nothing was changed"), "{err}");
@@ -785,21 +782,7 @@ fn sigterm_during_an_install_stops_helm_says_what_completed_and_a_rerun_complete
     let _lock = BARE_CLUSTERS.lock().unwrap_or_else(|e| e.into_inner());
     let _mesh = common::mesh_lock();
     let s = setup();
-    let mut join = std::process::Command::new(assert_cmd::cargo::cargo_bin("kubectl-mesh"))
-        .env("NO_COLOR", "1")
-        .env_remove("RUST_LOG")
-        .args([
-            "join",
-            REMOTE,
-            "--primary",
-            PRIMARY,
-            "--certs",
-            s.certs.path().to_str().unwrap(),
-            "--install",
-            "--values",
-            s.values.path().to_str().unwrap(),
-            "--yes",
-        ])
+    let mut join = join_install_command(&s, &[])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

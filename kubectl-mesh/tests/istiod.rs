@@ -8,14 +8,13 @@
 mod common;
 
 use std::path::Path;
-use std::process::Output;
 use std::time::Duration;
 
-use assert_cmd::Command;
 use base64::Engine;
 use common::istiod::{Istiod, NAMESPACE};
 use common::{
-    generate_certs, kubectl, kubectl_ok, lb_address, mesh_lock, mesh_networks, reset_mesh,
+    generate_certs, join, kubectl, kubectl_ok, lb_address, mesh_lock, mesh_networks, reset_mesh,
+    text, unjoin,
 };
 use serde_json::Value;
 
@@ -24,32 +23,11 @@ const SETTLE: Duration = Duration::from_secs(90);
 /// The guide's sample namespace.
 const SAMPLE: &str = "sample";
 
-fn mesh(args: &[&str]) -> Output {
-    Command::cargo_bin("kubectl-mesh")
-        .unwrap()
-        .env("NO_COLOR", "1")
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(out: &[u8]) -> String {
-    String::from_utf8_lossy(out).into_owned()
-}
-
 /// `kubectl mesh join cluster2 --primary cluster1` from a reset mesh; returns the certs.
 fn join_cluster2() -> tempfile::TempDir {
     reset_mesh();
     let certs = generate_certs(&["cluster1", "cluster2"]);
-    let out = mesh(&[
-        "join",
-        "cluster2",
-        "--primary",
-        "cluster1",
-        "--certs",
-        certs.path().to_str().unwrap(),
-        "--yes",
-    ]);
+    let out = join(certs.path(), &[]);
     assert!(
         out.status.success(),
         "join failed:\n{}\n{}",
@@ -126,7 +104,7 @@ fn istiod_syncs_the_joined_remote_uses_the_cacerts_and_drops_the_remote_after_un
     );
 
     // After unjoin, istiod lets go of cluster2.
-    let out = mesh(&["unjoin", "cluster2", "--primary", "cluster1", "--yes"]);
+    let out = unjoin("cluster2", &[]);
     assert!(
         out.status.success(),
         "unjoin failed:\n{}\n{}",

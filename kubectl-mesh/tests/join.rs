@@ -4,44 +4,17 @@
 
 mod common;
 
-use std::process::Output;
-
 use std::path::Path;
 
 use assert_cmd::Command;
 use common::{
-    audit_mark, generate_certs, kubectl, lb_address, mesh, mesh_lock, mesh_networks,
-    offline_kubeconfig, reset_mesh, text,
+    audit_mark, control_plane_clusters, generate_certs, get, istio_namespace, join, kubectl,
+    lb_address, mesh, mesh_lock, mesh_networks, offline_join, offline_kubeconfig, reset_mesh, text,
 };
-
-fn join(certs: &Path, extra: &[&str]) -> Output {
-    let certs = certs.to_str().unwrap();
-    let mut args = vec![
-        "join",
-        "cluster2",
-        "--primary",
-        "cluster1",
-        "--certs",
-        certs,
-        "--yes",
-    ];
-    args.extend(extra);
-    mesh(&args)
-}
 
 fn secret_file(ctx: &str, key: &str) -> Vec<u8> {
     let jsonpath = format!("jsonpath={{.data.{}}}", key.replace('.', "\\."));
-    let b64 = kubectl(&[
-        "--context",
-        ctx,
-        "-n",
-        "istio-system",
-        "get",
-        "secret",
-        "cacerts",
-        "-o",
-        &jsonpath,
-    ]);
+    let b64 = get(ctx, &["secret", "cacerts", "-o", &jsonpath]);
     use base64::Engine;
     base64::engine::general_purpose::STANDARD
         .decode(b64.trim())
@@ -52,54 +25,43 @@ fn secret_file(ctx: &str, key: &str) -> Vec<u8> {
 fn observable_state() -> String {
     let mut state = String::new();
     for ctx in ["cluster1", "cluster2"] {
-        state += &kubectl(&[
-            "--context",
+        state += &istio_namespace(
             ctx,
-            "get",
-            "namespace",
-            "istio-system",
-            "-o",
             "jsonpath={.metadata.labels.topology\\.istio\\.io/network} {.metadata.annotations.topology\\.istio\\.io/controlPlaneClusters}",
-        ]);
+        );
         state += "\n";
-        state += &kubectl(&[
-            "--context",
+        state += &get(
             ctx,
-            "-n",
-            "istio-system",
-            "get",
-            "secret",
-            "cacerts",
-            "-o",
-            "jsonpath={.data}",
-            "--ignore-not-found",
-        ]);
+            &[
+                "secret",
+                "cacerts",
+                "-o",
+                "jsonpath={.data}",
+                "--ignore-not-found",
+            ],
+        );
         state += "\n";
-        state += &kubectl(&[
-            "--context",
+        state += &get(
             ctx,
-            "-n",
-            "istio-system",
-            "get",
-            "gateways.networking.istio.io",
-            "-o",
-            "jsonpath={.items[*].spec}",
-        ]);
+            &[
+                "gateways.networking.istio.io",
+                "-o",
+                "jsonpath={.items[*].spec}",
+            ],
+        );
         state += "\n";
     }
     state += &mesh_networks("cluster1");
-    state += &kubectl(&[
-        "--context",
+    state += &get(
         "cluster1",
-        "-n",
-        "istio-system",
-        "get",
-        "secret",
-        "-l",
-        "istio/multiCluster=true",
-        "-o",
-        "jsonpath={range .items[*]}{.metadata.name} {.metadata.annotations} {.metadata.labels}{\"\\n\"}{end}",
-    ]);
+        &[
+            "secret",
+            "-l",
+            "istio/multiCluster=true",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name} {.metadata.annotations} {.metadata.labels}{\"\\n\"}{end}",
+        ],
+    );
     state
 }
 
@@ -132,41 +94,26 @@ fn join_from_scratch_then_again_changes_nothing() {
     }
     // Network labels, as the clusters declared them, and the control-plane annotation.
     let labels = |ctx: &str| {
-        kubectl(&[
-            "--context",
+        istio_namespace(
             ctx,
-            "get",
-            "namespace",
-            "istio-system",
-            "-o",
             "jsonpath={.metadata.labels.topology\\.istio\\.io/network}",
-        ])
+        )
     };
     assert_eq!(labels("cluster1"), "network1");
     assert_eq!(labels("cluster2"), "network2");
-    let annotation = kubectl(&[
-        "--context",
-        "cluster2",
-        "get",
-        "namespace",
-        "istio-system",
-        "-o",
-        "jsonpath={.metadata.annotations.topology\\.istio\\.io/controlPlaneClusters}",
-    ]);
+    let annotation = control_plane_clusters("cluster2");
     assert_eq!(annotation, "cluster1");
     // The cross-network Gateway in both clusters.
     for ctx in ["cluster1", "cluster2"] {
-        let gw = kubectl(&[
-            "--context",
+        let gw = get(
             ctx,
-            "-n",
-            "istio-system",
-            "get",
-            "gateways.networking.istio.io",
-            "cross-network-gateway",
-            "-o",
-            "jsonpath={.spec.servers[0].tls.mode} {.spec.servers[0].port.number} {.spec.servers[0].hosts[0]} {.spec.selector.istio}",
-        ]);
+            &[
+                "gateways.networking.istio.io",
+                "cross-network-gateway",
+                "-o",
+                "jsonpath={.spec.servers[0].tls.mode} {.spec.servers[0].port.number} {.spec.servers[0].hosts[0]} {.spec.selector.istio}",
+            ],
+        );
         assert_eq!(
             gw, "AUTO_PASSTHROUGH 15443 *.local eastwestgateway",
             "{ctx}"
@@ -508,17 +455,7 @@ fn settings_of_one_remote_are_refused_with_several() {
 #[test]
 fn an_unreachable_primary_fails_fast_naming_the_context() {
     let kubeconfig = offline_kubeconfig();
-    let out = mesh(&[
-        "join",
-        "west",
-        "--primary",
-        "east",
-        "--yes",
-        "--request-timeout",
-        "5s",
-        "--kubeconfig",
-        kubeconfig.path().to_str().unwrap(),
-    ]);
+    let out = offline_join(kubeconfig.path(), &["--request-timeout", "5s"]);
     assert!(!out.status.success());
     let err = text(&out.stderr);
     assert!(err.contains("east") && err.contains("west"), "{err}");

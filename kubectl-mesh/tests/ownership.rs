@@ -6,46 +6,13 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Output;
-
-use common::{audit_mark, generate_certs, kubectl, kubectl_ok, mesh, mesh_lock, reset_mesh, text};
+use common::{
+    audit_mark, generate_certs, get, istio_namespace, join, joined, kubectl, kubectl_ok, mesh_lock,
+    reader_binding, reset_mesh, text, token_secrets, unjoin,
+};
 
 const NAME: &str = "owner-test";
 const NS: &str = "istio-system";
-
-fn join(certs: &Path, extra: &[&str]) -> Output {
-    let mut args = vec![
-        "join",
-        "cluster2",
-        "--primary",
-        "cluster1",
-        "--cluster-name",
-        NAME,
-        "--certs",
-        certs.to_str().unwrap(),
-        "--yes",
-    ];
-    args.extend(extra);
-    mesh(&args)
-}
-
-fn joined(certs: &Path) {
-    let out = join(certs, &[]);
-    assert!(out.status.success(), "join: {}", text(&out.stderr));
-}
-
-fn unjoin(remote: &str, extra: &[&str]) -> Output {
-    let mut args = vec!["unjoin", remote, "--primary", "cluster1", "--yes"];
-    args.extend(extra);
-    mesh(&args)
-}
-
-fn get(ctx: &str, args: &[&str]) -> String {
-    let mut all = vec!["--context", ctx, "-n", NS, "get"];
-    all.extend(args);
-    kubectl(&all).trim().to_owned()
-}
 
 fn exists(ctx: &str, args: &[&str]) -> bool {
     !get(ctx, &[args, &["--ignore-not-found", "-o", "name"]].concat()).is_empty()
@@ -99,26 +66,12 @@ fn state(ctx: &str) -> String {
         s += &get(ctx, args);
         s += "\n";
     }
-    s += &kubectl(&[
-        "--context",
+    s += &istio_namespace(
         ctx,
-        "get",
-        "namespace",
-        NS,
-        "-o",
         "jsonpath={.metadata.labels.topology\\.istio\\.io/network} {.metadata.annotations.topology\\.istio\\.io/controlPlaneClusters}",
-    ]);
+    );
     s += "\n";
-    s += &kubectl(&[
-        "--context",
-        ctx,
-        "get",
-        "clusterrolebinding",
-        "--ignore-not-found",
-        "-o",
-        "name",
-        "kubectl-mesh:istio-reader:istio-system:istio-reader-service-account",
-    ]);
+    s += &reader_binding(ctx);
     s
 }
 
@@ -141,7 +94,7 @@ fn purge_without_a_link_for_the_name_removes_nothing() {
     let _lock = mesh_lock();
     reset_mesh();
     let certs = generate_certs(&["cluster1", NAME]);
-    joined(certs.path());
+    joined(certs.path(), &["--cluster-name", NAME]);
     let before = [state("cluster1"), state("cluster2")];
 
     // A typo: cluster2 is joined as owner-test, not as cluster2. Nothing is purged, and
@@ -199,7 +152,7 @@ fn reader_credentials_another_primary_uses_are_kept() {
     let _lock = mesh_lock();
     reset_mesh();
     let certs = generate_certs(&["cluster1", NAME]);
-    joined(certs.path());
+    joined(certs.path(), &["--cluster-name", NAME]);
 
     // cluster3 stands in for a second primary: cluster2 names it as a control plane, and
     // it holds a remote secret with cluster2's reader token.
@@ -244,18 +197,7 @@ fn reader_credentials_another_primary_uses_are_kept() {
     annotate(&format!("{},cluster3", primaries.trim()));
     let shared = |ctx: &str| {
         [
-            get(
-                ctx,
-                &[
-                    "secret",
-                    "-l",
-                    "app.kubernetes.io/managed-by=kubectl-mesh",
-                    "--field-selector",
-                    "type=kubernetes.io/service-account-token",
-                    "-o",
-                    "name",
-                ],
-            ),
+            token_secrets(ctx),
             get(
                 ctx,
                 &[
@@ -266,18 +208,7 @@ fn reader_credentials_another_primary_uses_are_kept() {
                     "name",
                 ],
             ),
-            kubectl(&[
-                "--context",
-                ctx,
-                "get",
-                "clusterrolebinding",
-                "--ignore-not-found",
-                "-o",
-                "name",
-                "kubectl-mesh:istio-reader:istio-system:istio-reader-service-account",
-            ])
-            .trim()
-            .to_owned(),
+            reader_binding(ctx),
             get(
                 ctx,
                 &["secret", "cacerts", "--ignore-not-found", "-o", "name"],
@@ -315,7 +246,7 @@ fn reader_credentials_another_primary_uses_are_kept() {
     ));
 
     // A second primary that cannot be reached or found: unjoin cannot tell, so it keeps them.
-    joined(certs.path());
+    joined(certs.path(), &["--cluster-name", NAME]);
     kubectl(&[
         "--context",
         "cluster3",
@@ -341,7 +272,7 @@ fn reader_credentials_another_primary_uses_are_kept() {
     );
 
     // Named by no other primary: they go.
-    joined(certs.path());
+    joined(certs.path(), &["--cluster-name", NAME]);
     annotate(primaries.trim());
     let out = unjoin("cluster2", &["--cluster-name", NAME, "--purge"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -359,7 +290,7 @@ fn unjoin_removes_only_its_own_keys_from_shared_remote_secrets() {
     let _lock = mesh_lock();
     reset_mesh();
     let certs = generate_certs(&["cluster1", NAME]);
-    joined(certs.path());
+    joined(certs.path(), &["--cluster-name", NAME]);
     let link = get(
         "cluster1",
         &[
@@ -493,7 +424,7 @@ fn a_gateway_somebody_else_made_is_used_or_refused_never_taken_over() {
     let users = version("cluster2");
 
     // It does the job: join uses it as it is, and makes its own in cluster1, labelled.
-    joined(certs.path());
+    joined(certs.path(), &["--cluster-name", NAME]);
     assert_eq!(
         version("cluster2"),
         users,
@@ -529,7 +460,7 @@ fn a_gateway_somebody_else_made_is_used_or_refused_never_taken_over() {
     apply("cluster2", &sample("PASSTHROUGH"));
     let users = version("cluster2");
     let marks = [audit_mark("cluster1"), audit_mark("cluster2")];
-    let out = join(certs.path(), &[]);
+    let out = join(certs.path(), &["--cluster-name", NAME]);
     let stderr = text(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     assert!(
@@ -565,7 +496,7 @@ fn a_cacerts_without_a_readable_root_is_replaced_only_when_asked() {
     let stored = || get("cluster2", &["secret", "cacerts", "-o", "jsonpath={.data}"]);
     let before = stored();
 
-    let out = join(certs.path(), &[]);
+    let out = join(certs.path(), &["--cluster-name", NAME]);
     let stderr = text(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     assert!(
@@ -583,7 +514,7 @@ fn a_cacerts_without_a_readable_root_is_replaced_only_when_asked() {
         &format!("istio-remote-secret-{NAME}")
     ]));
 
-    let out = join(certs.path(), &["--replace-cacerts"]);
+    let out = join(certs.path(), &["--cluster-name", NAME, "--replace-cacerts"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let root = get(
         "cluster2",

@@ -76,6 +76,17 @@ async fn istio_namespace(client: &Client) {
     }
 }
 
+/// Creates an empty object named `name` through `api`: a write probe.
+async fn create_named<K>(api: Api<K>, name: &str) -> Result<K, kube::Error>
+where
+    K: kube::Resource + Default + Clone + std::fmt::Debug + serde::Serialize,
+    K: serde::de::DeserializeOwned,
+{
+    let mut object = K::default();
+    object.meta_mut().name = Some(name.to_owned());
+    api.create(&PostParams::default(), &object).await
+}
+
 fn is_forbidden<T: std::fmt::Debug>(r: Result<T, kube::Error>) -> bool {
     matches!(r, Err(kube::Error::Api(s)) if s.code == 403)
 }
@@ -179,41 +190,22 @@ async fn printed_secret_applied_to_cluster1_reads_cluster2_and_cannot_write() {
     Api::<Secret>::all(reader.clone()).list(&lp).await.unwrap();
     // ... and may not create or delete them.
     let probe = unique("rs-probe");
-    let ns = Namespace {
-        metadata: kube::api::ObjectMeta {
-            name: Some(probe.clone()),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
     assert!(is_forbidden(
-        Api::<Namespace>::all(reader.clone())
-            .create(&PostParams::default(), &ns)
-            .await
+        create_named(Api::<Namespace>::all(reader.clone()), &probe).await
     ));
-    let svc = Service {
-        metadata: kube::api::ObjectMeta {
-            name: Some(probe.clone()),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
     assert!(is_forbidden(
-        Api::<Service>::namespaced(reader.clone(), "default")
-            .create(&PostParams::default(), &svc)
-            .await
+        create_named(
+            Api::<Service>::namespaced(reader.clone(), "default"),
+            &probe
+        )
+        .await
     ));
-    let sec = Secret {
-        metadata: kube::api::ObjectMeta {
-            name: Some(probe.clone()),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
     assert!(is_forbidden(
-        Api::<Secret>::namespaced(reader.clone(), "istio-system")
-            .create(&PostParams::default(), &sec)
-            .await
+        create_named(
+            Api::<Secret>::namespaced(reader.clone(), "istio-system"),
+            &probe
+        )
+        .await
     ));
     let dp = DeleteParams::default();
     assert!(is_forbidden(

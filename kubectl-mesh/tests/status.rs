@@ -6,24 +6,12 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{generate_certs, kubectl, lb_address, mesh, mesh_lock, reset_mesh, text};
+use common::{
+    generate_certs, joined, kubectl, lb_address, mesh, mesh_lock, reset_mesh, text, token_secrets,
+    unjoin,
+};
 
 const NAME: &str = "status-test";
-
-fn join(certs: &std::path::Path) {
-    let out = mesh(&[
-        "join",
-        "cluster2",
-        "--primary",
-        "cluster1",
-        "--cluster-name",
-        NAME,
-        "--certs",
-        certs.to_str().unwrap(),
-        "--yes",
-    ]);
-    assert!(out.status.success(), "join: {}", text(&out.stderr));
-}
 
 fn status() -> (bool, String, serde_json::Value) {
     // Text and JSON must agree; two runs may straddle a change (a token being revoked
@@ -127,7 +115,7 @@ fn status_passes_on_a_joined_mesh_and_names_the_fix_when_a_link_breaks() {
     let _lock = mesh_lock();
     reset_mesh();
     let certs = generate_certs(&["cluster1", NAME]);
-    join(certs.path());
+    joined(certs.path(), &["--cluster-name", NAME]);
 
     // A good mesh: every check passes, one row per cluster.
     let (ok, out, report) = status();
@@ -165,24 +153,9 @@ fn status_passes_on_a_joined_mesh_and_names_the_fix_when_a_link_breaks() {
 
     // The token Secret join created in the remote is deleted: the link no longer
     // authenticates, and the hint is the join that recreates it.
-    let token_secrets = kubectl(&[
-        "--context=cluster2",
-        "-n",
-        "istio-system",
-        "get",
-        "secret",
-        "-l",
-        "app.kubernetes.io/managed-by=kubectl-mesh",
-        "--field-selector",
-        "type=kubernetes.io/service-account-token",
-        "-o",
-        "name",
-    ]);
-    assert!(
-        !token_secrets.trim().is_empty(),
-        "join created no token Secret"
-    );
-    for s in token_secrets.split_whitespace() {
+    let secrets = token_secrets("cluster2");
+    assert!(!secrets.trim().is_empty(), "join created no token Secret");
+    for s in secrets.split_whitespace() {
         kubectl(&["--context=cluster2", "-n", "istio-system", "delete", s]);
     }
     let (out, report) = status_until(
@@ -210,7 +183,7 @@ fn status_passes_on_a_joined_mesh_and_names_the_fix_when_a_link_breaks() {
     assert!(out.contains("✗") && out.contains("→ "), "{out}");
 
     // What the hint says repairs it.
-    join(certs.path());
+    joined(certs.path(), &["--cluster-name", NAME]);
     status_until("status to pass after join recreated the token", |ok, _| ok);
 
     // The remote's cacerts gets another root: the roots check fails and points at certs check.
@@ -252,16 +225,7 @@ fn status_passes_on_a_joined_mesh_and_names_the_fix_when_a_link_breaks() {
     assert!(failed[0].2.contains("kubectl mesh certs check"), "{out}");
 
     // Leave the mesh as the next test expects to find it.
-    let out = mesh(&[
-        "unjoin",
-        "cluster2",
-        "--primary",
-        "cluster1",
-        "--cluster-name",
-        NAME,
-        "--purge",
-        "--yes",
-    ]);
+    let out = unjoin("cluster2", &["--cluster-name", NAME, "--purge"]);
     assert!(out.status.success(), "unjoin: {}", text(&out.stderr));
     reset_mesh();
 }

@@ -13,7 +13,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use assert_cmd::Command;
-use common::{generate_certs, kubectl, kubectl_ok, mesh, mesh_lock, reset_mesh, text};
+use common::{
+    generate_certs, get, join, kubectl, kubectl_ok, mesh, mesh_lock, reset_mesh, text, unjoin,
+};
 
 /// Puts the clusters back (remote secrets, reader accounts) when dropped, also when a
 /// test fails half-way. Declared after the lock, so it runs while the lock is held.
@@ -155,17 +157,10 @@ fn stored_kubeconfigs_never_run_a_program_and_unsafe_links_are_reported() {
 
     // unjoin reads every link too (whose token is whose); it removes the link it was
     // asked about and runs nothing.
-    let out = mesh(&[
-        "unjoin",
+    let out = unjoin(
         "cluster3",
-        "--primary",
-        "cluster1",
-        "--cluster-name",
-        "evil-exec",
-        "--yes",
-        "--request-timeout",
-        "5s",
-    ]);
+        &["--cluster-name", "evil-exec", "--request-timeout", "5s"],
+    );
     assert!(out.status.success(), "unjoin: {}", text(&out.stderr));
     assert!(!marker.exists(), "unjoin ran the stored exec plugin");
     assert!(!kubectl_ok(&[
@@ -182,8 +177,8 @@ fn stored_kubeconfigs_never_run_a_program_and_unsafe_links_are_reported() {
     }
 }
 
-/// cluster2's server URL and CA (PEM) from the test bed's kubeconfig.
-fn cluster2_server_and_ca() -> (String, Vec<u8>) {
+/// cluster2's context alone, with its credentials inline, from the test bed's kubeconfig.
+fn cluster2_kubeconfig() -> serde_json::Value {
     let json = kubectl(&[
         "config",
         "view",
@@ -195,7 +190,12 @@ fn cluster2_server_and_ca() -> (String, Vec<u8>) {
         "-o",
         "json",
     ]);
-    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    serde_json::from_str(&json).unwrap()
+}
+
+/// cluster2's server URL and CA (PEM) from the test bed's kubeconfig.
+fn cluster2_server_and_ca() -> (String, Vec<u8>) {
+    let v = cluster2_kubeconfig();
     let cluster = &v["clusters"][0]["cluster"];
     use base64::Engine as _;
     let ca = base64::engine::general_purpose::STANDARD
@@ -227,17 +227,7 @@ fn plain_http_servers_are_refused_before_anything_changes() {
     );
 
     let certs = generate_certs(&["cluster1", "cluster2"]);
-    let out = mesh(&[
-        "join",
-        "cluster2",
-        "--primary",
-        "cluster1",
-        "--certs",
-        certs.path().to_str().unwrap(),
-        "--server",
-        &http,
-        "--yes",
-    ]);
+    let out = join(certs.path(), &["--server", &http]);
     let stderr = text(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     assert!(stderr.contains("plain http://"), "{stderr}");
@@ -249,18 +239,10 @@ fn plain_http_servers_are_refused_before_anything_changes() {
         );
     }
     assert!(
-        kubectl(&[
-            "--context=cluster1",
-            "-n",
-            "istio-system",
-            "get",
-            "secret",
-            "-l",
-            "istio/multiCluster=true",
-            "-o",
-            "name",
-        ])
-        .trim()
+        get(
+            "cluster1",
+            &["secret", "-l", "istio/multiCluster=true", "-o", "name"]
+        )
         .is_empty()
     );
 }
@@ -274,18 +256,7 @@ fn a_context_that_skips_tls_verification_needs_a_ca_from_the_user() {
     let (server, ca) = cluster2_server_and_ca();
     let dir = tempfile::tempdir().unwrap();
     // cluster2's context, but skipping verification and without a CA of its own.
-    let mut v: serde_json::Value = serde_json::from_str(&kubectl(&[
-        "config",
-        "view",
-        "--raw",
-        "--minify",
-        "--flatten",
-        "--context",
-        "cluster2",
-        "-o",
-        "json",
-    ]))
-    .unwrap();
+    let mut v = cluster2_kubeconfig();
     let cluster = v["clusters"][0]["cluster"].as_object_mut().unwrap();
     cluster.remove("certificate-authority-data");
     cluster.insert("insecure-skip-tls-verify".into(), true.into());
@@ -409,6 +380,17 @@ fn certs_generate_never_writes_a_key_through_a_symlink() {
     );
 }
 
+/// `kubectl mesh certs check DIR`, which must end within 30 s whatever DIR holds.
+fn certs_check(dir: &Path) -> std::process::Output {
+    Command::cargo_bin("kubectl-mesh")
+        .unwrap()
+        .args(["certs", "check"])
+        .arg(dir)
+        .timeout(Duration::from_secs(30))
+        .output()
+        .unwrap()
+}
+
 #[cfg(unix)]
 #[test]
 fn bundles_and_kubeconfigs_that_are_not_small_regular_files_are_refused() {
@@ -418,13 +400,7 @@ fn bundles_and_kubeconfigs_that_are_not_small_regular_files_are_refused() {
     // A device: reading it would never end.
     std::fs::remove_file(b.join("cert-chain.pem")).unwrap();
     std::os::unix::fs::symlink("/dev/zero", b.join("cert-chain.pem")).unwrap();
-    let o = Command::cargo_bin("kubectl-mesh")
-        .unwrap()
-        .args(["certs", "check"])
-        .arg(&b)
-        .timeout(Duration::from_secs(30))
-        .output()
-        .unwrap();
+    let o = certs_check(&b);
     let stderr = text(&o.stderr);
     assert!(!o.status.success(), "{stderr}");
     assert!(
@@ -434,13 +410,7 @@ fn bundles_and_kubeconfigs_that_are_not_small_regular_files_are_refused() {
     // Too large.
     std::fs::remove_file(b.join("cert-chain.pem")).unwrap();
     std::fs::write(b.join("cert-chain.pem"), vec![b'A'; 2 * 1024 * 1024]).unwrap();
-    let o = Command::cargo_bin("kubectl-mesh")
-        .unwrap()
-        .args(["certs", "check"])
-        .arg(&b)
-        .timeout(Duration::from_secs(30))
-        .output()
-        .unwrap();
+    let o = certs_check(&b);
     let stderr = text(&o.stderr);
     assert!(!o.status.success(), "{stderr}");
     assert!(

@@ -10,43 +10,31 @@ use std::process::Output;
 
 use std::collections::BTreeMap;
 
-use assert_cmd::Command;
-use common::{audit_mark, generate_certs, kubectl, kubectl_ok, mesh, mesh_lock, reset_mesh, text};
+use common::{
+    audit_mark, generate_certs, get, istio_namespace, joined, kubectl, kubectl_ok, mesh_command,
+    mesh_lock, reset_mesh, text, token_secrets,
+};
 
 const NAME: &str = "unjoin-test";
 
-fn join(certs: &std::path::Path, name: &str) {
-    let out = mesh(&[
-        "join",
-        "cluster2",
-        "--primary",
-        "cluster1",
-        "--cluster-name",
-        name,
-        "--certs",
-        certs.to_str().unwrap(),
-        "--yes",
-    ]);
-    assert!(out.status.success(), "join: {}", text(&out.stderr));
-}
-
-fn unjoin(extra: &[&str]) -> Output {
-    let mut args = vec![
+/// `kubectl mesh unjoin cluster2 --primary cluster1 --cluster-name NAME EXTRA…` (no
+/// `--yes` unless in `extra`).
+fn unjoin_command(extra: &[&str]) -> std::process::Command {
+    let mut cmd = mesh_command();
+    cmd.args([
         "unjoin",
         "cluster2",
         "--primary",
         "cluster1",
         "--cluster-name",
         NAME,
-    ];
-    args.extend(extra);
-    mesh(&args)
+    ])
+    .args(extra);
+    cmd
 }
 
-fn get(ctx: &str, args: &[&str]) -> String {
-    let mut all = vec!["--context", ctx, "-n", "istio-system", "get"];
-    all.extend(args);
-    kubectl(&all).trim().to_owned()
+fn unjoin(extra: &[&str]) -> Output {
+    unjoin_command(extra).output().unwrap()
 }
 
 /// What a user checks with kubectl in `ctx`: remote secrets, meshNetworks, the Istio
@@ -78,16 +66,7 @@ fn snapshot(ctx: &str) -> BTreeMap<&'static str, String> {
         "no ConfigMap".into()
     };
     s.insert("meshNetworks", networks);
-    let ns: serde_json::Value = serde_json::from_str(&kubectl(&[
-        "--context",
-        ctx,
-        "get",
-        "ns",
-        "istio-system",
-        "-o",
-        "json",
-    ]))
-    .unwrap();
+    let ns: serde_json::Value = serde_json::from_str(&istio_namespace(ctx, "json")).unwrap();
     let topology = |field: &str| {
         ns["metadata"][field]
             .as_object()
@@ -128,21 +107,7 @@ fn snapshot(ctx: &str) -> BTreeMap<&'static str, String> {
             ],
         ),
     );
-    s.insert(
-        "kubectl-mesh token secrets",
-        get(
-            ctx,
-            &[
-                "secret",
-                "-l",
-                "app.kubernetes.io/managed-by=kubectl-mesh",
-                "--field-selector",
-                "type=kubernetes.io/service-account-token",
-                "-o",
-                "name",
-            ],
-        ),
-    );
+    s.insert("kubectl-mesh token secrets", token_secrets(ctx));
     s.insert(
         "reader account",
         get(
@@ -181,7 +146,7 @@ fn unjoin_removes_what_join_added_and_purge_restores_both_clusters() {
     reset_mesh();
     let before = [snapshot("cluster1"), snapshot("cluster2")];
     let certs = generate_certs(&["cluster1", NAME]);
-    join(certs.path(), NAME);
+    joined(certs.path(), &["--cluster-name", NAME]);
     let joined = [snapshot("cluster1"), snapshot("cluster2")];
     assert_ne!(joined[0]["remote secrets"], before[0]["remote secrets"]);
     assert!(joined[0]["meshNetworks"].contains(NAME), "{:?}", joined[0]);
@@ -286,7 +251,7 @@ fn unjoin_of_an_unreachable_remote_cleans_the_primary_and_warns() {
     let _lock = mesh_lock();
     reset_mesh();
     let certs = generate_certs(&["cluster1", NAME]);
-    join(certs.path(), NAME);
+    joined(certs.path(), &["--cluster-name", NAME]);
 
     // A kubeconfig in which cluster2's server no longer answers (the cluster is gone).
     let real = std::env::var("KUBECONFIG").unwrap();
@@ -306,21 +271,8 @@ fn unjoin_of_an_unreachable_remote_cleans_the_primary_and_warns() {
     );
     std::fs::write(&gone, yaml.replace(server.trim(), "https://127.0.0.1:9")).unwrap();
 
-    let out = Command::cargo_bin("kubectl-mesh")
-        .unwrap()
-        .env("NO_COLOR", "1")
+    let out = unjoin_command(&["--yes", "--request-timeout", "5s"])
         .env("KUBECONFIG", &gone)
-        .args([
-            "unjoin",
-            "cluster2",
-            "--primary",
-            "cluster1",
-            "--cluster-name",
-            NAME,
-            "--yes",
-            "--request-timeout",
-            "5s",
-        ])
         .output()
         .unwrap();
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));

@@ -172,15 +172,6 @@ pub enum Error {
         name: String,
     },
 
-    /// A duration flag could not be parsed.
-    #[error("invalid duration {value:?}: {reason}")]
-    InvalidDuration {
-        /// The text given.
-        value: String,
-        /// Why.
-        reason: String,
-    },
-
     /// A token lifetime outside what Kubernetes accepts.
     #[error(
         "token TTL {ttl:?} is too short: Kubernetes issues TokenRequest tokens for at least 10m"

@@ -47,7 +47,6 @@
 
 mod ca;
 mod deadline;
-mod duration;
 mod error;
 mod generate;
 mod kubeconfig;
@@ -59,7 +58,6 @@ mod verify;
 
 pub use ca::{CaCandidate, CaChoice, CaOrigin, choose_ca};
 pub use deadline::{DEFAULT_REQUEST_TIMEOUT, PendingRequest, RequestTimedOut, pending_requests};
-pub use duration::parse_duration;
 pub use error::{Error, Result};
 pub use generate::{GeneratedRemoteSecret, RemoteSecretRequest, generate_remote_secret};
 pub use kubeconfig::{

@@ -10,12 +10,12 @@
 use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 
 use crate::bench::{Bench, Section};
+use crate::mesh_reset::{kubectl, reset_mesh, run};
 use crate::testbed;
 
 const REMOTES: [&str; 2] = ["cluster2", "cluster3"];
@@ -67,13 +67,13 @@ pub fn join(bench: &Bench) -> Result<Section> {
     let mut sequential = Vec::new();
     let mut concurrent = Vec::new();
     for _ in 0..runs {
-        reset(&env)?;
+        reset_mesh(&env)?;
         let t = Instant::now();
         for remote in REMOTES {
             run_owned(&bench.binary, &env, &join_args(&[remote]))?;
         }
         sequential.push(t.elapsed());
-        reset(&env)?;
+        reset_mesh(&env)?;
         let t = Instant::now();
         run_owned(&bench.binary, &env, &join_args(&REMOTES))?;
         concurrent.push(t.elapsed());
@@ -85,7 +85,7 @@ pub fn join(bench: &Bench) -> Result<Section> {
     let mut guide_requests = 0;
     let mut guide_commands = 0;
     for _ in 0..runs {
-        reset(&env)?;
+        reset_mesh(&env)?;
         let marks = [AuditMark::new("cluster1"), AuditMark::new("cluster2")];
         let t = Instant::now();
         run_owned(&bench.binary, &env, &join_args(&["cluster2"]))?;
@@ -95,7 +95,7 @@ pub fn join(bench: &Bench) -> Result<Section> {
             .map(|m| m.mutations("kubectl-mesh/"))
             .sum::<Result<usize>>()?;
 
-        reset(&env)?;
+        reset_mesh(&env)?;
         let marks = [AuditMark::new("cluster1"), AuditMark::new("cluster2")];
         let t = Instant::now();
         guide_commands = guide_sequence(&env, &certs)?;
@@ -105,7 +105,7 @@ pub fn join(bench: &Bench) -> Result<Section> {
             .map(|m| m.mutations("kubectl/"))
             .sum::<Result<usize>>()?;
     }
-    reset(&env)?;
+    reset_mesh(&env)?;
     drop(lock);
 
     let (seq, conc, one, manual) = (
@@ -163,138 +163,9 @@ fn s(p: &Path) -> &str {
     p.to_str().expect("cache paths are UTF-8")
 }
 
-fn run(bin: &Path, env: &[(String, String)], args: &[&str]) -> Result<String> {
-    let out = Command::new(bin)
-        .args(args)
-        .envs(env.iter().cloned())
-        .output()
-        .with_context(|| format!("running {}", bin.display()))?;
-    if !out.status.success() {
-        bail!(
-            "{} {} failed: {}",
-            bin.display(),
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
 fn run_owned(bin: &Path, env: &[(String, String)], args: &[String]) -> Result<String> {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     run(bin, env, &args)
-}
-
-fn kubectl(env: &[(String, String)], args: &[&str]) -> Result<String> {
-    run(Path::new("kubectl"), env, args)
-}
-
-/// Back to "Istio installed, nothing joined" on every cluster.
-fn reset(env: &[(String, String)]) -> Result<()> {
-    for ctx in ["cluster1", "cluster2", "cluster3"] {
-        let c = format!("--context={ctx}");
-        let n = "--namespace=istio-system";
-        kubectl(
-            env,
-            &[&c, n, "delete", "secret", "cacerts", "--ignore-not-found"],
-        )?;
-        kubectl(
-            env,
-            &[
-                &c,
-                n,
-                "delete",
-                "secret",
-                "-l",
-                "istio/multiCluster=true",
-                "--ignore-not-found",
-            ],
-        )?;
-        kubectl(
-            env,
-            &[
-                &c,
-                n,
-                "delete",
-                "secret",
-                "-l",
-                "app.kubernetes.io/managed-by=kubectl-mesh",
-                "--ignore-not-found",
-            ],
-        )?;
-        kubectl(
-            env,
-            &[
-                &c,
-                n,
-                "delete",
-                "secret",
-                "istio-multi-token",
-                "--ignore-not-found",
-            ],
-        )?;
-        kubectl(
-            env,
-            &[
-                &c,
-                n,
-                "delete",
-                "serviceaccount",
-                "istio-reader-service-account",
-                "istio-multi",
-                "--ignore-not-found",
-            ],
-        )?;
-        kubectl(
-            env,
-            &[&c, n, "delete", "gateways.networking.istio.io", "--all"],
-        )?;
-        kubectl(
-            env,
-            &[
-                &c,
-                "delete",
-                "clusterrolebinding",
-                "istio-multi",
-                "--ignore-not-found",
-            ],
-        )?;
-        kubectl(
-            env,
-            &[
-                &c,
-                "label",
-                "namespace",
-                "istio-system",
-                "topology.istio.io/network-",
-            ],
-        )?;
-        kubectl(
-            env,
-            &[
-                &c,
-                "annotate",
-                "namespace",
-                "istio-system",
-                "topology.istio.io/controlPlaneClusters-",
-            ],
-        )?;
-    }
-    kubectl(
-        env,
-        &[
-            "--context=cluster1",
-            "-n",
-            "istio-system",
-            "patch",
-            "configmap",
-            "istio",
-            "--type=merge",
-            "-p",
-            r#"{"data":{"meshNetworks":"networks: {}\n"}}"#,
-        ],
-    )?;
-    Ok(())
 }
 
 /// The guide's commands for joining cluster2 to cluster1 (cacerts, labels, Gateway,
@@ -399,9 +270,8 @@ fn guide_sequence(env: &[(String, String)], certs: &Path) -> Result<usize> {
         "apiVersion: v1\nkind: Secret\nmetadata:\n  name: istio-multi-token\n  namespace: istio-system\n  annotations:\n    kubernetes.io/service-account.name: istio-multi\ntype: kubernetes.io/service-account-token\n",
     )?;
     k(&["--context", "cluster2", "apply", "-f", s(&token_secret)])?;
-    let mut token = String::new();
-    for _ in 0..50 {
-        token = k(&[
+    let mut token_secret_field = |jsonpath: &str| {
+        k(&[
             "--context",
             "cluster2",
             "-n",
@@ -410,24 +280,18 @@ fn guide_sequence(env: &[(String, String)], certs: &Path) -> Result<usize> {
             "secret",
             "istio-multi-token",
             "-o",
-            "jsonpath={.data.token}",
-        ])?;
+            jsonpath,
+        ])
+    };
+    let mut token = String::new();
+    for _ in 0..50 {
+        token = token_secret_field("jsonpath={.data.token}")?;
         if !token.is_empty() {
             break;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    let ca = k(&[
-        "--context",
-        "cluster2",
-        "-n",
-        "istio-system",
-        "get",
-        "secret",
-        "istio-multi-token",
-        "-o",
-        "jsonpath={.data.ca\\.crt}",
-    ])?;
+    let ca = token_secret_field("jsonpath={.data.ca\\.crt}")?;
     let server = k(&[
         "config",
         "view",

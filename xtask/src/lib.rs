@@ -8,6 +8,7 @@ pub mod demo;
 pub mod dist;
 pub mod istio;
 pub mod krew;
+pub mod mesh_reset;
 pub mod pki;
 pub mod simulator;
 pub mod testbed;

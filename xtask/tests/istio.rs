@@ -4,6 +4,8 @@
 //! that and runs them; plain `cargo test` leaves them out). They reach it through
 //! `KUBECONFIG` and find helm on `PATH`.
 
+mod common;
+
 use std::net::Ipv4Addr;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -15,24 +17,14 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, PostParams};
-use kube::config::KubeConfigOptions;
-use kube::{Api, Client, Config};
+use kube::Api;
 use serde_json::{Value, json};
 use xtask::istio::{self, EASTWEST_RELEASE, NAMESPACE};
 use xtask::testbed::ClusterState;
 
-const CONTEXTS: [&str; 2] = ["cluster1", "cluster2"];
+use common::client;
 
-async fn client(context: &str) -> Client {
-    let options = KubeConfigOptions {
-        context: Some(context.to_owned()),
-        ..Default::default()
-    };
-    let config = Config::from_kubeconfig(&options).await.unwrap_or_else(|e| {
-        panic!("no context {context} in KUBECONFIG ({e}); is the test bed up?")
-    });
-    Client::try_from(config).expect("client")
-}
+const CONTEXTS: [&str; 2] = ["cluster1", "cluster2"];
 
 fn unique(prefix: &str) -> String {
     let micros = std::time::SystemTime::now()

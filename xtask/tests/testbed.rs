@@ -3,26 +3,18 @@
 //! These tests need a running test bed (`cargo xtask test` brings one up and runs them;
 //! plain `cargo test` leaves them out). They reach it through `KUBECONFIG`.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenReview};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service, ServiceAccount};
 use kube::api::{DeleteParams, PostParams};
-use kube::config::KubeConfigOptions;
-use kube::{Api, Client, Config};
+use kube::{Api, Client};
 use serde_json::json;
 
-async fn client(context: &str) -> Client {
-    let options = KubeConfigOptions {
-        context: Some(context.to_owned()),
-        ..Default::default()
-    };
-    let config = Config::from_kubeconfig(&options).await.unwrap_or_else(|e| {
-        panic!("no context {context} in KUBECONFIG ({e}); is the test bed up?")
-    });
-    Client::try_from(config).expect("client")
-}
+use common::client;
 
 /// Creates a namespace with a name unique to this test run.
 async fn namespace(client: &Client, prefix: &str) -> String {
@@ -40,6 +32,28 @@ async fn namespace(client: &Client, prefix: &str) -> String {
         .await
         .unwrap();
     name
+}
+
+/// Creates Deployment `name` (pods labelled `app=NAME`): `replicas` pods of one
+/// container `container` running `image`.
+async fn create_deployment(
+    deployments: &Api<Deployment>,
+    name: &str,
+    replicas: i32,
+    container: &str,
+    image: &str,
+) {
+    let deploy: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+                 "template": {"metadata": {"labels": {"app": name}},
+                              "spec": {"containers": [{"name": container, "image": image}]}}},
+    }))
+    .unwrap();
+    deployments
+        .create(&PostParams::default(), &deploy)
+        .await
+        .unwrap();
 }
 
 /// Polls `check` until it returns `Some`, or panics naming `what` after `timeout`.
@@ -205,17 +219,7 @@ async fn load_balancer_services_get_an_address_and_deployments_roll_out() {
     assert_eq!(ip.octets()[..2], [198, 18], "{ip}");
 
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
-    let deploy: Deployment = serde_json::from_value(json!({
-        "metadata": {"name": "gw"},
-        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "gw"}},
-                 "template": {"metadata": {"labels": {"app": "gw"}},
-                              "spec": {"containers": [{"name": "proxy", "image": "proxyv2"}]}}},
-    }))
-    .unwrap();
-    deployments
-        .create(&PostParams::default(), &deploy)
-        .await
-        .unwrap();
+    create_deployment(&deployments, "gw", 2, "proxy", "proxyv2").await;
     eventually("gw to roll out", Duration::from_secs(30), || async {
         let status = deployments.get("gw").await.ok()?.status?;
         (status.available_replicas == Some(2)).then_some(())
@@ -238,17 +242,7 @@ async fn deleting_a_namespace_completes() {
     cms.create(&PostParams::default(), &cm).await.unwrap();
     // A running pod must go too (a kubelet would confirm its deletion).
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
-    let deploy: Deployment = serde_json::from_value(json!({
-        "metadata": {"name": "app"},
-        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "app"}},
-                 "template": {"metadata": {"labels": {"app": "app"}},
-                              "spec": {"containers": [{"name": "app", "image": "app"}]}}},
-    }))
-    .unwrap();
-    deployments
-        .create(&PostParams::default(), &deploy)
-        .await
-        .unwrap();
+    create_deployment(&deployments, "app", 1, "app", "app").await;
     eventually("app to roll out", Duration::from_secs(30), || async {
         let status = deployments.get("app").await.ok()?.status?;
         (status.ready_replicas == Some(1)).then_some(())

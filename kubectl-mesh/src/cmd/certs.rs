@@ -1,6 +1,5 @@
 //! `kubectl mesh certs check|generate`: plugged-in CA bundles (`cacerts`).
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -10,7 +9,13 @@ use clap::{Args, Subcommand, ValueEnum};
 use mesh_certs::generate::{
     IntermediateOptions, KeyType, RootCa, RootOptions, WriteOptions, write_layout,
 };
-use mesh_certs::{BundleFile, CaBundle, Check, Report, Severity, Status, ValidationOptions};
+use mesh_certs::{
+    BundleFile, CaBundle, Check, CheckOutcome, Finding, Report, RootAgreement, Severity, Status,
+    ValidationOptions,
+};
+use serde::Serialize;
+
+use crate::style::Style;
 
 const DAY: u64 = 24 * 60 * 60;
 
@@ -168,31 +173,41 @@ pub fn run(args: &CertsArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Colours for stdout: only on a terminal and without NO_COLOR.
-struct Style {
-    color: bool,
+/// `certs check -o json`: the verdict, each bundle's checks, and whether they share a root.
+#[derive(Debug, Serialize)]
+struct CheckReport<'a> {
+    /// Every bundle valid and, with several, one root shared by all.
+    valid: bool,
+    /// One entry per DIR, in the order given.
+    bundles: Vec<BundleReport<'a>>,
+    /// With several DIRs: whether they share a root; `null` for one.
+    roots: Option<RootsReport<'a>>,
 }
 
-impl Style {
-    fn paint(&self, code: &str, s: &str) -> String {
-        if self.color {
-            format!("\x1b[{code}m{s}\x1b[0m")
-        } else {
-            s.to_owned()
-        }
-    }
-    fn ok(&self) -> String {
-        self.paint("32", "✓")
-    }
-    fn bad(&self) -> String {
-        self.paint("31", "✗")
-    }
-    fn warn(&self) -> String {
-        self.paint("33", "!")
-    }
-    fn dim(&self, s: &str) -> String {
-        self.paint("2", s)
-    }
+/// One bundle of a [`CheckReport`].
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BundleReport<'a> {
+    /// The directory, as given.
+    dir: &'a str,
+    /// No error (warnings allowed).
+    valid: bool,
+    /// Every check with its status, by stable id.
+    checks: &'a [CheckOutcome],
+    /// The problems found, each with its fix.
+    findings: &'a [Finding],
+    /// SHA-256 fingerprints of the roots in root-cert.pem.
+    root_fingerprints: Vec<String>,
+}
+
+/// Whether the bundles of a [`CheckReport`] share a root.
+#[derive(Debug, Serialize)]
+struct RootsReport<'a> {
+    /// Every bundle trusts at least one common root.
+    agreed: bool,
+    /// Which roots are common, and which bundles disagree.
+    #[serde(flatten)]
+    agreement: &'a RootAgreement,
 }
 
 fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
@@ -234,33 +249,29 @@ fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
 
     match args.output {
         CheckFormat::Json => {
-            let json = serde_json::json!({
-                "valid": valid,
-                "bundles": bundles.iter().map(|(dir, bundle, report)| {
-                    serde_json::json!({
-                        "dir": dir,
-                        "valid": report.is_valid(),
-                        "checks": report.checks,
-                        "findings": report.findings,
-                        "rootFingerprints": bundle.root_fingerprints(),
+            let report = CheckReport {
+                valid,
+                bundles: bundles
+                    .iter()
+                    .map(|(dir, bundle, report)| BundleReport {
+                        dir,
+                        valid: report.is_valid(),
+                        checks: &report.checks,
+                        findings: &report.findings,
+                        root_fingerprints: bundle.root_fingerprints(),
                     })
-                }).collect::<Vec<_>>(),
-                "roots": agreement.as_ref().map(|a| serde_json::json!({
-                    "agreed": a.is_agreed(),
-                    "common": a.common,
-                    "reference": a.reference,
-                    "agreeing": a.agreeing,
-                    "disagreeing": a.disagreeing,
-                })),
-            });
-            println!("{json:#}");
+                    .collect(),
+                roots: agreement.as_ref().map(|agreement| RootsReport {
+                    agreed: agreement.is_agreed(),
+                    agreement,
+                }),
+            };
+            println!("{}", serde_json::to_string_pretty(&report)?);
         }
         CheckFormat::Text => {
-            let style = Style {
-                color: crate::cli::color_enabled() && std::io::stdout().is_terminal(),
-            };
+            let style = Style::stdout();
             for (dir, _, report) in &bundles {
-                print_report(&style, dir, report);
+                print_report(style, dir, report);
             }
             if let Some(a) = &agreement {
                 println!("roots shared by all bundles:");
@@ -272,7 +283,7 @@ fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
                         style.dim(&format!("(sha256 {})", short(&a.common[0])))
                     );
                 } else {
-                    println!("  {} the bundles do not share a root:", style.bad());
+                    println!("  {} the bundles do not share a root:", style.failed());
                     for (dir, bundle, _) in &bundles {
                         let set = bundle.root_set();
                         let roots: Vec<String> = set
@@ -320,7 +331,7 @@ fn short(fingerprint: &str) -> &str {
     &fingerprint[..fingerprint.len().min(16)]
 }
 
-fn print_report(style: &Style, dir: &str, report: &Report) {
+fn print_report(style: Style, dir: &str, report: &Report) {
     println!("{dir}:");
     let path = |file: BundleFile| Path::new(dir).join(file.file_name()).display().to_string();
     for outcome in &report.checks {
@@ -337,8 +348,8 @@ fn print_report(style: &Style, dir: &str, report: &Report) {
             Status::Warning | Status::Failed => {
                 for f in report.findings_for(check) {
                     let mark = match f.severity {
-                        Severity::Error => style.bad(),
-                        Severity::Warning => style.warn(),
+                        Severity::Error => style.failed(),
+                        Severity::Warning => style.warning(),
                     };
                     println!("  {mark} {}: {}", path(f.file), f.message);
                     println!("      fix: {}", f.fix);

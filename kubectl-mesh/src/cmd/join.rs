@@ -9,14 +9,17 @@ use anyhow::{Context, bail};
 use clap::Args;
 use mesh_certs::CaBundle;
 use mesh_core::{ClusterSpec, JoinOptions, JoinSummary};
-use mesh_kubeconfig::{KubeconfigSource, Kubeconfigs, parse_duration};
+use mesh_kubeconfig::{KubeconfigSource, Kubeconfigs};
 
-use crate::cli::{GlobalArgs, OutputFormat};
+use crate::cli::{GlobalArgs, OutputFormat, PlanArgs};
 use crate::cmd::remote_secret::{CredentialArgs, credentials_request};
-use crate::progress::Renderer;
+use crate::duration::parse_duration;
 
 /// Options of `kubectl mesh join`.
 #[derive(Debug, Args)]
+#[command(mut_arg("dry_run", |arg| arg.help(
+    "Change nothing; say what would change (with -o yaml|json: the objects)"
+)))]
 #[command(after_help = "Examples:
   # Generate one root and a CA per cluster, then join cluster2 to cluster1's istiod
   kubectl mesh certs generate --out certs cluster1 cluster2
@@ -101,21 +104,13 @@ pub struct JoinArgs {
     #[command(flatten)]
     pub credentials: CredentialArgs,
 
-    /// Change nothing; say what would change (with -o yaml|json: the objects).
-    #[arg(long)]
-    pub dry_run: bool,
-
-    /// Output: text progress, or the summary as yaml or json on stdout.
-    #[arg(short, long, value_enum, default_value_t = OutputFormat::Text)]
-    pub output: OutputFormat,
-
-    /// Do not ask for confirmation (needed without a terminal).
-    #[arg(short, long)]
-    pub yes: bool,
+    /// Dry run, output and confirmation, as for every command that changes clusters.
+    #[command(flatten)]
+    pub plan: PlanArgs,
 
     /// How long each wait (a gateway's address) may take.
-    #[arg(long, value_name = "DURATION", default_value = "2m")]
-    pub timeout: String,
+    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = parse_duration)]
+    pub timeout: Duration,
 
     /// Installing Istio where it is missing (last: its flags have their own heading).
     #[command(flatten)]
@@ -204,7 +199,7 @@ pub fn run(global: &GlobalArgs, args: &JoinArgs) -> anyhow::Result<ExitCode> {
     let runtime = super::runtime()?;
 
     // On a terminal, show the plan and ask before changing anything.
-    if !args.dry_run && !args.yes {
+    if !args.plan.dry_run && !args.plan.yes {
         if !interactive {
             bail!(
                 "join changes {primary} and {}; pass --yes to confirm without a terminal (or --dry-run to see the plan)",
@@ -230,44 +225,17 @@ pub fn run(global: &GlobalArgs, args: &JoinArgs) -> anyhow::Result<ExitCode> {
         }
     }
 
-    let renderer = Renderer::new(args.output == OutputFormat::Text);
-    // SIGINT/SIGTERM: no new step starts, a running helm is stopped and waited for.
-    let _signals = runtime.spawn(super::raise_on_signal(join_options.interrupt.clone()));
-    let result = runtime.block_on(mesh_core::join(&kubeconfigs, &join_options, &renderer));
-    renderer.finish();
-    let summary = match result {
-        Err(err @ mesh_core::Error::Interrupted { signal, .. }) => {
-            eprintln!("error: {err}");
-            return Ok(super::interrupted_exit(signal));
-        }
-        other => other?,
-    };
-    match args.output {
+    let summary = super::apply(
+        &runtime,
+        &args.plan,
+        &join_options.interrupt,
+        async |progress| mesh_core::join(&kubeconfigs, &join_options, progress).await,
+    )?;
+    match args.plan.output {
         OutputFormat::Text => print_summary(&summary),
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&summary)?),
-        OutputFormat::Yaml => {
-            if summary.dry_run {
-                // The objects, ready for GitOps.
-                for (change, c) in summary
-                    .changes
-                    .iter()
-                    .filter_map(|c| Some((c, c.object.as_ref()?)))
-                {
-                    // Which cluster each object is for, as a YAML comment.
-                    println!("# {}: {}", change.cluster, change.description);
-                    // A rendered helm release is a List: one document per object.
-                    let objects = match c["items"].as_array() {
-                        Some(items) if c["kind"] == "List" => items.iter().collect(),
-                        _ => vec![c],
-                    };
-                    for object in objects {
-                        print!("---\n{}", serde_saphyr::to_string(object)?);
-                    }
-                }
-            } else {
-                print!("{}", serde_saphyr::to_string(&summary)?);
-            }
-        }
+        // The objects, ready for GitOps.
+        OutputFormat::Yaml if summary.dry_run => print_objects(&summary)?,
+        data => super::print_data(&summary, data)?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -279,8 +247,8 @@ fn options(
     remotes: &[String],
     kubeconfigs: &Kubeconfigs,
 ) -> anyhow::Result<JoinOptions> {
-    let wait = parse_duration(&args.timeout).context("--timeout")?;
-    let request_timeout = global.request_timeout()?;
+    let wait = args.timeout;
+    let request_timeout = global.request_timeout();
     let primary_name = args
         .primary_cluster_name
         .clone()
@@ -325,7 +293,7 @@ fn options(
             certs: primary_certs,
         },
         remotes: remote_specs,
-        dry_run: args.dry_run,
+        dry_run: args.plan.dry_run,
         wait: if wait.is_zero() {
             Duration::from_secs(120)
         } else {
@@ -400,6 +368,27 @@ fn choose_remote(
         .interact()
         .context("reading the choice")?;
     Ok(choices[picked].to_owned())
+}
+
+/// A dry run's objects as YAML documents, each after a comment naming its cluster.
+fn print_objects(summary: &JoinSummary) -> anyhow::Result<()> {
+    for (change, c) in summary
+        .changes
+        .iter()
+        .filter_map(|c| Some((c, c.object.as_ref()?)))
+    {
+        // Which cluster each object is for, as a YAML comment.
+        println!("# {}: {}", change.cluster, change.description);
+        // A rendered helm release is a List: one document per object.
+        let objects = match c["items"].as_array() {
+            Some(items) if c["kind"] == "List" => items.iter().collect(),
+            _ => vec![c],
+        };
+        for object in objects {
+            print!("---\n{}", serde_saphyr::to_string(object)?);
+        }
+    }
+    Ok(())
 }
 
 fn print_summary(summary: &JoinSummary) {

@@ -10,7 +10,8 @@ pub mod version;
 
 use std::process::ExitCode;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, OutputFormat, PlanArgs};
+use crate::progress::Renderer;
 
 /// The async runtime of the commands that talk to several clusters at once.
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -38,11 +39,6 @@ pub async fn raise_on_signal(interrupt: mesh_core::Interrupt) {
     };
     tracing::info!(signal = number, "stopping: no new step starts");
     interrupt.raise(number);
-}
-
-/// The exit code of a command stopped by `signal`: 128 + its number, as shells report it.
-pub fn interrupted_exit(signal: i32) -> ExitCode {
-    ExitCode::from(u8::try_from(128 + signal).unwrap_or(1))
 }
 
 /// Shows a dry run's plan (which cluster gets which change) on stderr and asks
@@ -73,6 +69,34 @@ pub fn confirm_plan(
         eprintln!("Nothing was changed.");
     }
     Ok(go)
+}
+
+/// Runs `work` (a join or an unjoin) with its progress on stderr when the output is text,
+/// and with SIGINT/SIGTERM raising `interrupt`: no new step starts, a running helm is
+/// stopped and waited for, and `work` fails with [`mesh_core::Error::Interrupted`]
+/// (which `main` turns into exit code 128 + the signal).
+pub fn apply<T>(
+    runtime: &tokio::runtime::Runtime,
+    plan: &PlanArgs,
+    interrupt: &mesh_core::Interrupt,
+    work: impl AsyncFnOnce(&Renderer) -> mesh_core::Result<T>,
+) -> mesh_core::Result<T> {
+    let renderer = Renderer::new(plan.output == OutputFormat::Text);
+    let _signals = runtime.spawn(raise_on_signal(interrupt.clone()));
+    let result = runtime.block_on(work(&renderer));
+    renderer.finish();
+    result
+}
+
+/// Prints `report` on stdout as JSON or YAML; `format` [`OutputFormat::Text`] prints
+/// nothing (each command writes its own text).
+pub fn print_data<T: serde::Serialize>(report: &T, format: OutputFormat) -> anyhow::Result<()> {
+    match format {
+        OutputFormat::Text => {}
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(report)?),
+        OutputFormat::Yaml => print!("{}", serde_saphyr::to_string(report)?),
+    }
+    Ok(())
 }
 
 /// Runs the chosen command and returns the process exit code.

@@ -1,13 +1,15 @@
 //! `kubectl mesh status`.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
-use anyhow::{Context, bail};
 use clap::Args;
 use mesh_core::{CheckState, MeshStatus, StatusOptions};
-use mesh_kubeconfig::{KubeconfigSource, Kubeconfigs, parse_duration};
+use mesh_kubeconfig::{KubeconfigSource, Kubeconfigs};
 
 use crate::cli::{GlobalArgs, OutputFormat};
+use crate::duration::parse_duration_or_days;
+use crate::style::Style;
 
 /// Options of `kubectl mesh status`.
 #[derive(Debug, Args)]
@@ -31,8 +33,8 @@ pub struct StatusArgs {
     pub cluster_name: Vec<String>,
 
     /// Warn when a link's token expires within this long.
-    #[arg(long, value_name = "DURATION", default_value = "7d")]
-    pub expiry_warning: String,
+    #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = parse_duration_or_days)]
+    pub expiry_warning: Duration,
 
     /// Check links whose stored kubeconfig uses a plain http:// server instead of
     /// reporting them failed without contacting them (their token travels in clear text).
@@ -52,15 +54,14 @@ pub fn run(global: &GlobalArgs, args: &StatusArgs) -> anyhow::Result<ExitCode> {
     let mut opts = StatusOptions::new(&primary);
     opts.namespace = global.namespace.clone();
     opts.clusters = args.cluster_name.clone();
-    opts.expiry_warning = expiry(&args.expiry_warning)?;
-    opts.request_timeout = global.request_timeout()?;
+    opts.expiry_warning = args.expiry_warning;
+    opts.request_timeout = global.request_timeout();
     opts.allow_plain_http = args.allow_plain_http;
     let runtime = super::runtime()?;
     let mesh = runtime.block_on(mesh_core::status(&kubeconfigs, &opts))?;
     match args.output {
         OutputFormat::Text => print_text(&mesh),
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&mesh)?),
-        OutputFormat::Yaml => print!("{}", serde_saphyr::to_string(&mesh)?),
+        data => super::print_data(&mesh, data)?,
     }
     Ok(if mesh.failed() {
         ExitCode::FAILURE
@@ -69,19 +70,8 @@ pub fn run(global: &GlobalArgs, args: &StatusArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// `--expiry-warning`: a duration, also in days (`7d`).
-fn expiry(text: &str) -> anyhow::Result<std::time::Duration> {
-    if let Some(days) = text.strip_suffix('d') {
-        let Ok(days) = days.parse::<u64>() else {
-            bail!("--expiry-warning {text:?} is not a duration like 7d, 48h or 30m");
-        };
-        return Ok(std::time::Duration::from_secs(days * 24 * 3600));
-    }
-    parse_duration(text).with_context(|| format!("--expiry-warning {text:?}"))
-}
-
 fn print_text(mesh: &MeshStatus) {
-    let color = crate::cli::color_enabled() && std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let style = Style::stdout();
     let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
     let rows: Vec<[String; 6]> = mesh
         .clusters
@@ -126,13 +116,6 @@ fn print_text(mesh: &MeshStatus) {
         println!("{}", line(r));
     }
     println!();
-    let paint = |code: &str, s: &str| {
-        if color {
-            format!("\x1b[{code}m{s}\x1b[0m")
-        } else {
-            s.to_owned()
-        }
-    };
     let id_width = mesh
         .checks
         .iter()
@@ -141,9 +124,9 @@ fn print_text(mesh: &MeshStatus) {
         .unwrap_or(0);
     for c in &mesh.checks {
         let mark = match c.state {
-            CheckState::Pass => paint("32", "✓"),
-            CheckState::Warn => paint("33", "!"),
-            CheckState::Fail => paint("31", "✗"),
+            CheckState::Pass => style.ok(),
+            CheckState::Warn => style.warning(),
+            CheckState::Fail => style.failed(),
         };
         println!(
             "{mark} {:<id_width$}  {:<13} {}",
@@ -180,17 +163,5 @@ fn print_text(mesh: &MeshStatus) {
         );
     } else {
         println!("{failed} of {} checks failed.", mesh.checks.len());
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::expiry;
-
-    #[test]
-    fn expiry_warning_takes_days_and_durations() {
-        assert_eq!(expiry("7d").unwrap().as_secs(), 7 * 86400);
-        assert_eq!(expiry("48h").unwrap().as_secs(), 48 * 3600);
-        assert!(expiry("xd").is_err());
     }
 }

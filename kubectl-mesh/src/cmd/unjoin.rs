@@ -8,8 +8,7 @@ use clap::Args;
 use mesh_core::{UnjoinOptions, UnjoinSummary};
 use mesh_kubeconfig::{KubeconfigSource, Kubeconfigs};
 
-use crate::cli::{GlobalArgs, OutputFormat};
-use crate::progress::Renderer;
+use crate::cli::{GlobalArgs, OutputFormat, PlanArgs};
 
 /// Options of `kubectl mesh unjoin`.
 #[derive(Debug, Args)]
@@ -49,17 +48,9 @@ pub struct UnjoinArgs {
     #[arg(long)]
     pub purge: bool,
 
-    /// Change nothing; say what would be removed.
-    #[arg(long)]
-    pub dry_run: bool,
-
-    /// Output: text progress, or the summary as yaml or json on stdout.
-    #[arg(short, long, value_enum, default_value_t = OutputFormat::Text)]
-    pub output: OutputFormat,
-
-    /// Do not ask for confirmation (needed without a terminal).
-    #[arg(short, long)]
-    pub yes: bool,
+    /// Dry run, output and confirmation, as for every command that changes clusters.
+    #[command(flatten)]
+    pub plan: PlanArgs,
 }
 
 /// Runs `kubectl mesh unjoin`.
@@ -67,17 +58,17 @@ pub fn run(global: &GlobalArgs, args: &UnjoinArgs) -> anyhow::Result<ExitCode> {
     let kubeconfigs = Kubeconfigs::load(&KubeconfigSource::from_flag(global.kubeconfig.clone()))?;
     let primary =
         kubeconfigs.context_or_current(args.primary.as_deref().or(global.context.as_deref()))?;
-    let request_timeout = global.request_timeout()?;
+    let request_timeout = global.request_timeout();
     let mut opts = UnjoinOptions::new(&primary, &args.remote);
     opts.namespace = global.namespace.clone();
     opts.cluster_name = args.cluster_name.clone();
     opts.purge = args.purge;
-    opts.dry_run = args.dry_run;
+    opts.dry_run = args.plan.dry_run;
     opts.request_timeout = request_timeout;
     let runtime = super::runtime()?;
 
     // On a terminal, show what goes and ask before removing anything.
-    if !args.dry_run && !args.yes {
+    if !args.plan.dry_run && !args.plan.yes {
         let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
         if !interactive {
             bail!(
@@ -102,22 +93,12 @@ pub fn run(global: &GlobalArgs, args: &UnjoinArgs) -> anyhow::Result<ExitCode> {
         }
     }
 
-    let renderer = Renderer::new(args.output == OutputFormat::Text);
-    // SIGINT/SIGTERM: no new step starts.
-    let _signals = runtime.spawn(super::raise_on_signal(opts.interrupt.clone()));
-    let result = runtime.block_on(mesh_core::unjoin(&kubeconfigs, &opts, &renderer));
-    renderer.finish();
-    let summary = match result {
-        Err(err @ mesh_core::Error::Interrupted { signal, .. }) => {
-            eprintln!("error: {err}");
-            return Ok(super::interrupted_exit(signal));
-        }
-        other => other?,
-    };
-    match args.output {
+    let summary = super::apply(&runtime, &args.plan, &opts.interrupt, async |progress| {
+        mesh_core::unjoin(&kubeconfigs, &opts, progress).await
+    })?;
+    match args.plan.output {
         OutputFormat::Text => print_summary(&summary),
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&summary)?),
-        OutputFormat::Yaml => print!("{}", serde_saphyr::to_string(&summary)?),
+        data => super::print_data(&summary, data)?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -21,6 +21,18 @@ pub enum VersionFormat {
     Json,
 }
 
+/// `kubectl mesh version -o json`.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct VersionInfo {
+    /// The crate version, e.g. `0.1.0`.
+    version: &'static str,
+    /// The git commit it was built from.
+    git_commit: &'static str,
+    /// The target triple it was built for.
+    target: &'static str,
+}
+
 /// Prints the version, git commit and build target.
 pub fn run(args: &VersionArgs) -> anyhow::Result<ExitCode> {
     let version = env!("CARGO_PKG_VERSION");
@@ -31,12 +43,12 @@ pub fn run(args: &VersionArgs) -> anyhow::Result<ExitCode> {
             println!("kubectl-mesh {version} (commit {commit}, {target})");
         }
         VersionFormat::Json => {
-            let json = serde_json::json!({
-                "version": version,
-                "gitCommit": commit,
-                "target": target,
-            });
-            println!("{json:#}");
+            let info = VersionInfo {
+                version,
+                git_commit: commit,
+                target,
+            };
+            println!("{}", serde_json::to_string_pretty(&info)?);
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -5,7 +5,8 @@ pub mod istiod;
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Output;
 
 /// The test bed's state directory (set by `cargo xtask testbed env` / `cargo xtask test`).
 pub fn testbed_dir() -> PathBuf {
@@ -153,6 +154,14 @@ pub fn mesh_networks(ctx: &str) -> String {
 /// The `topology.istio.io/controlPlaneClusters` annotation of `ctx`'s `istio-system`, as
 /// `kubectl get namespace` shows it (empty when missing).
 pub fn control_plane_clusters(ctx: &str) -> String {
+    istio_namespace(
+        ctx,
+        "jsonpath={.metadata.annotations.topology\\.istio\\.io/controlPlaneClusters}",
+    )
+}
+
+/// `kubectl get namespace istio-system -o OUTPUT` in `ctx` (a `jsonpath=…` usually).
+pub fn istio_namespace(ctx: &str, output: &str) -> String {
     kubectl(&[
         "--context",
         ctx,
@@ -160,7 +169,7 @@ pub fn control_plane_clusters(ctx: &str) -> String {
         "namespace",
         "istio-system",
         "-o",
-        "jsonpath={.metadata.annotations.topology\\.istio\\.io/controlPlaneClusters}",
+        output,
     ])
 }
 
@@ -172,99 +181,18 @@ pub fn kubectl_ok(args: &[&str]) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-/// Puts the two test-bed clusters back as a user has them before any join: Istio
+/// Puts the test-bed clusters back as a user has them before any join: Istio
 /// installed, but no cacerts, no network label on the namespaces, no cross-network
-/// Gateway, empty meshNetworks, no remote secrets, no reader credentials.
+/// Gateway, empty meshNetworks, no remote secrets, no reader credentials. The same reset
+/// as the join benchmarks': [`xtask::mesh_reset::reset_mesh`].
 pub fn reset_mesh() {
-    for ctx in ["cluster1", "cluster2", "cluster3"] {
-        let c = format!("--context={ctx}");
-        let ns = "--namespace=istio-system";
-        kubectl(&[&c, ns, "delete", "secret", "cacerts", "--ignore-not-found"]);
-        kubectl(&[
-            &c,
-            ns,
-            "delete",
-            "secret",
-            "-l",
-            "istio/multiCluster=true",
-            "--ignore-not-found",
-        ]);
-        kubectl(&[
-            &c,
-            ns,
-            "delete",
-            "secret",
-            "-l",
-            "app.kubernetes.io/managed-by=kubectl-mesh",
-            "--ignore-not-found",
-        ]);
-        kubectl(&[
-            &c,
-            ns,
-            "delete",
-            "serviceaccount",
-            "istio-reader-service-account",
-            "--ignore-not-found",
-        ]);
-        // The reader account's RBAC is cluster-scoped: deleting the ServiceAccount
-        // leaves it behind.
-        kubectl(&[
-            &c,
-            "delete",
-            "clusterrolebinding",
-            "kubectl-mesh:istio-reader:istio-system:istio-reader-service-account",
-            "--ignore-not-found",
-        ]);
-        kubectl(&[
-            &c,
-            ns,
-            "delete",
-            "gateways.networking.istio.io",
-            "cross-network-gateway",
-            "--ignore-not-found",
-        ]);
-        kubectl(&[
-            &c,
-            "label",
-            "namespace",
-            "istio-system",
-            "topology.istio.io/network-",
-        ]);
-        kubectl(&[
-            &c,
-            "annotate",
-            "namespace",
-            "istio-system",
-            "topology.istio.io/controlPlaneClusters-",
-        ]);
-    }
-    if kubectl_ok(&[
-        "--context=cluster1",
-        "-n",
-        "istio-system",
-        "get",
-        "configmap",
-        "istio",
-    ]) {
-        kubectl(&[
-            "--context=cluster1",
-            "-n",
-            "istio-system",
-            "patch",
-            "configmap",
-            "istio",
-            "--type=merge",
-            "-p",
-            r#"{"data":{"meshNetworks":"networks: {}\n"}}"#,
-        ]);
-    }
+    xtask::mesh_reset::reset_mesh(&[]).expect("resetting the test bed's mesh");
 }
 
 /// `kubectl mesh certs generate --out DIR cluster1 cluster2` into a fresh temp dir.
 pub fn generate_certs(names: &[&str]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let out = assert_cmd::Command::cargo_bin("kubectl-mesh")
-        .unwrap()
+    let out = mesh_command()
         .args(["certs", "generate", "--out"])
         .arg(dir.path())
         .args(names)
@@ -278,15 +206,103 @@ pub fn generate_certs(names: &[&str]) -> tempfile::TempDir {
     dir
 }
 
+/// The built `kubectl-mesh`, without colour or a RUST_LOG from the environment; to add
+/// arguments to, and to run or spawn.
+pub fn mesh_command() -> std::process::Command {
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("kubectl-mesh"));
+    cmd.env("NO_COLOR", "1").env_remove("RUST_LOG");
+    cmd
+}
+
 /// Runs the built `kubectl-mesh` without colour or a RUST_LOG from the environment.
-pub fn mesh(args: &[&str]) -> std::process::Output {
-    assert_cmd::Command::cargo_bin("kubectl-mesh")
-        .unwrap()
-        .env("NO_COLOR", "1")
-        .env_remove("RUST_LOG")
-        .args(args)
-        .output()
-        .unwrap()
+pub fn mesh(args: &[&str]) -> Output {
+    mesh_command().args(args).output().unwrap()
+}
+
+/// `kubectl mesh join REMOTE --primary cluster1 --certs CERTS --yes EXTRA…`, to run or
+/// spawn.
+pub fn join_command(remote: &str, certs: &Path, extra: &[&str]) -> std::process::Command {
+    let mut cmd = mesh_command();
+    cmd.args(["join", remote, "--primary", "cluster1", "--certs"])
+        .arg(certs)
+        .arg("--yes")
+        .args(extra);
+    cmd
+}
+
+/// `kubectl mesh join cluster2 --primary cluster1 --certs CERTS --yes EXTRA…`: the test
+/// bed's usual join, cluster2 into cluster1's mesh.
+pub fn join(certs: &Path, extra: &[&str]) -> Output {
+    join_command("cluster2", certs, extra).output().unwrap()
+}
+
+/// [`join`], which must succeed.
+pub fn joined(certs: &Path, extra: &[&str]) {
+    let out = join(certs, extra);
+    assert!(out.status.success(), "join: {}", text(&out.stderr));
+}
+
+/// `kubectl mesh unjoin REMOTE --primary cluster1 --yes EXTRA…`.
+pub fn unjoin(remote: &str, extra: &[&str]) -> Output {
+    let mut args = vec!["unjoin", remote, "--primary", "cluster1", "--yes"];
+    args.extend(extra);
+    mesh(&args)
+}
+
+/// `kubectl mesh join west --primary east --yes --kubeconfig KUBECONFIG EXTRA…`, for a
+/// kubeconfig such as [`offline_kubeconfig`]'s.
+pub fn offline_join(kubeconfig: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "join",
+        "west",
+        "--primary",
+        "east",
+        "--yes",
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    mesh(&args)
+}
+
+/// `kubectl --context CTX -n istio-system get ARGS…`, trimmed.
+pub fn get(ctx: &str, args: &[&str]) -> String {
+    let mut all = vec!["--context", ctx, "-n", "istio-system", "get"];
+    all.extend(args);
+    kubectl(&all).trim().to_owned()
+}
+
+/// The token Secrets kubectl-mesh made in `ctx`'s `istio-system`, as `secret/NAME` lines.
+pub fn token_secrets(ctx: &str) -> String {
+    get(
+        ctx,
+        &[
+            "secret",
+            "-l",
+            "app.kubernetes.io/managed-by=kubectl-mesh",
+            "--field-selector",
+            "type=kubernetes.io/service-account-token",
+            "-o",
+            "name",
+        ],
+    )
+}
+
+/// The ClusterRoleBinding of kubectl-mesh's reader account in `ctx`, as
+/// `clusterrolebinding.rbac.authorization.k8s.io/NAME` (empty when missing).
+pub fn reader_binding(ctx: &str) -> String {
+    kubectl(&[
+        "--context",
+        ctx,
+        "get",
+        "clusterrolebinding",
+        "--ignore-not-found",
+        "-o",
+        "name",
+        "kubectl-mesh:istio-reader:istio-system:istio-reader-service-account",
+    ])
+    .trim()
+    .to_owned()
 }
 
 /// Output bytes as text.
