@@ -44,12 +44,14 @@
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 #![warn(missing_docs)]
 
+mod address;
 mod cluster;
 mod error;
 mod install;
 mod interrupt;
 mod join;
 mod links;
+mod names;
 mod networks;
 mod plan;
 mod progress;
@@ -61,13 +63,14 @@ pub use cluster::{
     GatewayService, ISTIOD_GATEWAY, ISTIOD_VIRTUAL_SERVICE, MESH_CONFIG_MAP, NETWORK_LABEL,
     cacerts_secret, cross_network_gateway, expose_istiod, find_gateway, read_facts,
 };
-pub use error::{Error, Problem, Result};
+pub use address::{AddressOverride, DEFAULT_GATEWAY_PORT, GatewayAddress};
+pub use error::{Error, Problem, ProblemKind, Result, ValuesFor};
 pub use install::{
     BASE_RELEASE, Charts, DEFAULT_MESH_ID, EASTWEST_RELEASE, ISTIOD_RELEASE, InstallOptions,
     Release, injection_path, primary_releases, remote_releases,
 };
 pub use interrupt::Interrupt;
-pub use join::{Change, ClusterSpec, JoinOptions, JoinSummary, JoinedCluster, join};
+pub use join::{Change, ClusterSpec, JoinOptions, JoinSummary, JoinedCluster, Remote, join};
 pub use networks::{MESH_NETWORKS_KEY, MeshNetworks};
 pub use progress::{Event, EventKind, NoProgress, Progress};
 pub use status::{Check, CheckState, ClusterRow, MeshStatus, StatusOptions, status};

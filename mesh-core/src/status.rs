@@ -157,7 +157,10 @@ async fn see(client: &Client, ctx: &str, ns: &str) -> Result<Seen> {
         .map_err(|e| kube(ctx, format!("reading Secret {ns}/{CACERTS}"), e))?;
     let gateway = cluster::find_gateway(client, ctx, ns).await?;
     let address = match &gateway {
-        Some(gw) => links::gateway_address_now(client, ctx, ns, gw).await?,
+        Some(gw) => match links::gateway_address_now(client, ctx, ns, gw).await? {
+            links::GatewayReach::Address(a) => Some((a.host().to_owned(), a.port())),
+            _ => None,
+        },
         None => None,
     };
     let network = namespace
@@ -642,7 +645,10 @@ fn check_network(
     let listed = networks.network_of(id);
     let gateways = listed
         .as_deref()
-        .map(|n| networks.gateways(n))
+        .map(|n| {
+            let gateways = networks.gateways(n).into_iter();
+            gateways.map(|g| (g.host().to_owned(), g.port())).collect::<Vec<_>>()
+        })
         .unwrap_or_default();
     match (&seen.network, &listed) {
         (None, _) => checks.fail(

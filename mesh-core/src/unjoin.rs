@@ -206,6 +206,7 @@ pub async fn unjoin(
         return Err(Error::Preflight {
             problems: vec![crate::Problem {
                 cluster: rctx.to_owned(),
+                kind: crate::ProblemKind::SameCluster,
                 message: "the remote is the primary; name the remote cluster's context".into(),
             }],
         });
@@ -314,6 +315,7 @@ pub async fn unjoin(
             return Err(Error::Preflight {
                 problems: vec![crate::Problem {
                     cluster: pctx.to_owned(),
+                    kind: crate::ProblemKind::LinkedUnderOtherName,
                     message: format!(
                         "no remote secret names cluster {name}, but {rctx} is linked to {pctx} by remote Secret {}; nothing was removed — pass --cluster-name with that key to unjoin it",
                         elsewhere.join(", ")
@@ -334,6 +336,7 @@ pub async fn unjoin(
                 for cmd in leftovers(client, rctx, ns, false).await? {
                     problems.push(crate::Problem {
                         cluster: rctx.to_owned(),
+                        kind: crate::ProblemKind::NotLinked,
                         message: cmd,
                     });
                 }
@@ -342,6 +345,7 @@ pub async fn unjoin(
                 for cmd in leftovers(&primary, pctx, ns, true).await? {
                     problems.push(crate::Problem {
                         cluster: pctx.to_owned(),
+                        kind: crate::ProblemKind::NotLinked,
                         message: cmd,
                     });
                 }
@@ -351,6 +355,7 @@ pub async fn unjoin(
                     0,
                     crate::Problem {
                         cluster: pctx.to_owned(),
+                        kind: crate::ProblemKind::NotLinked,
                         message: lead,
                     },
                 );
