@@ -10,6 +10,7 @@
 mod cli;
 mod cmd;
 mod complete;
+mod hints;
 mod progress;
 
 use std::process::ExitCode;
