@@ -145,7 +145,10 @@ mod tests {
             ProblemKind::HelmReleasePending,
             "helm release istio-system/istiod is pending-install",
         );
-        assert!(render(&p, Role::Primary).ends_with("(pass --repair-pending to uninstall and reinstall it)"));
+        assert!(
+            render(&p, Role::Primary)
+                .ends_with("(pass --repair-pending to uninstall and reinstall it)")
+        );
         let roots = Problem::new("-", ProblemKind::RootsDiffer, "the roots differ");
         assert_eq!(render(&roots, Role::Inputs), "-: the roots differ");
     }

@@ -66,7 +66,11 @@ async fn run(
     };
     match join(&kubeconfigs, &options, &progress).await {
         Ok(summary) => {
-            let verb = if summary.dry_run { "would change" } else { "changed" };
+            let verb = if summary.dry_run {
+                "would change"
+            } else {
+                "changed"
+            };
             println!("{} object(s) {verb}", summary.changes.len());
             Ok(())
         }

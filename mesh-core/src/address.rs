@@ -37,7 +37,10 @@ impl GatewayAddress {
     pub fn new(host: &str, port: u16) -> Result<GatewayAddress> {
         check_host(host).map_err(|reason| invalid(host, reason))?;
         if port == 0 {
-            return Err(invalid(host, "has port 0, not a number from 1 to 65535".into()));
+            return Err(invalid(
+                host,
+                "has port 0, not a number from 1 to 65535".into(),
+            ));
         }
         Ok(GatewayAddress {
             host: host.to_owned(),

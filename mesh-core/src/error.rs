@@ -160,7 +160,11 @@ pub struct Problem {
 
 impl Problem {
     /// A problem of `kind` in `cluster`.
-    pub fn new(cluster: impl Into<String>, kind: ProblemKind, message: impl Into<String>) -> Problem {
+    pub fn new(
+        cluster: impl Into<String>,
+        kind: ProblemKind,
+        message: impl Into<String>,
+    ) -> Problem {
         Problem {
             cluster: cluster.into(),
             kind,

@@ -362,10 +362,7 @@ impl Listed {
     /// unreadable.
     pub(crate) fn age_at(&self, now: std::time::SystemTime) -> Option<Duration> {
         let updated = unix_seconds(&self.updated)?;
-        let now = now
-            .duration_since(std::time::UNIX_EPOCH)
-            .ok()?
-            .as_secs();
+        let now = now.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
         Some(Duration::from_secs(
             now.saturating_sub(u64::try_from(updated).ok()?),
         ))
@@ -1047,7 +1044,10 @@ mod tests {
             ProblemKind::ValuesFileMissing(ValuesFor::Gateway)
         );
         assert!(problems[0].message.contains("/no/such/values.yaml"));
-        assert_eq!(problems[1].kind, ProblemKind::SetInvalid(ValuesFor::ControlPlane));
+        assert_eq!(
+            problems[1].kind,
+            ProblemKind::SetInvalid(ValuesFor::ControlPlane)
+        );
         assert!(
             problems[1]
                 .message
@@ -1129,7 +1129,10 @@ mod tests {
         opts.set = vec!["global.password=hunter2,oops".into()];
         let problems = check_inputs(&opts);
         assert_eq!(problems.len(), 1, "{problems:?}");
-        assert!(problems[0].message.contains("pair 2 has no '='"), "{problems:?}");
+        assert!(
+            problems[0].message.contains("pair 2 has no '='"),
+            "{problems:?}"
+        );
         assert!(!problems[0].message.contains("hunter2"), "{problems:?}");
     }
 }

@@ -58,12 +58,12 @@ mod progress;
 mod status;
 mod unjoin;
 
+pub use address::{AddressOverride, DEFAULT_GATEWAY_PORT, GatewayAddress};
 pub use cluster::{
     CACERTS, CONTROL_PLANE_CLUSTERS_ANNOTATION, CROSS_NETWORK_GATEWAY, ClusterFacts,
     GatewayService, ISTIOD_GATEWAY, ISTIOD_VIRTUAL_SERVICE, MESH_CONFIG_MAP, NETWORK_LABEL,
     cacerts_secret, cross_network_gateway, expose_istiod, find_gateway, read_facts,
 };
-pub use address::{AddressOverride, DEFAULT_GATEWAY_PORT, GatewayAddress};
 pub use error::{Error, Problem, ProblemKind, Result, ValuesFor};
 pub use install::{
     BASE_RELEASE, Charts, DEFAULT_MESH_ID, EASTWEST_RELEASE, ISTIOD_RELEASE, InstallOptions,

@@ -647,7 +647,9 @@ fn check_network(
         .as_deref()
         .map(|n| {
             let gateways = networks.gateways(n).into_iter();
-            gateways.map(|g| (g.host().to_owned(), g.port())).collect::<Vec<_>>()
+            gateways
+                .map(|g| (g.host().to_owned(), g.port()))
+                .collect::<Vec<_>>()
         })
         .unwrap_or_default();
     match (&seen.network, &listed) {

@@ -8,7 +8,9 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Args;
 use mesh_certs::CaBundle;
-use mesh_core::{AddressOverride, ClusterSpec, JoinOptions, JoinSummary, Problem, ProblemKind, Remote};
+use mesh_core::{
+    AddressOverride, ClusterSpec, JoinOptions, JoinSummary, Problem, ProblemKind, Remote,
+};
 use mesh_kubeconfig::{KubeconfigSource, Kubeconfigs, parse_duration};
 
 use crate::cli::{GlobalArgs, OutputFormat};
@@ -294,7 +296,10 @@ fn options(
     };
     let mut input_problems = Vec::new();
     let mut gateway_address = |context: &str, flag: &str, text: &Option<String>| {
-        let parsed = text.as_deref().map(str::parse::<AddressOverride>).transpose();
+        let parsed = text
+            .as_deref()
+            .map(str::parse::<AddressOverride>)
+            .transpose();
         parsed.unwrap_or_else(|e| {
             input_problems.push(address_problem(context, flag, text.as_deref(), e));
             None
@@ -326,8 +331,7 @@ fn options(
         if let Some(network) = &args.remote_network {
             spec = spec.with_network(network.as_str());
         }
-        if let Some(address) = gateway_address(remote, "--gateway-address", &args.gateway_address)
-        {
+        if let Some(address) = gateway_address(remote, "--gateway-address", &args.gateway_address) {
             spec = spec.with_gateway_address(address);
         }
         if let Some(certs) = certs {
@@ -360,7 +364,12 @@ fn options(
 }
 
 /// A gateway address flag that does not parse, as a problem preflight reports with its own.
-fn address_problem(context: &str, flag: &str, text: Option<&str>, err: mesh_core::Error) -> Problem {
+fn address_problem(
+    context: &str,
+    flag: &str,
+    text: Option<&str>,
+    err: mesh_core::Error,
+) -> Problem {
     let why = match err {
         mesh_core::Error::InvalidAddress { reason, .. } => reason,
         other => other.to_string(),

@@ -61,7 +61,14 @@ pub(super) fn judge(read: &Read, opts: &JoinOptions) -> Judgement {
         problems: Vec::new(),
     };
     if problems.0.is_empty() {
-        judge_clusters(&readable, read, opts, &mut judged.names, &mut judged.networks, &mut problems);
+        judge_clusters(
+            &readable,
+            read,
+            opts,
+            &mut judged.names,
+            &mut judged.networks,
+            &mut problems,
+        );
     }
     for (remote, checked) in opts.remotes.iter().zip(&read.credentials) {
         if let Err(e) = checked {
@@ -227,7 +234,9 @@ fn judge_clusters(
             problems.add(
                 &spec.context,
                 ProblemKind::NameGivenTwice,
-                format!("cluster name {name:?} is also given to {other}; give another cluster name"),
+                format!(
+                    "cluster name {name:?} is also given to {other}; give another cluster name"
+                ),
             );
         }
     }
@@ -393,13 +402,16 @@ fn foreign_objects(
         if crate::links::managed_by_us(&existing.metadata) {
             continue;
         }
-        let is_gateway = object.name == cluster::CROSS_NETWORK_GATEWAY
-            && object.resource.kind == "Gateway";
+        let is_gateway =
+            object.name == cluster::CROSS_NETWORK_GATEWAY && object.resource.kind == "Gateway";
         let fine = match &gateway {
             Some(gw) if is_gateway => cluster::gateway_does_the_job(existing, gw),
             _ => expose
                 .iter()
-                .find(|(o, r)| o.metadata.name.as_deref() == Some(&object.name) && r.kind == object.resource.kind)
+                .find(|(o, r)| {
+                    o.metadata.name.as_deref() == Some(&object.name)
+                        && r.kind == object.resource.kind
+                })
                 .is_some_and(|(desired, _)| existing.data["spec"] == desired.data["spec"]),
         };
         if !fine {
@@ -532,10 +544,10 @@ mod tests {
     use mesh_certs::generate::{IntermediateCa, IntermediateOptions, RootCa, RootOptions};
 
     use super::*;
-    use crate::{Remote, ValuesFor};
     use crate::cluster::{ClusterFacts, GatewayService};
     use crate::install::{InstallOptions, Listed};
     use crate::join::read::{FoundObject, InstallRead};
+    use crate::{Remote, ValuesFor};
 
     /// Two roots, each with an intermediate for cluster1 and cluster2.
     fn intermediates() -> &'static [[IntermediateCa; 2]; 2] {
@@ -745,11 +757,8 @@ mod tests {
             Case {
                 name: "healthy: Istio's own sample cross-network Gateway is used as it is",
                 change: |_, read| {
-                    let mut sample = cluster::cross_network_gateway(
-                        "istio-system",
-                        &planned_gateway("x"),
-                        "v1",
-                    );
+                    let mut sample =
+                        cluster::cross_network_gateway("istio-system", &planned_gateway("x"), "v1");
                     sample.metadata.labels = None;
                     found(read, 1, sample);
                 },
@@ -836,7 +845,9 @@ mod tests {
             // --- networks ----------------------------------------------------------
             Case {
                 name: "a network that is no label value",
-                change: |opts, _| opts.remotes[0] = Remote::new("cluster2").with_network("net work"),
+                change: |opts, _| {
+                    opts.remotes[0] = Remote::new("cluster2").with_network("net work")
+                },
                 expect: Problem("cluster2", NetworkInvalid),
             },
             Case {
@@ -877,8 +888,7 @@ mod tests {
                 change: |opts, _| {
                     let mut files = intermediates()[0][1].files();
                     files.cert_chain = None;
-                    opts.remotes[0] =
-                        Remote::new("cluster2").with_certs(CaBundle::from_pem(files));
+                    opts.remotes[0] = Remote::new("cluster2").with_certs(CaBundle::from_pem(files));
                 },
                 expect: Problem("cluster2", BundleInvalid),
             },
@@ -891,16 +901,14 @@ mod tests {
                 name: "a stored cacerts without a readable root",
                 change: |opts, read| {
                     facts_of(read, 1).cacerts = Some(cacerts(None));
-                    opts.remotes[0] =
-                        Remote::new("cluster2").with_certs(bundle(0, 1));
+                    opts.remotes[0] = Remote::new("cluster2").with_certs(bundle(0, 1));
                 },
                 expect: Problem("cluster2", StoredCacertsUnreadable),
             },
             Case {
                 name: "a bundle with another root than the stored one",
                 change: |opts, _| {
-                    opts.remotes[0] =
-                        Remote::new("cluster2").with_certs(bundle(1, 1));
+                    opts.remotes[0] = Remote::new("cluster2").with_certs(bundle(1, 1));
                 },
                 expect: Problem("cluster2", StoredRootDiffers),
             },
@@ -1079,11 +1087,19 @@ mod tests {
             }
             for p in &judged.problems {
                 let from_library = p.kind != ProblemKind::GatewayAddressInvalid
-                    && !matches!(p.kind, ProblemKind::PlainHttp | ProblemKind::UnverifiedCa | ProblemKind::CredentialsInvalid);
+                    && !matches!(
+                        p.kind,
+                        ProblemKind::PlainHttp
+                            | ProblemKind::UnverifiedCa
+                            | ProblemKind::CredentialsInvalid
+                    );
                 if let Some(flag) = FLAGS.iter().find(|f| p.message.contains(*f))
                     && from_library
                 {
-                    failures.push(format!("{}: a message names {flag}: {}", case.name, p.message));
+                    failures.push(format!(
+                        "{}: a message names {flag}: {}",
+                        case.name, p.message
+                    ));
                 }
             }
         }
@@ -1145,9 +1161,11 @@ mod tests {
         unique.sort();
         unique.dedup();
         assert_eq!(unique.len(), ALL.len() - 2, "ids are unique (per variant)");
-        assert!(unique.iter().all(|id| id
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b == b'-')));
+        assert!(
+            unique
+                .iter()
+                .all(|id| id.bytes().all(|b| b.is_ascii_lowercase() || b == b'-'))
+        );
     }
 
     /// Every kind (both values of the ones that carry [`ValuesFor`]).

@@ -25,8 +25,7 @@ use crate::plan::Outcome;
 use crate::progress::EventKind;
 
 /// The primary's east-west gateway address, as the remotes' istiod installs wait for it.
-pub(super) type PrimaryAddress =
-    futures::future::Shared<oneshot::Receiver<Option<GatewayAddress>>>;
+pub(super) type PrimaryAddress = futures::future::Shared<oneshot::Receiver<Option<GatewayAddress>>>;
 
 /// How a cluster's steps link to the primary's gateway address.
 pub(super) enum Link {
