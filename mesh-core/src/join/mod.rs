@@ -8,7 +8,7 @@
 //!   name and network and every [`Problem`] — no I/O, tested with a table of cases;
 //! - [`steps`]: the per-cluster steps (network label, `cacerts`, cross-network Gateway,
 //!   gateway address), `meshNetworks` in the primary and the remote secrets;
-//! - [`releases`]: with `--install`, Istio's helm releases where they are missing.
+//! - [`releases`]: when installing Istio, Istio's helm releases where they are missing.
 
 mod judge;
 mod read;
@@ -240,7 +240,7 @@ struct Target<'a> {
     facts: ClusterFacts,
     name: String,
     network: String,
-    /// The helm releases in the Istio namespace (with `--install`).
+    /// The helm releases in the Istio namespace (when installing Istio).
     releases: BTreeMap<String, Listed>,
 }
 
@@ -330,7 +330,7 @@ async fn join_plan(kubeconfigs: &Kubeconfigs, run: &Run<'_>) -> Result<JoinSumma
     let installer = installer.as_ref();
 
     // Per cluster: the namespace's network label (and, on remotes, the control-plane
-    // annotation), cacerts, (--install) Istio's releases, the cross-network Gateway and
+    // annotation), cacerts, (installing) Istio's releases, the cross-network Gateway and
     // the gateway address. Clusters run concurrently; a remote's istiod install waits
     // for the primary's gateway address.
     let gateways = steps::cluster_steps_all(run, &targets, installer).await?;

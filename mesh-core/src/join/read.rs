@@ -20,7 +20,7 @@ use crate::install::{self, Charts, Helm, InstallOptions, Listed};
 pub(super) struct Read {
     /// When it was read (a pending helm release's age is counted to this).
     pub at: SystemTime,
-    /// With `--install`: helm, the charts and the user's values.
+    /// When installing Istio: helm, the charts and the user's values.
     pub install: Option<InstallRead>,
     /// Each cluster, or why it could not be read.
     pub clusters: Vec<Result<ClusterRead, Error>>,
@@ -39,7 +39,7 @@ impl Read {
     }
 }
 
-/// helm, the charts and the user's values files and settings (`--install`).
+/// helm, the charts and the user's values files and settings (when installing Istio).
 pub(super) struct InstallRead {
     /// The values files that do not exist and the settings helm would not read.
     pub inputs: Vec<Problem>,
@@ -53,7 +53,7 @@ pub(super) struct InstallRead {
 pub(super) struct ClusterRead {
     /// Its facts.
     pub facts: ClusterFacts,
-    /// Its helm releases in the Istio namespace (with `--install`).
+    /// Its helm releases in the Istio namespace (when installing Istio).
     pub releases: BTreeMap<String, Listed>,
     /// The Istio objects with the names join gives its own, as found.
     pub istio_objects: Vec<FoundObject>,
@@ -69,7 +69,7 @@ pub(super) struct FoundObject {
     pub found: Result<Option<DynamicObject>, Error>,
 }
 
-/// Reads every cluster, the primary's remote secrets, helm and the charts (`--install`)
+/// Reads every cluster, the primary's remote secrets, helm and the charts (when installing Istio)
 /// and the remotes' credential inputs. Returns what was read, each cluster's client
 /// (`None` when unreadable) and, when helm and the charts are usable, the installer.
 pub(super) async fn read<'a>(
@@ -147,7 +147,7 @@ pub(super) async fn read<'a>(
     (read, clients, installer)
 }
 
-/// helm and the charts, for `--install`: what was found, and the installer when usable.
+/// helm and the charts, for installing Istio: what was found, and the installer when usable.
 async fn read_install<'a>(
     install: &'a InstallOptions,
     opts: &'a JoinOptions,
@@ -181,7 +181,7 @@ async fn read_install<'a>(
 
 /// The Istio objects join would create on a cluster, as found under their names: the
 /// cross-network Gateway (when there is or will be a gateway) and, on the primary with
-/// `--install` and remotes, the pair exposing istiod. Without the CRD there is none yet.
+/// installing Istio, with remotes, the pair exposing istiod. Without the CRD there is none yet.
 async fn istio_objects(
     client: &Client,
     facts: &ClusterFacts,

@@ -1,4 +1,4 @@
-//! `join --install`'s steps: Istio's helm releases where they are missing, in the
+//! The steps of a join that installs Istio: Istio's helm releases where they are missing, in the
 //! guide's order (base, istiod, east-west gateway), each waited on; a remote's istiod
 //! pointed at the primary's east-west gateway.
 
@@ -14,7 +14,7 @@ use crate::install::{self, Charts, EASTWEST_RELEASE, Helm, Release, ReleaseStatu
 use crate::plan::Outcome;
 use crate::progress::EventKind;
 
-/// helm and the charts, for `--install`.
+/// helm and the charts, for installing Istio.
 pub(super) struct Installer<'a> {
     pub helm: Helm<'a>,
     pub charts: Charts,

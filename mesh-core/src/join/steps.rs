@@ -101,7 +101,7 @@ async fn cluster_steps(
         .await?;
     }
 
-    // --install: Istio's releases where they are missing, in the guide's order.
+    // Installing: Istio's releases where they are missing, in the guide's order.
     let mut installed = releases::Installed {
         crd_version: t.facts.gateway_crd_version.clone(),
         gateway: t.facts.gateway.clone(),
@@ -139,7 +139,7 @@ async fn cluster_steps(
         .await
     })
     .await?;
-    // With --install and remotes, the primary exposes istiod to them on its gateway.
+    // Installing, with remotes, the primary exposes istiod to them on its gateway.
     if matches!(link, Link::Primary(_)) && installer.is_some() && !run.opts.remotes.is_empty() {
         run.step(ctx, "expose istiod", async {
             let (mut done, mut objects) = (Vec::new(), Vec::new());
@@ -198,7 +198,7 @@ async fn cluster_steps(
 }
 
 /// The Istio namespace's network label and, on a remote, the primary's ID in its
-/// control-plane list (other primaries' kept); with `--install` a bare namespace is
+/// control-plane list (other primaries' kept); when installing Istio a bare namespace is
 /// created first, so that this write stays conditional.
 async fn network_label_step(
     run: &Run<'_>,
@@ -301,7 +301,7 @@ pub(super) async fn apply_if_changed(
     let name = desired.metadata.name.clone().unwrap_or_default();
     let kind = &resource.kind;
     let api: Api<DynamicObject> = Api::namespaced_with(t.client.clone(), ns, resource);
-    // Before --install has made the CRD, a dry run has nothing to read.
+    // Before an install has made the CRD, a dry run has nothing to read.
     let current = match api.get_opt(&name).await {
         Ok(current) => current,
         Err(kube::Error::Api(s)) if s.code == 404 && run.opts.dry_run => None,
@@ -425,7 +425,7 @@ pub(super) async fn mesh_networks_step(
         |cm: Option<&ConfigMap>| {
             let mut networks = match cm {
                 Some(cm) => read_mesh_networks(cm, ctx, ns, "join")?,
-                // Only a dry run of --install gets here: istiod (and its ConfigMap) is not there yet.
+                // Only a dry run that installs gets here: istiod (and its ConfigMap) is not there yet.
                 None if run.opts.dry_run && run.opts.install.is_some() => MeshNetworks::default(),
                 None => {
                     return Err(Error::Malformed {
