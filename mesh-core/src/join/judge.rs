@@ -55,28 +55,21 @@ pub(super) fn judge(read: &Read, opts: &JoinOptions) -> Judgement {
             Err(e) => problems.add(ctx, unreadable_kind(e), e.to_string()),
         }
     }
-    let mut judged = Judgement {
-        names: Vec::new(),
-        networks: Vec::new(),
-        problems: Vec::new(),
+    let (names, networks) = if problems.0.is_empty() {
+        judge_clusters(&readable, read, opts, &mut problems)
+    } else {
+        (Vec::new(), Vec::new())
     };
-    if problems.0.is_empty() {
-        judge_clusters(
-            &readable,
-            read,
-            opts,
-            &mut judged.names,
-            &mut judged.networks,
-            &mut problems,
-        );
-    }
     for (remote, checked) in opts.remotes.iter().zip(&read.credentials) {
         if let Err(e) = checked {
             problems.add(remote.context(), credentials_kind(e), e.to_string());
         }
     }
-    judged.problems = problems.0;
-    judged
+    Judgement {
+        names,
+        networks,
+        problems: problems.0,
+    }
 }
 
 /// A cluster that could not be read: refused, or otherwise unreadable.
@@ -101,16 +94,15 @@ fn credentials_kind(e: &mesh_kubeconfig::Error) -> ProblemKind {
     }
 }
 
-/// The judgement of clusters that were all read.
+/// The judgement of clusters that were all read: each one's name and network.
 fn judge_clusters(
     clusters: &[&ClusterRead],
     read: &Read,
     opts: &JoinOptions,
-    names: &mut Vec<String>,
-    networks: &mut Vec<String>,
     problems: &mut Problems,
-) {
+) -> (Vec<String>, Vec<String>) {
     let ns = &opts.namespace;
+    let (mut names, mut networks) = (Vec::new(), Vec::new());
     let specs: Vec<_> = opts.specs().collect();
     for (i, (spec, cluster)) in specs.iter().zip(clusters).enumerate() {
         let ctx = spec.context.as_str();
@@ -280,6 +272,7 @@ fn judge_clusters(
     }
 
     certificates(&specs, clusters, opts, problems);
+    (names, networks)
 }
 
 /// Istio present where it must be (unless it is to be installed).
