@@ -27,6 +27,8 @@ enum Hint {
     },
     /// What to pass, said after the message.
     Pass(&'static str),
+    /// A flag given that should not be, said after the message.
+    Drop(&'static str),
 }
 
 /// The hint for a problem of `kind` about a cluster of `role`, if a flag fixes it.
@@ -41,13 +43,13 @@ fn hint(kind: ProblemKind, role: Role) -> Option<Hint> {
         }
         // About a remote's name, though found in the primary's remote secrets.
         ProblemKind::NameIsPrimarys | ProblemKind::NameTaken => Hint::Pass("--cluster-name NAME"),
-        ProblemKind::ClusterIdMismatch => Hint::Pass("no --primary-cluster-name"),
+        ProblemKind::ClusterIdMismatch => Hint::Drop("--primary-cluster-name"),
         ProblemKind::NetworkInvalid => Hint::Names {
             subject: "network",
             flag: either("--network", "--remote-network"),
         },
         ProblemKind::NetworkContradictsDeclared => {
-            Hint::Pass(either("no --network", "no --remote-network"))
+            Hint::Drop(either("--network", "--remote-network"))
         }
         ProblemKind::SameNetwork => Hint::Pass("--remote-network NAME"),
         ProblemKind::CertsMissing => Hint::Pass("--certs DIR"),
@@ -86,6 +88,7 @@ pub fn render(problem: &Problem, role: Role) -> String {
             None => format!("{} ({flag})", problem.message),
         },
         Some(Hint::Pass(what)) => format!("{} (pass {what})", problem.message),
+        Some(Hint::Drop(flag)) => format!("{} (drop {flag})", problem.message),
         None => problem.message.clone(),
     };
     format!("{}: {message}", problem.cluster)
