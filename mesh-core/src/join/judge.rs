@@ -37,7 +37,8 @@ impl Problems {
 
 /// Judges what was read: names, networks, certificates, permissions, helm, objects.
 pub(super) fn judge(read: &Read, opts: &JoinOptions) -> Judgement {
-    let mut problems = Problems(opts.input_problems.clone());
+    // The caller's own input problems do not stop the judgement: every problem at once.
+    let mut problems = Problems(Vec::new());
     let contexts: Vec<&str> = opts.specs().map(|s| s.context.as_str()).collect();
     if let Some(install) = &read.install {
         problems.0.extend(install.inputs.iter().cloned());
@@ -60,6 +61,7 @@ pub(super) fn judge(read: &Read, opts: &JoinOptions) -> Judgement {
     } else {
         (Vec::new(), Vec::new())
     };
+    problems.0.extend(opts.input_problems.iter().cloned());
     for (remote, checked) in opts.remotes.iter().zip(&read.credentials) {
         if let Err(e) = checked {
             problems.add(remote.context(), credentials_kind(e), e.to_string());
@@ -863,6 +865,18 @@ mod tests {
                 name: "two contexts of one cluster",
                 change: |_, read| facts_of(read, 1).kube_system_uid = Some("uid-cluster1".into()),
                 expect: Problem("cluster2", SameCluster),
+            },
+            Case {
+                name: "the caller's input problems do not hide the judgement's",
+                change: |opts, _| {
+                    opts.input_problems.push(crate::Problem::new(
+                        "cluster1",
+                        GatewayAddressInvalid,
+                        "gateway address \"x,y\" has host \"x,y\"",
+                    ));
+                    opts.remotes[0] = Remote::new("cluster2").with_network("net work");
+                },
+                expect: Problem("cluster2", NetworkInvalid),
             },
             Case {
                 name: "a gateway address the caller could not parse",
