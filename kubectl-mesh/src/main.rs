@@ -11,6 +11,7 @@ mod cli;
 mod cmd;
 mod complete;
 mod duration;
+mod hints;
 mod progress;
 mod style;
 

@@ -99,6 +99,23 @@ pub enum Error {
         reason: String,
     },
 
+    /// A gateway address is not a host (an IP address or a DNS name) and a port.
+    #[error("gateway address {address:?} {reason}")]
+    InvalidAddress {
+        /// The address as it was given.
+        address: String,
+        /// What is wrong with it, e.g. `has port "0", not a number from 1 to 65535`.
+        reason: String,
+    },
+
+    /// A `meshNetworks` document is not what Istio reads: a mapping whose `networks`
+    /// is a mapping.
+    #[error("meshNetworks is malformed: {reason}")]
+    InvalidMeshNetworks {
+        /// What is wrong with it.
+        reason: String,
+    },
+
     /// Reader credentials or the remote secret could not be made.
     #[error(transparent)]
     Credentials(#[from] mesh_kubeconfig::Error),
@@ -120,18 +137,183 @@ fn interrupted(signal: &i32, completed: &[String]) -> String {
     )
 }
 
-/// One problem found by preflight.
+/// One problem found by preflight: which cluster, what kind of problem (for a program
+/// to act on) and what is wrong and what to do (for a person).
+///
+/// ```
+/// use mesh_core::{Error, ProblemKind};
+/// fn roots_differ(e: &Error) -> bool {
+///     matches!(e, Error::Preflight { problems }
+///         if problems.iter().any(|p| p.kind == ProblemKind::RootsDiffer))
+/// }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Problem {
     /// The cluster concerned (its context), or `-` for problems of the inputs.
     pub cluster: String,
-    /// What is wrong and what to do about it.
+    /// What kind of problem it is; serialized as its [`ProblemKind::id`].
+    pub kind: ProblemKind,
+    /// What is wrong and what to do about it, in the library's terms (it names no
+    /// command-line flag: a tool maps [`Problem::kind`] to its own way of fixing it).
     pub message: String,
+}
+
+impl Problem {
+    /// A problem of `kind` in `cluster`.
+    pub fn new(
+        cluster: impl Into<String>,
+        kind: ProblemKind,
+        message: impl Into<String>,
+    ) -> Problem {
+        Problem {
+            cluster: cluster.into(),
+            kind,
+            message: message.into(),
+        }
+    }
 }
 
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}: {}", self.cluster, self.message)
+    }
+}
+
+/// Which values a values file or a `KEY=VALUE` setting of [`InstallOptions`] is for.
+///
+/// [`InstallOptions`]: crate::InstallOptions
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ValuesFor {
+    /// The control-plane releases (`istio-base`, `istiod`).
+    ControlPlane,
+    /// The east-west gateway releases (the gateway chart).
+    Gateway,
+}
+
+/// The kinds of [`Problem`], each with a stable kebab-case id (see [`ProblemKind::id`]),
+/// so that a program acts on a problem without reading its message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ProblemKind {
+    /// A context cannot be read: unreachable, refused, or a request failed.
+    ClusterUnreadable,
+    /// The user may not make a request the plan needs.
+    AccessDenied,
+    /// The Istio namespace does not exist (and Istio is not to be installed).
+    IstioMissing,
+    /// Istio's CRDs are missing (and Istio is not to be installed).
+    CrdsMissing,
+    /// istiod is not installed in the primary (and Istio is not to be installed).
+    IstiodMissing,
+    /// A cluster name (cluster ID) is not a DNS-1123 label.
+    NameInvalid,
+    /// A remote's cluster name is the primary's cluster ID, which istiod ignores.
+    NameIsPrimarys,
+    /// Two clusters of the join have one cluster name.
+    NameGivenTwice,
+    /// A remote's cluster name is already a key of another remote secret.
+    NameTaken,
+    /// The primary's cluster name differs from the cluster ID istiod runs with.
+    ClusterIdMismatch,
+    /// A given network is not a label value.
+    NetworkInvalid,
+    /// A given network contradicts the network the cluster declares.
+    NetworkContradictsDeclared,
+    /// A remote is on the primary's network.
+    SameNetwork,
+    /// Two contexts reach one cluster (the remote is the primary).
+    SameCluster,
+    /// A given gateway address is not `HOST` or `HOST:PORT`.
+    GatewayAddressInvalid,
+    /// A given CA bundle is not valid (the message names the file and the check).
+    BundleInvalid,
+    /// A cluster has no `cacerts` and no bundle was given for it.
+    CertsMissing,
+    /// A cluster's stored `cacerts` has no readable root, so replacing it is not shown safe.
+    StoredCacertsUnreadable,
+    /// A cluster's stored `cacerts` has another root than the bundle given for it.
+    StoredRootDiffers,
+    /// The clusters' roots (given and stored) are not one.
+    RootsDiffer,
+    /// A helm release of ours is in another helm operation (upgrade, rollback, …).
+    HelmReleaseStuck,
+    /// A helm release of ours is pending-install recently: another helm may be on it.
+    HelmReleasePending,
+    /// An Istio object with the name join gives its own was made by somebody else and
+    /// does not do the job.
+    ForeignObject,
+    /// helm cannot be run.
+    HelmUnusable,
+    /// Istio's charts are not where they were said to be.
+    ChartsMissing,
+    /// A values file does not exist.
+    ValuesFileMissing(ValuesFor),
+    /// A `KEY=VALUE` setting does not read as helm reads it.
+    SetInvalid(ValuesFor),
+    /// The primary's remote secrets cannot be listed.
+    RemoteSecretsUnreadable,
+    /// The remote's API server URL is plain `http://`.
+    PlainHttp,
+    /// The remote's context skips TLS verification and no CA was given for it.
+    UnverifiedCa,
+    /// Another problem with how the reader credentials would be made (server, CA file, …).
+    CredentialsInvalid,
+    /// Unjoin: the remote is linked to the primary under another cluster name.
+    LinkedUnderOtherName,
+    /// Unjoin: nothing links the remote to the primary, yet objects of kubectl-mesh remain.
+    NotLinked,
+}
+
+impl ProblemKind {
+    /// The stable id, e.g. `roots-differ`.
+    pub fn id(self) -> &'static str {
+        match self {
+            ProblemKind::ClusterUnreadable => "cluster-unreadable",
+            ProblemKind::AccessDenied => "access-denied",
+            ProblemKind::IstioMissing => "istio-missing",
+            ProblemKind::CrdsMissing => "crds-missing",
+            ProblemKind::IstiodMissing => "istiod-missing",
+            ProblemKind::NameInvalid => "name-invalid",
+            ProblemKind::NameIsPrimarys => "name-is-primarys",
+            ProblemKind::NameGivenTwice => "name-given-twice",
+            ProblemKind::NameTaken => "name-taken",
+            ProblemKind::ClusterIdMismatch => "cluster-id-mismatch",
+            ProblemKind::NetworkInvalid => "network-invalid",
+            ProblemKind::NetworkContradictsDeclared => "network-contradicts-declared",
+            ProblemKind::SameNetwork => "same-network",
+            ProblemKind::SameCluster => "same-cluster",
+            ProblemKind::GatewayAddressInvalid => "gateway-address-invalid",
+            ProblemKind::BundleInvalid => "bundle-invalid",
+            ProblemKind::CertsMissing => "certs-missing",
+            ProblemKind::StoredCacertsUnreadable => "stored-cacerts-unreadable",
+            ProblemKind::StoredRootDiffers => "stored-root-differs",
+            ProblemKind::RootsDiffer => "roots-differ",
+            ProblemKind::HelmReleaseStuck => "helm-release-stuck",
+            ProblemKind::HelmReleasePending => "helm-release-pending",
+            ProblemKind::ForeignObject => "foreign-object",
+            ProblemKind::HelmUnusable => "helm-unusable",
+            ProblemKind::ChartsMissing => "charts-missing",
+            ProblemKind::ValuesFileMissing(_) => "values-file-missing",
+            ProblemKind::SetInvalid(_) => "set-invalid",
+            ProblemKind::RemoteSecretsUnreadable => "remote-secrets-unreadable",
+            ProblemKind::PlainHttp => "plain-http",
+            ProblemKind::UnverifiedCa => "unverified-ca",
+            ProblemKind::CredentialsInvalid => "credentials-invalid",
+            ProblemKind::LinkedUnderOtherName => "linked-under-other-name",
+            ProblemKind::NotLinked => "not-linked",
+        }
+    }
+}
+
+impl std::fmt::Display for ProblemKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.id())
+    }
+}
+
+impl serde::Serialize for ProblemKind {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.id())
     }
 }
 

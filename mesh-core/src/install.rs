@@ -32,7 +32,7 @@ use kube::{Api, Client};
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
-use crate::error::{Error, Result, kube};
+use crate::error::{Error, Problem, ProblemKind, Result, ValuesFor, kube};
 
 /// The release of Istio's CRDs and cluster-wide pieces.
 pub const BASE_RELEASE: &str = "istio-base";
@@ -150,7 +150,7 @@ impl Charts {
                     cluster: "-".into(),
                     what: format!("finding Istio's charts in {}", dir.display()),
                     reason: format!(
-                        "no Chart.yaml under {}; pass --istio-charts with the manifests/charts directory of an Istio release, or a directory holding the charts `helm pull istio/base --untar`, `helm pull istio/istiod --untar` and `helm pull istio/gateway --untar` give",
+                        "no Chart.yaml under {}; give the manifests/charts directory of an Istio release, or a directory holding the charts `helm pull istio/base --untar`, `helm pull istio/istiod --untar` and `helm pull istio/gateway --untar` give",
                         missing.join(", ")
                     ),
                 })
@@ -358,13 +358,11 @@ impl std::fmt::Display for ReleaseStatus {
 }
 
 impl Listed {
-    /// How long ago the record was last written; `None` when helm's time is unreadable.
-    pub(crate) fn age(&self) -> Option<Duration> {
+    /// How long before `now` the record was last written; `None` when helm's time is
+    /// unreadable.
+    pub(crate) fn age_at(&self, now: std::time::SystemTime) -> Option<Duration> {
         let updated = unix_seconds(&self.updated)?;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .ok()?
-            .as_secs();
+        let now = now.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
         Some(Duration::from_secs(
             now.saturating_sub(u64::try_from(updated).ok()?),
         ))
@@ -473,7 +471,7 @@ impl Helm<'_> {
             what: format!("running {}", helm.display()),
             reason: if e.kind() == std::io::ErrorKind::NotFound {
                 format!(
-                    "{} was not found; install helm 3 (see helm's installation guide) or pass --helm PATH",
+                    "{} was not found; install helm 3 (see helm's installation guide) or give the path of a helm binary",
                     helm.display()
                 )
             } else {
@@ -693,32 +691,56 @@ impl Helm<'_> {
     }
 }
 
-/// Checks the user's values files and `--set`s before anything runs.
-pub(crate) fn check_inputs(opts: &InstallOptions) -> Vec<String> {
+/// Checks the user's values files and `KEY=VALUE` settings before anything runs. Each
+/// problem's message begins with what it is about, as [`values_input`] names it.
+pub(crate) fn check_inputs(opts: &InstallOptions) -> Vec<Problem> {
     let mut problems = Vec::new();
-    for (flag, files) in [
-        ("--values", &opts.values_files),
-        ("--gateway-values", &opts.gateway_values_files),
+    for (of, files) in [
+        (ValuesFor::ControlPlane, &opts.values_files),
+        (ValuesFor::Gateway, &opts.gateway_values_files),
     ] {
         for f in files {
             if !f.is_file() {
-                problems.push(format!("{flag} {}: no such file", f.display()));
+                problems.push(Problem::new(
+                    "-",
+                    ProblemKind::ValuesFileMissing(of),
+                    format!("{} {}: no such file", values_input(of, false), f.display()),
+                ));
             }
         }
     }
-    for (flag, sets) in [("--set", &opts.set), ("--gateway-set", &opts.gateway_set)] {
+    for (of, sets) in [
+        (ValuesFor::ControlPlane, &opts.set),
+        (ValuesFor::Gateway, &opts.gateway_set),
+    ] {
         for (i, s) in sets.iter().enumerate() {
             // The text itself is never quoted: a user may pass a credential there.
             if let Err(why) = check_helm_set(s) {
-                problems.push(format!(
-                    "{flag} number {} of {} is not KEY=VALUE[,KEY=VALUE…] as helm reads it: {why} (its text is not shown: it may hold a secret)",
-                    i + 1,
-                    sets.len()
+                problems.push(Problem::new(
+                    "-",
+                    ProblemKind::SetInvalid(of),
+                    format!(
+                        "{} number {} of {} is not KEY=VALUE[,KEY=VALUE…] as helm reads it: {why} (its text is not shown: it may hold a secret)",
+                        values_input(of, true),
+                        i + 1,
+                        sets.len()
+                    ),
                 ));
             }
         }
     }
     problems
+}
+
+/// How a problem of the user's values names them: `control-plane values file`,
+/// `gateway setting`, …
+pub(crate) fn values_input(of: ValuesFor, setting: bool) -> &'static str {
+    match (of, setting) {
+        (ValuesFor::ControlPlane, false) => "control-plane values file",
+        (ValuesFor::Gateway, false) => "gateway values file",
+        (ValuesFor::ControlPlane, true) => "control-plane setting",
+        (ValuesFor::Gateway, true) => "gateway setting",
+    }
 }
 
 /// Checks one `--set` argument the way helm's parser reads it: comma-separated
@@ -1007,7 +1029,7 @@ mod tests {
         let err = Charts::find(dir.path()).unwrap_err().to_string();
         assert!(err.contains("gateway/"), "{err}");
         assert!(!err.contains("base/"), "{err}");
-        assert!(err.contains("--istio-charts"), "{err}");
+        assert!(err.contains("manifests/charts"), "{err}");
     }
 
     #[test]
@@ -1017,10 +1039,23 @@ mod tests {
         opts.gateway_values_files = vec!["/no/such/values.yaml".into()];
         let problems = check_inputs(&opts);
         assert_eq!(problems.len(), 2, "{problems:?}");
-        assert!(problems[0].contains("/no/such/values.yaml"));
-        assert!(problems[1].contains("--set number 2 of 2"), "{problems:?}");
+        assert_eq!(
+            problems[0].kind,
+            ProblemKind::ValuesFileMissing(ValuesFor::Gateway)
+        );
+        assert!(problems[0].message.contains("/no/such/values.yaml"));
+        assert_eq!(
+            problems[1].kind,
+            ProblemKind::SetInvalid(ValuesFor::ControlPlane)
+        );
         assert!(
-            !problems[1].contains("nokey"),
+            problems[1]
+                .message
+                .starts_with("control-plane setting number 2 of 2"),
+            "{problems:?}"
+        );
+        assert!(
+            !problems[1].message.contains("nokey"),
             "the text is echoed: {problems:?}"
         );
     }
@@ -1094,7 +1129,10 @@ mod tests {
         opts.set = vec!["global.password=hunter2,oops".into()];
         let problems = check_inputs(&opts);
         assert_eq!(problems.len(), 1, "{problems:?}");
-        assert!(problems[0].contains("pair 2 has no '='"), "{problems:?}");
-        assert!(!problems[0].contains("hunter2"), "{problems:?}");
+        assert!(
+            problems[0].message.contains("pair 2 has no '='"),
+            "{problems:?}"
+        );
+        assert!(!problems[0].message.contains("hunter2"), "{problems:?}");
     }
 }

@@ -44,18 +44,21 @@
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 #![warn(missing_docs)]
 
+mod address;
 mod cluster;
 mod error;
 mod install;
 mod interrupt;
 mod join;
 mod links;
+mod names;
 mod networks;
 mod plan;
 mod progress;
 mod status;
 mod unjoin;
 
+pub use address::{AddressOverride, DEFAULT_GATEWAY_PORT, GatewayAddress};
 pub use cluster::facts::read_facts;
 pub use cluster::{
     CACERTS, CONTROL_PLANE_CLUSTERS_ANNOTATION, CROSS_NETWORK_GATEWAY, ClusterFacts,
@@ -63,13 +66,13 @@ pub use cluster::{
     NETWORK_LABEL, Permissions, Role, cacerts_secret, cross_network_gateway, default_cluster_id,
     expose_istiod, find_gateway,
 };
-pub use error::{Error, Problem, Result};
+pub use error::{Error, Problem, ProblemKind, Result, ValuesFor};
 pub use install::{
     BASE_RELEASE, Charts, DEFAULT_MESH_ID, EASTWEST_RELEASE, ISTIOD_RELEASE, InstallOptions,
     Release, injection_path, primary_releases, remote_releases,
 };
 pub use interrupt::Interrupt;
-pub use join::{Change, ClusterSpec, JoinOptions, JoinSummary, JoinedCluster, join};
+pub use join::{Change, ClusterSpec, JoinOptions, JoinSummary, JoinedCluster, Remote, join};
 pub use networks::{MESH_NETWORKS_KEY, MeshNetworks};
 pub use progress::{Event, EventKind, NoProgress, Progress};
 pub use status::{Check, CheckKind, CheckState, ClusterRow, MeshStatus, StatusOptions, status};

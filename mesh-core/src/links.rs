@@ -7,6 +7,7 @@ use kube::api::{ListParams, ObjectMeta};
 use kube::{Api, Client};
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::address::GatewayAddress;
 use crate::cluster::{FIELD_MANAGER, GatewayService};
 use crate::error::{Result, kube};
 
@@ -137,37 +138,66 @@ pub(crate) fn owned_metadata_keys(meta: &ObjectMeta, section: &str) -> Vec<Strin
     keys
 }
 
+/// Where a gateway Service can be reached, as its status and spec say now.
+pub(crate) enum GatewayReach {
+    /// Its LoadBalancer ip or hostname, else its first external IP, with its TLS port.
+    Address(GatewayAddress),
+    /// A NodePort Service: it never gets such an address (a node's address is used).
+    NodePort,
+    /// Neither yet (a LoadBalancer still pending), or no such Service.
+    Pending,
+}
+
 /// Where the gateway Service can be reached now (no waiting): LoadBalancer ip or
-/// hostname, else an external IP, with its TLS port; `None` when it has neither.
+/// hostname, else an external IP, with its TLS port. The one place that reads a gateway's
+/// address (join waits on it, status shows it).
+///
+/// What a Service's status or spec says is written by others (a cloud controller,
+/// anyone who may update status) and goes into meshNetworks and helm values: an address
+/// that is not a host name or an IP is [`Error::Malformed`](crate::Error::Malformed).
 pub(crate) async fn gateway_address_now(
     client: &Client,
     context: &str,
     ns: &str,
     gw: &GatewayService,
-) -> Result<Option<(String, u16)>> {
+) -> Result<GatewayReach> {
     let api: Api<Service> = Api::namespaced(client.clone(), ns);
     let Some(svc) = api
         .get_opt(&gw.name)
         .await
         .map_err(|e| kube(context, format!("reading Service {ns}/{}", gw.name), e))?
     else {
-        return Ok(None);
+        return Ok(GatewayReach::Pending);
     };
     let ingress = svc
         .status
         .and_then(|s| s.load_balancer)
         .and_then(|lb| lb.ingress)
         .and_then(|i| i.into_iter().next());
-    if let Some(i) = ingress
-        && let Some(addr) = i.ip.or(i.hostname)
-    {
-        return Ok(Some((addr, gw.port)));
+    let spec = svc.spec.unwrap_or_default();
+    let host = ingress
+        .and_then(|i| i.ip.or(i.hostname))
+        .or_else(|| spec.external_ips.and_then(|ips| ips.into_iter().next()));
+    match host {
+        Some(host) => GatewayAddress::new(&host, gw.port)
+            .map(GatewayReach::Address)
+            .map_err(|e| gateway_malformed(context, &format!("Service {ns}/{}", gw.name), &e)),
+        None if spec.type_.as_deref() == Some("NodePort") => Ok(GatewayReach::NodePort),
+        None => Ok(GatewayReach::Pending),
     }
-    Ok(svc
-        .spec
-        .and_then(|s| s.external_ips)
-        .and_then(|ips| ips.into_iter().next())
-        .map(|ip| (ip, gw.port)))
+}
+
+/// The error of an address `source` (a Service, a Node) gives that is no host and port.
+pub(crate) fn gateway_malformed(context: &str, source: &str, e: &crate::Error) -> crate::Error {
+    let why = match e {
+        crate::Error::InvalidAddress { reason, .. } => reason.clone(),
+        other => other.to_string(),
+    };
+    crate::Error::Malformed {
+        cluster: context.to_owned(),
+        object: source.to_owned(),
+        reason: format!("the gateway address it gives {why}; give the gateway's address yourself"),
+    }
 }
 
 #[cfg(test)]

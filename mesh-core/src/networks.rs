@@ -8,41 +8,55 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::ObjectMeta;
 use serde_json::{Map, Value, json};
 
+use crate::address::GatewayAddress;
 use crate::cluster::MESH_CONFIG_MAP;
+use crate::error::{Error, Result};
 
 /// A parsed `meshNetworks` document (the `meshNetworks` key of the `istio` ConfigMap).
 ///
 /// ```
 /// use mesh_core::MeshNetworks;
-/// let mut networks = MeshNetworks::parse("networks: {}").unwrap();
-/// networks.upsert("network2", "cluster2", Some(("127.0.2.100", 15443)));
+/// let mut networks = MeshNetworks::parse("networks: {}")?;
+/// networks.upsert("network2", "cluster2", Some(&"127.0.2.100:15443".parse()?));
 /// let yaml = networks.to_yaml();
 /// assert!(yaml.contains("fromRegistry: cluster2"));
+/// # Ok::<(), mesh_core::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct MeshNetworks {
     doc: Value,
 }
 
+/// No networks.
+impl Default for MeshNetworks {
+    fn default() -> MeshNetworks {
+        MeshNetworks {
+            doc: json!({"networks": {}}),
+        }
+    }
+}
+
 impl MeshNetworks {
-    /// Parses the document; an empty one is an empty set of networks.
-    pub fn parse(yaml: &str) -> Result<MeshNetworks, String> {
+    /// Parses the document; an empty one is an empty set of networks. One that is not
+    /// a mapping whose `networks` is a mapping is [`Error::InvalidMeshNetworks`].
+    pub fn parse(yaml: &str) -> Result<MeshNetworks> {
+        let invalid = |reason: String| Error::InvalidMeshNetworks { reason };
         let doc = if yaml.trim().is_empty() {
             json!({})
         } else {
-            serde_saphyr::from_str::<Value>(yaml).map_err(|e| e.to_string())?
+            serde_saphyr::from_str::<Value>(yaml).map_err(|e| invalid(e.to_string()))?
         };
         let mut doc = match doc {
             Value::Object(_) => doc,
             Value::Null => json!({}),
-            _ => return Err("it is not a mapping with a `networks` key".into()),
+            _ => return Err(invalid("it is not a mapping with a `networks` key".into())),
         };
         match doc.get("networks") {
             None | Some(Value::Null) => {
                 doc["networks"] = json!({});
             }
             Some(Value::Object(_)) => {}
-            Some(_) => return Err("`networks` is not a mapping".into()),
+            Some(_) => return Err(invalid("`networks` is not a mapping".into())),
         }
         Ok(MeshNetworks { doc })
     }
@@ -80,8 +94,9 @@ impl MeshNetworks {
         all
     }
 
-    /// The `(address, port)` gateways of `network`.
-    pub fn gateways(&self, network: &str) -> Vec<(String, u16)> {
+    /// The address gateways of `network` (one that is no host and port is left out:
+    /// Istio could not use it either).
+    pub fn gateways(&self, network: &str) -> Vec<GatewayAddress> {
         self.networks()
             .get(network)
             .and_then(|n| n.get("gateways"))
@@ -89,9 +104,9 @@ impl MeshNetworks {
             .map(|gws| {
                 gws.iter()
                     .filter_map(|g| {
-                        let address = g.get("address")?.as_str()?.to_owned();
-                        let port = g.get("port")?.as_u64()?;
-                        Some((address, u16::try_from(port).ok()?))
+                        let host = g.get("address")?.as_str()?;
+                        let port = u16::try_from(g.get("port")?.as_u64()?).ok()?;
+                        GatewayAddress::new(host, port).ok()
                     })
                     .collect()
             })
@@ -101,7 +116,12 @@ impl MeshNetworks {
     /// Makes `network` list `registry` among its endpoints and, when given, use
     /// `gateway` as its address-based gateway (replacing other address gateways,
     /// keeping `registryServiceName` ones). Returns whether anything changed.
-    pub fn upsert(&mut self, network: &str, registry: &str, gateway: Option<(&str, u16)>) -> bool {
+    pub fn upsert(
+        &mut self,
+        network: &str,
+        registry: &str,
+        gateway: Option<&GatewayAddress>,
+    ) -> bool {
         let before = self.doc.clone();
         let net = self
             .networks_mut()
@@ -125,7 +145,7 @@ impl MeshNetworks {
         {
             endpoints.push(json!({ "fromRegistry": registry }));
         }
-        if let Some((address, port)) = gateway {
+        if let Some(gateway) = gateway {
             let gateways = net
                 .as_object_mut()
                 .expect("object")
@@ -135,7 +155,7 @@ impl MeshNetworks {
                 *gateways = json!([]);
             }
             let gateways = gateways.as_array_mut().expect("array");
-            let wanted = json!({ "address": address, "port": port });
+            let wanted = json!({ "address": gateway.host(), "port": gateway.port() });
             let has_only_wanted = gateways
                 .iter()
                 .filter(|g| g.get("address").is_some())
@@ -175,7 +195,7 @@ impl MeshNetworks {
     }
 
     /// The `meshNetworks` key of istiod's `istio` ConfigMap; absent means no networks.
-    pub fn from_config_map(cm: &ConfigMap) -> Result<MeshNetworks, String> {
+    pub fn from_config_map(cm: &ConfigMap) -> Result<MeshNetworks> {
         let yaml = cm.data.as_ref().and_then(|d| d.get(MESH_NETWORKS_KEY));
         MeshNetworks::parse(yaml.map(String::as_str).unwrap_or_default())
     }
@@ -207,11 +227,17 @@ pub(crate) fn read_mesh_networks(
     cluster: &str,
     namespace: &str,
     command: &str,
-) -> crate::Result<MeshNetworks> {
-    MeshNetworks::from_config_map(cm).map_err(|reason| crate::Error::Malformed {
-        cluster: cluster.to_owned(),
-        object: format!("ConfigMap {namespace}/{MESH_CONFIG_MAP} key {MESH_NETWORKS_KEY}"),
-        reason: format!("{reason}; fix it with kubectl edit, then run {command} again"),
+) -> Result<MeshNetworks> {
+    MeshNetworks::from_config_map(cm).map_err(|e| {
+        let reason = match e {
+            Error::InvalidMeshNetworks { reason } => reason,
+            other => other.to_string(),
+        };
+        Error::Malformed {
+            cluster: cluster.to_owned(),
+            object: format!("ConfigMap {namespace}/{MESH_CONFIG_MAP} key {MESH_NETWORKS_KEY}"),
+            reason: format!("{reason}; fix it with kubectl edit, then run {command} again"),
+        }
     })
 }
 
@@ -229,6 +255,14 @@ fn registries(net: &Value) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn gw(text: &str) -> GatewayAddress {
+        text.parse().unwrap()
+    }
+
+    fn shown(gateways: Vec<GatewayAddress>) -> Vec<String> {
+        gateways.iter().map(ToString::to_string).collect()
+    }
 
     const GUIDE: &str = r#"
 networks:
@@ -266,36 +300,36 @@ networks:
     #[test]
     fn upsert_adds_a_network_and_keeps_the_others() {
         let mut n = MeshNetworks::parse(GUIDE).unwrap();
-        assert!(n.upsert("network2", "cluster2", Some(("127.0.2.100", 15443))));
+        assert!(n.upsert("network2", "cluster2", Some(&gw("127.0.2.100:15443"))));
         assert_eq!(n.names(), ["elsewhere", "network1", "network2"]);
         assert_eq!(n.network_of("cluster2").as_deref(), Some("network2"));
-        assert_eq!(n.gateways("network2"), [("127.0.2.100".to_owned(), 15443)]);
+        assert_eq!(shown(n.gateways("network2")), ["127.0.2.100:15443"]);
         // What was there stays, field for field.
         let reparsed = MeshNetworks::parse(&n.to_yaml()).unwrap();
         assert_eq!(
             reparsed.doc["networks"]["elsewhere"],
             n.doc["networks"]["elsewhere"]
         );
-        assert_eq!(reparsed.gateways("network1"), [("0.0.0.0".to_owned(), 443)]);
+        assert_eq!(shown(reparsed.gateways("network1")), ["0.0.0.0:443"]);
     }
 
     #[test]
     fn upsert_is_idempotent() {
         let mut n = MeshNetworks::parse(GUIDE).unwrap();
-        assert!(n.upsert("network1", "cluster1", Some(("127.0.1.100", 15443))));
+        assert!(n.upsert("network1", "cluster1", Some(&gw("127.0.1.100:15443"))));
         let once = n.clone();
-        assert!(!n.upsert("network1", "cluster1", Some(("127.0.1.100", 15443))));
+        assert!(!n.upsert("network1", "cluster1", Some(&gw("127.0.1.100:15443"))));
         assert_eq!(n, once);
         let mut again = MeshNetworks::parse(&n.to_yaml()).unwrap();
-        assert!(!again.upsert("network1", "cluster1", Some(("127.0.1.100", 15443))));
+        assert!(!again.upsert("network1", "cluster1", Some(&gw("127.0.1.100:15443"))));
     }
 
     #[test]
     fn upsert_replaces_a_changed_gateway_address_but_not_service_gateways() {
         let mut n = MeshNetworks::parse(GUIDE).unwrap();
-        n.upsert("network1", "Kubernetes", Some(("10.0.0.1", 15443)));
-        assert_eq!(n.gateways("network1"), [("10.0.0.1".to_owned(), 15443)]);
-        n.upsert("elsewhere", "cluster9", Some(("10.9.9.9", 15443)));
+        n.upsert("network1", "Kubernetes", Some(&gw("10.0.0.1:15443")));
+        assert_eq!(shown(n.gateways("network1")), ["10.0.0.1:15443"]);
+        n.upsert("elsewhere", "cluster9", Some(&gw("10.9.9.9:15443")));
         let gws = n.doc["networks"]["elsewhere"]["gateways"]
             .as_array()
             .unwrap();
@@ -310,7 +344,7 @@ networks:
     fn remove_registry_drops_emptied_networks_only() {
         let mut n = MeshNetworks::parse(GUIDE).unwrap();
         n.upsert("network1", "cluster1", None);
-        n.upsert("network2", "cluster2", Some(("127.0.2.100", 15443)));
+        n.upsert("network2", "cluster2", Some(&gw("127.0.2.100:15443")));
         assert!(n.remove_registry("cluster2"));
         assert_eq!(n.names(), ["elsewhere", "network1"]);
         assert!(n.remove_registry("cluster1"));

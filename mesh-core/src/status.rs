@@ -267,7 +267,10 @@ async fn address_now(
     gateway: Option<&cluster::GatewayService>,
 ) -> Result<Option<(String, u16)>> {
     match gateway {
-        Some(gw) => links::gateway_address_now(client, ctx, ns, gw).await,
+        Some(gw) => match links::gateway_address_now(client, ctx, ns, gw).await? {
+            links::GatewayReach::Address(a) => Ok(Some((a.host().to_owned(), a.port()))),
+            _ => Ok(None),
+        },
         None => Ok(None),
     }
 }
@@ -774,7 +777,12 @@ fn check_network(
     let listed = networks.network_of(id);
     let gateways = listed
         .as_deref()
-        .map(|n| networks.gateways(n))
+        .map(|n| {
+            let gateways = networks.gateways(n).into_iter();
+            gateways
+                .map(|g| (g.host().to_owned(), g.port()))
+                .collect::<Vec<_>>()
+        })
         .unwrap_or_default();
     match (&seen.network, &listed) {
         (None, _) => checks.fail(

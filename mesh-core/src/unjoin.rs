@@ -262,6 +262,7 @@ pub async fn unjoin(
         return Err(Error::Preflight {
             problems: vec![crate::Problem {
                 cluster: rctx.to_owned(),
+                kind: crate::ProblemKind::SameCluster,
                 message: "the remote is the primary; name the remote cluster's context".into(),
             }],
         });
@@ -372,6 +373,7 @@ pub async fn unjoin(
             return Err(Error::Preflight {
                 problems: vec![crate::Problem {
                     cluster: pctx.to_owned(),
+                    kind: crate::ProblemKind::LinkedUnderOtherName,
                     message: format!(
                         "no remote secret names cluster {name}, but {rctx} is linked to {pctx} by remote Secret {}; nothing was removed — pass --cluster-name with that key to unjoin it",
                         elsewhere.join(", ")
@@ -393,6 +395,7 @@ pub async fn unjoin(
                 for cmd in leftovers(client, rctx, ns, false, version.as_deref()).await? {
                     problems.push(crate::Problem {
                         cluster: rctx.to_owned(),
+                        kind: crate::ProblemKind::NotLinked,
                         message: cmd,
                     });
                 }
@@ -402,6 +405,7 @@ pub async fn unjoin(
                 for cmd in leftovers(&primary, pctx, ns, true, version).await? {
                     problems.push(crate::Problem {
                         cluster: pctx.to_owned(),
+                        kind: crate::ProblemKind::NotLinked,
                         message: cmd,
                     });
                 }
@@ -411,6 +415,7 @@ pub async fn unjoin(
                     0,
                     crate::Problem {
                         cluster: pctx.to_owned(),
+                        kind: crate::ProblemKind::NotLinked,
                         message: lead,
                     },
                 );

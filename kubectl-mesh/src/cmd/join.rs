@@ -8,7 +8,9 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Args;
 use mesh_certs::CaBundle;
-use mesh_core::{ClusterSpec, JoinOptions, JoinSummary};
+use mesh_core::{
+    AddressOverride, ClusterSpec, JoinOptions, JoinSummary, Problem, ProblemKind, Remote,
+};
 use mesh_kubeconfig::{KubeconfigSource, Kubeconfigs};
 
 use crate::cli::{GlobalArgs, OutputFormat, PlanArgs};
@@ -208,11 +210,13 @@ pub fn run(global: &GlobalArgs, args: &JoinArgs) -> anyhow::Result<ExitCode> {
         }
         let mut preview = options(global, args, &primary, &remotes, &kubeconfigs)?;
         preview.dry_run = true;
-        let plan = runtime.block_on(mesh_core::join(
-            &kubeconfigs,
-            &preview,
-            &mesh_core::NoProgress,
-        ))?;
+        let plan = runtime
+            .block_on(mesh_core::join(
+                &kubeconfigs,
+                &preview,
+                &mesh_core::NoProgress,
+            ))
+            .map_err(|e| explain(e, &primary))?;
         if plan.changes.is_empty() {
             eprintln!(
                 "Nothing to change: {primary} and {} are already joined.",
@@ -230,7 +234,8 @@ pub fn run(global: &GlobalArgs, args: &JoinArgs) -> anyhow::Result<ExitCode> {
         &args.plan,
         &join_options.interrupt,
         async |progress| mesh_core::join(&kubeconfigs, &join_options, progress).await,
-    )?;
+    )
+    .map_err(|e| explain(e, &primary))?;
     match args.plan.output {
         OutputFormat::Text => print_summary(&summary),
         // The objects, ready for GitOps.
@@ -258,6 +263,22 @@ fn options(
         (None, Some(dir)) => Some(load(dir, "--primary-certs", primary)?),
         (None, None) => None,
     };
+    let mut input_problems = Vec::new();
+    let mut gateway_address = |context: &str, flag: &str, text: &Option<String>| {
+        let parsed = text
+            .as_deref()
+            .map(str::parse::<AddressOverride>)
+            .transpose();
+        parsed.unwrap_or_else(|e| {
+            input_problems.push(address_problem(context, flag, text.as_deref(), e));
+            None
+        })
+    };
+    let primary_address = gateway_address(
+        primary,
+        "--primary-gateway-address",
+        &args.primary_gateway_address,
+    );
     let mut remote_specs = Vec::new();
     for remote in remotes {
         let name = args
@@ -272,16 +293,20 @@ fn options(
         let mut request = credentials_request(global, remote, &args.credentials)?;
         request.server = args.server.clone();
         request.secret_name = args.remote_secret_name.clone();
-        remote_specs.push((
-            ClusterSpec {
-                context: remote.clone(),
-                cluster_name: args.cluster_name.clone(),
-                network: args.remote_network.clone(),
-                gateway_address: args.gateway_address.clone(),
-                certs,
-            },
-            request,
-        ));
+        let mut spec = Remote::new(remote.as_str()).with_credentials(request);
+        if let Some(name) = &args.cluster_name {
+            spec = spec.with_cluster_name(name.as_str());
+        }
+        if let Some(network) = &args.remote_network {
+            spec = spec.with_network(network.as_str());
+        }
+        if let Some(address) = gateway_address(remote, "--gateway-address", &args.gateway_address) {
+            spec = spec.with_gateway_address(address);
+        }
+        if let Some(certs) = certs {
+            spec = spec.with_certs(certs);
+        }
+        remote_specs.push(spec);
     }
     Ok(JoinOptions {
         namespace: global.namespace.clone(),
@@ -289,7 +314,7 @@ fn options(
             context: primary.to_owned(),
             cluster_name: args.primary_cluster_name.clone(),
             network: args.network.clone(),
-            gateway_address: args.primary_gateway_address.clone(),
+            gateway_address: primary_address,
             certs: primary_certs,
         },
         remotes: remote_specs,
@@ -302,8 +327,40 @@ fn options(
         request_timeout,
         install: install_options(&args.install, kubeconfigs)?,
         replace_cacerts: args.replace_cacerts,
+        input_problems,
         interrupt: mesh_core::Interrupt::default(),
     })
+}
+
+/// A gateway address flag that does not parse, as a problem preflight reports with its own.
+fn address_problem(
+    context: &str,
+    flag: &str,
+    text: Option<&str>,
+    err: mesh_core::Error,
+) -> Problem {
+    let why = match err {
+        mesh_core::Error::InvalidAddress { reason, .. } => reason,
+        other => other.to_string(),
+    };
+    Problem::new(
+        context,
+        ProblemKind::GatewayAddressInvalid,
+        format!(
+            "{flag} {:?} {why}; pass HOST or HOST:PORT",
+            text.unwrap_or_default()
+        ),
+    )
+}
+
+/// A join's error as the user reads it: preflight's problems with the flags that fix them.
+fn explain(err: mesh_core::Error, primary: &str) -> anyhow::Error {
+    match err {
+        mesh_core::Error::Preflight { problems } => {
+            anyhow::anyhow!(crate::hints::preflight(&problems, primary))
+        }
+        other => other.into(),
+    }
 }
 
 fn install_options(
@@ -402,7 +459,7 @@ fn print_summary(summary: &JoinSummary) {
         let gw = c
             .gateway
             .as_ref()
-            .map(|(a, p)| format!("gateway {a}:{p}"))
+            .map(|address| format!("gateway {address}"))
             .unwrap_or_else(|| "no gateway".into());
         eprintln!(
             "{:<12} cluster {:<12} network {:<12} {gw}",

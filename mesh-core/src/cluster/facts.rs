@@ -94,6 +94,7 @@ impl ClusterFacts {
         Err(Error::Preflight {
             problems: vec![Problem {
                 cluster: self.context.clone(),
+                kind: crate::error::ProblemKind::AccessDenied,
                 message: format!(
                     "your user may not {}; use a context that may",
                     self.denied.join(", ")

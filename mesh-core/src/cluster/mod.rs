@@ -31,16 +31,3 @@ pub use names::{
 pub(crate) use objects::gateway_does_the_job;
 pub use objects::{cacerts_secret, cross_network_gateway, expose_istiod, gateway_resource};
 
-/// join's call of [`facts::read_facts`] (the public `mesh_core::read_facts`) with its
-/// old `remote` flag: the facts plus the SelfSubjectAccessReviews of join in that role.
-/// It exists only so that join.rs, rewritten in parallel, compiles unchanged; once join
-/// passes `Permissions::Join(role)` to [`facts::read_facts`], this goes.
-pub(crate) async fn read_facts(
-    client: &kube::Client,
-    context: &str,
-    namespace: &str,
-    remote: bool,
-) -> crate::Result<ClusterFacts> {
-    let role = if remote { Role::Remote } else { Role::Primary };
-    facts::read_facts(client, context, namespace, Permissions::Join(role)).await
-}

@@ -1,0 +1,381 @@
+//! `join`: the guide's whole procedure as a plan of checked, idempotent steps.
+//!
+//! The phases, one module each:
+//! - [`read`]: everything join reads before it judges (every cluster's facts and helm
+//!   releases, the primary's remote secrets, Istio objects with join's names, helm and
+//!   the charts, the reader credentials' inputs) — all the I/O of preflight;
+//! - [`judge`]: a pure function from what was read and the options to each cluster's
+//!   name and network and every [`Problem`] — no I/O, tested with a table of cases;
+//! - [`steps`]: the per-cluster steps (network label, `cacerts`, cross-network Gateway,
+//!   gateway address), `meshNetworks` in the primary and the remote secrets;
+//! - [`releases`]: when installing Istio, Istio's helm releases where they are missing.
+
+mod judge;
+mod read;
+mod releases;
+mod steps;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use kube::Client;
+use mesh_certs::CaBundle;
+use mesh_kubeconfig::{Kubeconfigs, RemoteSecretRequest};
+use serde::Serialize;
+
+use crate::address::{AddressOverride, GatewayAddress};
+use crate::cluster::ClusterFacts;
+use crate::error::{Error, Problem, Result};
+use crate::install::{InstallOptions, Listed};
+pub use crate::plan::Change;
+use crate::plan::Steps;
+use crate::progress::{EventKind, Progress};
+
+pub(crate) use steps::control_plane_clusters;
+
+/// One cluster of a join, as the user named it.
+#[derive(Debug, Default)]
+pub struct ClusterSpec {
+    /// The kubeconfig context.
+    pub context: String,
+    /// The cluster ID (DNS-1123 label); default: istiod's `CLUSTER_ID` for the primary,
+    /// else the context name made a DNS-1123 label.
+    pub cluster_name: Option<String>,
+    /// The network; default: what the cluster declares, else `network-<cluster name>`.
+    pub network: Option<String>,
+    /// The east-west gateway address instead of the discovered one; without a port, the
+    /// gateway Service's TLS port (15443 when join installs the gateway).
+    pub gateway_address: Option<AddressOverride>,
+    /// The CA bundle for its `cacerts`; `None` keeps what the cluster has.
+    pub certs: Option<CaBundle>,
+}
+
+impl ClusterSpec {
+    /// The cluster of `context`, with defaults everywhere else.
+    pub fn new(context: impl Into<String>) -> ClusterSpec {
+        ClusterSpec {
+            context: context.into(),
+            ..ClusterSpec::default()
+        }
+    }
+}
+
+/// A cluster to join to the primary: its [`ClusterSpec`] and how its reader credentials
+/// (the remote secret's token) are made, for one context.
+///
+/// ```
+/// use mesh_core::Remote;
+/// use mesh_kubeconfig::RemoteSecretRequest;
+///
+/// let mut credentials = RemoteSecretRequest::new("somewhere-else");
+/// credentials.allow_plain_http = true;
+/// let remote = Remote::new("cluster2")
+///     .with_network("network2")
+///     .with_credentials(credentials);
+/// // The credentials are made for the remote's context, whatever the request said.
+/// assert_eq!(remote.credentials().context, "cluster2");
+/// assert_eq!(remote.spec().network.as_deref(), Some("network2"));
+/// ```
+#[derive(Debug)]
+pub struct Remote {
+    spec: ClusterSpec,
+    credentials: RemoteSecretRequest,
+}
+
+impl Remote {
+    /// The cluster of `context`, with default settings and credentials.
+    pub fn new(context: impl Into<String>) -> Remote {
+        let context = context.into();
+        Remote {
+            credentials: RemoteSecretRequest::new(context.clone()),
+            spec: ClusterSpec::new(context),
+        }
+    }
+
+    /// The kubeconfig context.
+    pub fn context(&self) -> &str {
+        &self.spec.context
+    }
+
+    /// Its settings.
+    pub fn spec(&self) -> &ClusterSpec {
+        &self.spec
+    }
+
+    /// How its reader credentials are made. Its `context` is the remote's; its
+    /// `cluster_name` and `namespace` are set by join (the judged name, the join's
+    /// namespace).
+    pub fn credentials(&self) -> &RemoteSecretRequest {
+        &self.credentials
+    }
+
+    /// With its cluster ID (see [`ClusterSpec::cluster_name`]).
+    pub fn with_cluster_name(mut self, name: impl Into<String>) -> Remote {
+        self.spec.cluster_name = Some(name.into());
+        self
+    }
+
+    /// With its network (see [`ClusterSpec::network`]).
+    pub fn with_network(mut self, network: impl Into<String>) -> Remote {
+        self.spec.network = Some(network.into());
+        self
+    }
+
+    /// With its east-west gateway address (see [`ClusterSpec::gateway_address`]).
+    pub fn with_gateway_address(mut self, address: AddressOverride) -> Remote {
+        self.spec.gateway_address = Some(address);
+        self
+    }
+
+    /// With a CA bundle for its `cacerts`.
+    pub fn with_certs(mut self, certs: CaBundle) -> Remote {
+        self.spec.certs = Some(certs);
+        self
+    }
+
+    /// With `credentials` for how its reader credentials are made; their context
+    /// becomes the remote's, so that the two cannot disagree.
+    pub fn with_credentials(mut self, mut credentials: RemoteSecretRequest) -> Remote {
+        credentials.context = self.spec.context.clone();
+        self.credentials = credentials;
+        self
+    }
+}
+
+/// What to join.
+#[derive(Debug)]
+pub struct JoinOptions {
+    /// The Istio namespace (default `istio-system`).
+    pub namespace: String,
+    /// The cluster running istiod.
+    pub primary: ClusterSpec,
+    /// The clusters to join to it.
+    pub remotes: Vec<Remote>,
+    /// Make no mutating request; report what would change.
+    pub dry_run: bool,
+    /// How long each wait (gateway addresses) may take.
+    pub wait: Duration,
+    /// Bound on each API request.
+    pub request_timeout: Option<Duration>,
+    /// Install Istio where it is missing, with helm; `None`: Istio must be installed
+    /// already.
+    pub install: Option<InstallOptions>,
+    /// Overwrite a stored `cacerts` whose root cannot be read (no readable
+    /// `root-cert.pem`) with the given bundle; without it, that is a preflight problem
+    /// ([`ProblemKind::StoredCacertsUnreadable`](crate::ProblemKind::StoredCacertsUnreadable)),
+    /// since nothing proves the given root is the one it had.
+    pub replace_cacerts: bool,
+    /// Problems the caller found in its own inputs (for example a gateway address that
+    /// does not parse), reported with preflight's, so that the user sees every problem
+    /// at once; with any, join changes nothing.
+    pub input_problems: Vec<Problem>,
+    /// Raised by the caller on SIGINT/SIGTERM: no new step starts, a running helm gets
+    /// SIGTERM, and join fails with [`Error::Interrupted`].
+    pub interrupt: crate::Interrupt,
+}
+
+impl JoinOptions {
+    /// Options for joining `remotes` to `primary` with defaults everywhere else.
+    ///
+    /// ```
+    /// let opts = mesh_core::JoinOptions::new("cluster1", &["cluster2"]);
+    /// assert_eq!(opts.namespace, "istio-system");
+    /// assert_eq!(opts.remotes[0].context(), "cluster2");
+    /// ```
+    pub fn new(primary: &str, remotes: &[&str]) -> JoinOptions {
+        JoinOptions {
+            namespace: "istio-system".into(),
+            primary: ClusterSpec::new(primary),
+            remotes: remotes.iter().map(|r| Remote::new(*r)).collect(),
+            dry_run: false,
+            wait: Duration::from_secs(120),
+            request_timeout: None,
+            install: None,
+            replace_cacerts: false,
+            input_problems: Vec::new(),
+            interrupt: crate::Interrupt::default(),
+        }
+    }
+
+    /// The primary's spec, then each remote's: the order of every per-cluster list.
+    fn specs(&self) -> impl Iterator<Item = &ClusterSpec> {
+        std::iter::once(&self.primary).chain(self.remotes.iter().map(Remote::spec))
+    }
+}
+
+/// A cluster after preflight: its names and where its gateway is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct JoinedCluster {
+    /// The context.
+    pub context: String,
+    /// The cluster ID.
+    pub cluster_name: String,
+    /// The network.
+    pub network: String,
+    /// The east-west gateway's address, if the cluster has a gateway.
+    pub gateway: Option<GatewayAddress>,
+}
+
+/// What a join did.
+#[derive(Debug, Clone, Serialize)]
+pub struct JoinSummary {
+    /// The primary.
+    pub primary: JoinedCluster,
+    /// The remotes.
+    pub remotes: Vec<JoinedCluster>,
+    /// Everything that changed (or would, in a dry run).
+    pub changes: Vec<Change>,
+    /// Things the user should know.
+    pub warnings: Vec<String>,
+    /// Whether this was a dry run.
+    pub dry_run: bool,
+}
+
+type Run<'a> = crate::plan::Run<'a, JoinOptions>;
+
+/// A cluster after preflight: its client, what was read, and its judged names.
+struct Target<'a> {
+    spec: &'a ClusterSpec,
+    client: Client,
+    facts: ClusterFacts,
+    name: String,
+    network: String,
+    /// The helm releases in the Istio namespace (when installing Istio).
+    releases: BTreeMap<String, Listed>,
+}
+
+/// Joins the remotes to the primary: preflight (every problem, before any change),
+/// then the steps, concurrently where they do not depend on each other.
+///
+/// ```no_run
+/// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+/// use mesh_core::{Event, JoinOptions, Remote, join};
+/// use mesh_kubeconfig::{KubeconfigSource, Kubeconfigs};
+///
+/// let kubeconfigs = Kubeconfigs::load(&KubeconfigSource::Default)?;
+/// let mut options = JoinOptions::new("cluster1", &[]);
+/// options.primary.certs = Some(mesh_certs::CaBundle::load_dir("certs/cluster1".as_ref())?);
+/// let bundle = mesh_certs::CaBundle::load_dir("certs/cluster2".as_ref())?;
+/// options.remotes.push(Remote::new("cluster2").with_certs(bundle));
+/// let progress = |e: Event| eprintln!("{} {}: {:?}", e.cluster, e.step, e.kind);
+/// let summary = join(&kubeconfigs, &options, &progress).await?;
+/// eprintln!("{} change(s)", summary.changes.len());
+/// # Ok(()) }
+/// ```
+pub async fn join(
+    kubeconfigs: &Kubeconfigs,
+    opts: &JoinOptions,
+    progress: &dyn Progress,
+) -> Result<JoinSummary> {
+    let run = Run {
+        opts,
+        steps: Steps::new(opts.dry_run, progress).interruptible(&opts.interrupt),
+    };
+    match join_plan(kubeconfigs, &run).await {
+        // However a step ended after a signal, the signal is the reason.
+        Err(_) if opts.interrupt.raised().is_some() => Err(run.interrupted().expect("raised")),
+        other => other,
+    }
+}
+
+async fn join_plan(kubeconfigs: &Kubeconfigs, run: &Run<'_>) -> Result<JoinSummary> {
+    let opts = run.opts;
+
+    // Preflight: read everything, concurrently, then judge it all at once.
+    let started = Instant::now();
+    for spec in opts.specs() {
+        run.emit(&spec.context, "preflight", EventKind::Started, started);
+    }
+    let (read, clients, installer) = read::read(kubeconfigs, opts).await;
+    let judged = judge::judge(&read, opts);
+    for spec in opts.specs() {
+        let mine = judged
+            .problems
+            .iter()
+            .filter(|p| p.cluster == spec.context)
+            .count();
+        let kind = if mine == 0 {
+            EventKind::Unchanged
+        } else {
+            EventKind::Failed(format!("{mine} problem(s)"))
+        };
+        if read.readable(&spec.context) {
+            run.emit(&spec.context, "preflight", kind, started);
+        }
+    }
+    if !judged.problems.is_empty() {
+        return Err(Error::Preflight {
+            problems: judged.problems,
+        });
+    }
+    let mut targets = Vec::new();
+    for (((spec, client), cluster), (name, network)) in opts
+        .specs()
+        .zip(clients)
+        .zip(read.clusters)
+        .zip(judged.names.into_iter().zip(judged.networks))
+    {
+        let (Some(client), Ok(cluster)) = (client, cluster) else {
+            unreachable!("an unreadable cluster is a preflight problem");
+        };
+        targets.push(Target {
+            spec,
+            client,
+            facts: cluster.facts,
+            name,
+            network,
+            releases: cluster.releases,
+        });
+    }
+    let installer = installer.as_ref();
+
+    // Per cluster: the namespace's network label (and, on remotes, the control-plane
+    // annotation), cacerts, (installing) Istio's releases, the cross-network Gateway and
+    // the gateway address. Clusters run concurrently; a remote's istiod install waits
+    // for the primary's gateway address.
+    let gateways = steps::cluster_steps_all(run, &targets, installer).await?;
+
+    // meshNetworks in the primary, once, with every cluster of this join.
+    let primary = &targets[0];
+    run.step(&primary.spec.context, "meshNetworks", async {
+        steps::mesh_networks_step(run, primary, &targets, &gateways).await
+    })
+    .await?;
+
+    // Reader credentials in each remote and the remote secret in the primary.
+    let secrets = opts.remotes.iter().zip(&targets[1..]).map(|(r, remote)| {
+        let run = &run;
+        async move {
+            let mut request = r.credentials().clone();
+            request.cluster_name = Some(remote.name.clone());
+            request.namespace = opts.namespace.clone();
+            request.timeout = request.timeout.or(opts.request_timeout);
+            run.step(&remote.spec.context, "remote secret", async {
+                steps::remote_secret_step(run, kubeconfigs, primary, remote, &request).await
+            })
+            .await
+        }
+    });
+    for result in futures::future::join_all(secrets).await {
+        result?;
+    }
+
+    let joined = |t: &Target, gw: &Option<GatewayAddress>| JoinedCluster {
+        context: t.spec.context.clone(),
+        cluster_name: t.name.clone(),
+        network: t.network.clone(),
+        gateway: gw.clone(),
+    };
+    let (changes, warnings) = run.steps.finish();
+    Ok(JoinSummary {
+        primary: joined(&targets[0], &gateways[0]),
+        remotes: targets[1..]
+            .iter()
+            .zip(&gateways[1..])
+            .map(|(t, g)| joined(t, g))
+            .collect(),
+        changes,
+        warnings,
+        dry_run: opts.dry_run,
+    })
+}

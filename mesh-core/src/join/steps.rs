@@ -1,0 +1,575 @@
+//! Join's changes after preflight: per cluster (namespace label, `cacerts`, Istio's
+//! releases, cross-network Gateway, gateway address), then `meshNetworks` in the
+//! primary, then each remote's secret in the primary.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use futures::channel::oneshot;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Secret};
+use kube::Api;
+use kube::api::{DynamicObject, ObjectMeta};
+use mesh_kubeconfig::{Kubeconfigs, RemoteSecretRequest};
+
+use super::releases::{self, Installer};
+use super::{Run, Target};
+use crate::address::GatewayAddress;
+use crate::cluster::{
+    self, CACERTS, CONTROL_PLANE_CLUSTERS_ANNOTATION, GatewayService, MESH_CONFIG_MAP,
+    NETWORK_LABEL,
+};
+use crate::error::{Error, Problem, ProblemKind, Result, kube};
+use crate::links::{self, GatewayReach};
+use crate::networks::{MeshNetworks, read_mesh_networks};
+use crate::plan::Outcome;
+use crate::progress::EventKind;
+
+/// The primary's east-west gateway address, as the remotes' istiod installs wait for it.
+pub(super) type PrimaryAddress = futures::future::Shared<oneshot::Receiver<Option<GatewayAddress>>>;
+
+/// How a cluster's steps link to the primary's gateway address.
+pub(super) enum Link {
+    /// The primary: sends its gateway address (once known) to the remotes.
+    Primary(Option<oneshot::Sender<Option<GatewayAddress>>>),
+    /// A remote: its istiod install waits for the primary's address.
+    Remote(PrimaryAddress),
+}
+
+/// Every cluster's steps, concurrently; returns each cluster's gateway address.
+pub(super) async fn cluster_steps_all(
+    run: &Run<'_>,
+    targets: &[Target<'_>],
+    installer: Option<&Installer<'_>>,
+) -> Result<Vec<Option<GatewayAddress>>> {
+    let primary_name = targets[0].name.as_str();
+    let (address_tx, address_rx) = oneshot::channel();
+    let primary_address: PrimaryAddress = futures::FutureExt::shared(address_rx);
+    let mut address_tx = Some(address_tx);
+    let per_cluster = targets.iter().enumerate().map(|(i, t)| {
+        let link = if i == 0 {
+            Link::Primary(address_tx.take())
+        } else {
+            Link::Remote(primary_address.clone())
+        };
+        cluster_steps(run, t, primary_name, installer, link)
+    });
+    futures::future::join_all(per_cluster)
+        .await
+        .into_iter()
+        .collect()
+}
+
+/// The steps on one cluster; returns its gateway address.
+async fn cluster_steps(
+    run: &Run<'_>,
+    t: &Target<'_>,
+    primary_name: &str,
+    installer: Option<&Installer<'_>>,
+    link: Link,
+) -> Result<Option<GatewayAddress>> {
+    let ctx = t.spec.context.as_str();
+    let ns = run.opts.namespace.as_str();
+
+    // The namespace first: cacerts lives in it, and istiod must find cacerts at start.
+    run.step(ctx, "network label", async {
+        network_label_step(run, t, primary_name, matches!(link, Link::Remote(_))).await
+    })
+    .await?;
+
+    if let Some(bundle) = &t.spec.certs {
+        run.step(ctx, "cacerts", async {
+            let mut desired = cluster::cacerts_secret(ns, bundle);
+            let current = t.facts.cacerts.as_ref();
+            if current.is_some_and(|c| !links::managed_by_us(&c.metadata)) {
+                // Updating a cacerts somebody else made does not make it ours: without
+                // our label, unjoin --purge leaves it.
+                desired.metadata.labels = None;
+            }
+            if current.and_then(|s| s.data.as_ref()) == desired.data.as_ref() {
+                return Ok(Outcome::Unchanged);
+            }
+            if !run.opts.dry_run {
+                let api: Api<Secret> = Api::namespaced(t.client.clone(), ns);
+                cluster::apply(&api, ctx, CACERTS, &desired).await?;
+            }
+            if t.facts.istiod_cluster_id.is_some() {
+                run.warn(ctx, "cacerts", "istiod already runs and keeps its old CA until it restarts: kubectl rollout restart deployment/istiod -n ".to_owned() + ns);
+            }
+            let verb = if current.is_some() { "updated" } else { "created" };
+            Ok(Outcome::Changed(format!("{verb} Secret {ns}/{CACERTS}"), None))
+        })
+        .await?;
+    }
+
+    // Installing: Istio's releases where they are missing, in the guide's order.
+    let mut installed = releases::Installed {
+        crd_version: t.facts.gateway_crd_version.clone(),
+        gateway: t.facts.gateway.clone(),
+        gateway_pending: false,
+    };
+    if let Some(inst) = installer {
+        releases::install_steps(run, t, inst, &link, &mut installed).await?;
+    }
+
+    let Some(gateway) = &installed.gateway else {
+        if t.spec.gateway_address.is_none() {
+            run.warn(ctx, "gateway", format!("no east-west gateway Service (label istio=eastwestgateway) in {ns}: traffic from other networks cannot reach this cluster; install one, or give its address"));
+        }
+        let address = t
+            .spec
+            .gateway_address
+            .as_ref()
+            .map(|a| a.with_default_port(crate::address::DEFAULT_GATEWAY_PORT));
+        if let Link::Primary(Some(tx)) = link {
+            let _ = tx.send(address.clone());
+        }
+        return Ok(address);
+    };
+    let version = installed.crd_version.as_deref().unwrap_or("v1");
+    run.step(ctx, "cross-network gateway", async {
+        let desired = cluster::cross_network_gateway(ns, gateway, version);
+        apply_if_changed(
+            run,
+            t,
+            desired,
+            &cluster::gateway_resource(version),
+            format!("TLS AUTO_PASSTHROUGH on port {}", gateway.port),
+            &|existing| cluster::gateway_does_the_job(existing, gateway),
+        )
+        .await
+    })
+    .await?;
+    // Installing, with remotes, the primary exposes istiod to them on its gateway.
+    if matches!(link, Link::Primary(_)) && installer.is_some() && !run.opts.remotes.is_empty() {
+        run.step(ctx, "expose istiod", async {
+            let (mut done, mut objects) = (Vec::new(), Vec::new());
+            for (object, resource) in cluster::expose_istiod(ns, version) {
+                let spec = object.data["spec"].clone();
+                if let Outcome::Changed(what, object) = apply_if_changed(
+                    run,
+                    t,
+                    object,
+                    &resource,
+                    "istiod's ports 15012 and 15017, TLS passthrough".into(),
+                    &|existing| existing.data["spec"] == spec,
+                )
+                .await?
+                {
+                    done.push(what);
+                    objects.extend(object);
+                }
+            }
+            if done.is_empty() {
+                return Ok(Outcome::Unchanged);
+            }
+            // Both objects, as one List (the binary prints a document per item).
+            let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": objects});
+            Ok(Outcome::Changed(done.join("; "), Some(list)))
+        })
+        .await?;
+    }
+
+    let found = if let Some(given) = &t.spec.gateway_address {
+        Some(given.with_default_port(gateway.port))
+    } else if installed.gateway_pending {
+        run.step(ctx, "gateway address", async {
+            Ok(Outcome::Found(
+                "known once the east-west gateway is installed".into(),
+            ))
+        })
+        .await?;
+        None
+    } else {
+        let mut found = None;
+        let found_ref = &mut found;
+        run.step(ctx, "gateway address", async move {
+            let address = wait_gateway_address(run, t, gateway).await?;
+            let shown = address.to_string();
+            *found_ref = Some(address);
+            Ok(Outcome::Found(shown))
+        })
+        .await?;
+        found
+    };
+    if let Link::Primary(Some(tx)) = link {
+        let _ = tx.send(found.clone());
+    }
+    Ok(found)
+}
+
+/// The Istio namespace's network label and, on a remote, the primary's ID in its
+/// control-plane list (other primaries' kept); when installing Istio a bare namespace is
+/// created first, so that this write stays conditional.
+async fn network_label_step(
+    run: &Run<'_>,
+    t: &Target<'_>,
+    primary_name: &str,
+    remote: bool,
+) -> Result<Outcome> {
+    let ctx = t.spec.context.as_str();
+    let ns = run.opts.namespace.as_str();
+    let existed = t.facts.istio_namespace.is_some();
+    if !existed && !run.opts.dry_run {
+        cluster::create_namespace(&t.client, ctx, ns).await?;
+    }
+    let api: Api<Namespace> = Api::all(t.client.clone());
+    // The control-plane list is shared with other primaries: ours is added to it.
+    let written = cluster::update(
+        &api,
+        ctx,
+        &format!("namespace {ns}"),
+        ns,
+        run.opts.dry_run,
+        |current: Option<&Namespace>| {
+            let meta = current.map(|n| &n.metadata);
+            let has_label = meta
+                .and_then(|m| m.labels.as_ref())
+                .and_then(|l| l.get(NETWORK_LABEL))
+                == Some(&t.network);
+            let mut planes = control_plane_clusters(meta);
+            let listed = planes.iter().any(|c| c == primary_name);
+            if has_label && (listed || !remote) {
+                return Ok(None);
+            }
+            let mut desired = Namespace {
+                metadata: ObjectMeta {
+                    name: Some(ns.to_owned()),
+                    labels: Some(BTreeMap::from([(
+                        NETWORK_LABEL.to_owned(),
+                        t.network.clone(),
+                    )])),
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            if remote {
+                if !listed {
+                    planes.push(primary_name.to_owned());
+                }
+                desired.metadata.annotations = Some(BTreeMap::from([(
+                    CONTROL_PLANE_CLUSTERS_ANNOTATION.to_owned(),
+                    planes.join(","),
+                )]));
+            }
+            Ok(Some((desired, ())))
+        },
+    )
+    .await?;
+    let Some((desired, ())) = written else {
+        return Ok(Outcome::Unchanged);
+    };
+    let verb = if existed { "labelled" } else { "created" };
+    let what = if remote {
+        format!(
+            "{verb} namespace {ns} {NETWORK_LABEL}={} and annotated {CONTROL_PLANE_CLUSTERS_ANNOTATION} with {primary_name}",
+            t.network
+        )
+    } else {
+        format!("{verb} namespace {ns} {NETWORK_LABEL}={}", t.network)
+    };
+    Ok(Outcome::Changed(what, serde_json::to_value(&desired).ok()))
+}
+
+/// The cluster IDs of a namespace's `topology.istio.io/controlPlaneClusters` list.
+pub(crate) fn control_plane_clusters(meta: Option<&ObjectMeta>) -> Vec<String> {
+    meta.and_then(|m| m.annotations.as_ref())
+        .and_then(|a| a.get(CONTROL_PLANE_CLUSTERS_ANNOTATION))
+        .map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Applies an Istio object (Gateway, VirtualService) unless its spec already is as wanted.
+/// One that kubectl-mesh did not create (no ownership label) is never applied over: it is
+/// used as it is when `does_the_job` says so, else the step fails naming it (preflight
+/// found it fine, so it changed since).
+pub(super) async fn apply_if_changed(
+    run: &Run<'_>,
+    t: &Target<'_>,
+    desired: DynamicObject,
+    resource: &kube::api::ApiResource,
+    detail: String,
+    does_the_job: &dyn Fn(&DynamicObject) -> bool,
+) -> Result<Outcome> {
+    let ctx = t.spec.context.as_str();
+    let ns = run.opts.namespace.as_str();
+    let name = desired.metadata.name.clone().unwrap_or_default();
+    let kind = &resource.kind;
+    let api: Api<DynamicObject> = Api::namespaced_with(t.client.clone(), ns, resource);
+    // Before an install has made the CRD, a dry run has nothing to read.
+    let current = match api.get_opt(&name).await {
+        Ok(current) => current,
+        Err(kube::Error::Api(s)) if s.code == 404 && run.opts.dry_run => None,
+        Err(e) => return Err(kube(ctx, format!("reading {kind} {ns}/{name}"), e)),
+    };
+    if let Some(existing) = &current
+        && !links::managed_by_us(&existing.metadata)
+    {
+        if does_the_job(existing) {
+            return Ok(Outcome::Found(format!(
+                "{kind} {ns}/{name} (not made by kubectl-mesh) already does it: used as it is"
+            )));
+        }
+        return Err(Error::Preflight {
+            problems: vec![Problem::new(
+                ctx,
+                ProblemKind::ForeignObject,
+                super::judge::foreign_object_message(ctx, ns, resource, &name),
+            )],
+        });
+    }
+    if current.as_ref().map(|c| &c.data["spec"]) == Some(&desired.data["spec"]) {
+        return Ok(Outcome::Unchanged);
+    }
+    if !run.opts.dry_run {
+        cluster::apply(&api, ctx, &name, &desired).await?;
+    }
+    let verb = if current.is_some() {
+        "updated"
+    } else {
+        "created"
+    };
+    Ok(Outcome::Changed(
+        format!("{verb} {kind} {ns}/{name} ({detail})"),
+        serde_json::to_value(&desired).ok(),
+    ))
+}
+
+/// Waits for the gateway Service's address: LoadBalancer ip or hostname, else
+/// externalIPs (see [`links::gateway_address_now`]), else a node address with the node
+/// port.
+async fn wait_gateway_address(
+    run: &Run<'_>,
+    t: &Target<'_>,
+    gw: &GatewayService,
+) -> Result<GatewayAddress> {
+    let ctx = t.spec.context.as_str();
+    let ns = run.opts.namespace.as_str();
+    let started = Instant::now();
+    // A NodePort Service never gets an address: it falls back at once.
+    let look = || async {
+        Ok(
+            match links::gateway_address_now(&t.client, ctx, ns, gw).await? {
+                GatewayReach::Pending => None,
+                reach => Some(reach),
+            },
+        )
+    };
+    let mut found = look().await?;
+    if found.is_none() {
+        run.emit(
+            ctx,
+            "gateway address",
+            EventKind::Waiting(format!(
+                "for Service {ns}/{} to get a LoadBalancer address",
+                gw.name
+            )),
+            started,
+        );
+        found = cluster::poll(run.opts.wait, look).await?;
+    }
+    if let Some(GatewayReach::Address(address)) = found {
+        return Ok(address);
+    }
+    // NodePort fallback: a node's address and the node port.
+    if let Some(node_port) = gw.node_port {
+        let nodes: Api<Node> = Api::all(t.client.clone());
+        if let Ok(list) = nodes.list(&Default::default()).await {
+            let addr = list.iter().find_map(|n| {
+                let addrs = n.status.as_ref()?.addresses.as_ref()?;
+                ["ExternalIP", "InternalIP"].iter().find_map(|ty| {
+                    addrs
+                        .iter()
+                        .find(|a| a.type_ == *ty)
+                        .map(|a| a.address.clone())
+                })
+            });
+            if let Some(addr) = addr {
+                run.warn(ctx, "gateway address", format!("Service {ns}/{} has no LoadBalancer address; using node address {addr} and node port {node_port}", gw.name));
+                return GatewayAddress::new(&addr, node_port)
+                    .map_err(|e| links::gateway_malformed(ctx, "a Node's address", &e));
+            }
+        }
+    }
+    Err(Error::Timeout {
+        cluster: ctx.to_owned(),
+        what: format!("Service {ns}/{} to get a LoadBalancer address", gw.name),
+        seconds: run.opts.wait.as_secs(),
+        hint: "check the cloud's load balancer, or give the gateway's address yourself".into(),
+    })
+}
+
+/// `meshNetworks` in the primary: each cluster's network with its registry and gateway.
+pub(super) async fn mesh_networks_step(
+    run: &Run<'_>,
+    primary: &Target<'_>,
+    targets: &[Target<'_>],
+    gateways: &[Option<GatewayAddress>],
+) -> Result<Outcome> {
+    let ctx = primary.spec.context.as_str();
+    let ns = run.opts.namespace.as_str();
+    let api: Api<ConfigMap> = Api::namespaced(primary.client.clone(), ns);
+    // Other joins and unjoins edit the same document: conditional, re-applied on conflict.
+    let object = format!("ConfigMap {ns}/{MESH_CONFIG_MAP}");
+    let written = cluster::update(
+        &api,
+        ctx,
+        &object,
+        MESH_CONFIG_MAP,
+        run.opts.dry_run,
+        |cm: Option<&ConfigMap>| {
+            let mut networks = match cm {
+                Some(cm) => read_mesh_networks(cm, ctx, ns, "join")?,
+                // Only a dry run that installs gets here: istiod (and its ConfigMap) is not there yet.
+                None if run.opts.dry_run && run.opts.install.is_some() => MeshNetworks::default(),
+                None => {
+                    return Err(Error::Malformed {
+                        cluster: ctx.to_owned(),
+                        object: object.clone(),
+                        reason: "it is missing: istiod is not installed; install it (or let join install Istio)"
+                            .into(),
+                    });
+                }
+            };
+            let mut changed = false;
+            for (t, gw) in targets.iter().zip(gateways) {
+                // A registry listed under another network moves to this one.
+                if let Some(old) = networks.network_of(&t.name)
+                    && old != t.network
+                {
+                    changed |= networks.remove_registry(&t.name);
+                }
+                changed |= networks.upsert(&t.network, &t.name, gw.as_ref());
+            }
+            Ok(changed.then(|| (networks.to_config_map(ns), ())))
+        },
+    )
+    .await?;
+    let Some((desired, ())) = written else {
+        return Ok(Outcome::Unchanged);
+    };
+    Ok(Outcome::Changed(
+        format!(
+            "updated meshNetworks in ConfigMap {ns}/{MESH_CONFIG_MAP}: {}",
+            targets
+                .iter()
+                .zip(gateways)
+                .map(|(t, g)| match g {
+                    Some(address) => format!("{} via {address}", t.network),
+                    None => t.network.clone(),
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        serde_json::to_value(&desired).ok(),
+    ))
+}
+
+/// The remote's reader credentials (made in the remote) and its remote secret in the
+/// primary, applied only when its data, labels or annotation differ.
+pub(super) async fn remote_secret_step(
+    run: &Run<'_>,
+    kubeconfigs: &Kubeconfigs,
+    primary: &Target<'_>,
+    remote: &Target<'_>,
+    request: &RemoteSecretRequest,
+) -> Result<Outcome> {
+    let ns = run.opts.namespace.as_str();
+    let pctx = primary.spec.context.as_str();
+    if run.opts.dry_run {
+        // Making a token may create a token Secret in the remote: not in a dry run.
+        let client = &remote.client;
+        let account = mesh_kubeconfig::ReaderAccount::new(ns, request.service_account.clone());
+        let changes =
+            mesh_kubeconfig::check_reader_account(client, &remote.spec.context, &account).await?;
+        let name = request
+            .secret_name
+            .clone()
+            .unwrap_or_else(|| mesh_kubeconfig::remote_secret_name(&remote.name));
+        let secrets: Api<Secret> = Api::namespaced(primary.client.clone(), ns);
+        let exists = secrets
+            .get_opt(&name)
+            .await
+            .map_err(|e| kube(pctx, format!("reading Secret {ns}/{name}"), e))?
+            .is_some();
+        if exists && changes.is_empty() {
+            return Ok(Outcome::Unchanged);
+        }
+        let mut what: Vec<String> = changes
+            .iter()
+            .map(|c| format!("{} in {}", c, remote.spec.context))
+            .collect();
+        what.push(format!(
+            "{} remote Secret {ns}/{name} in {pctx} (its token is only made by a real run)",
+            if exists { "refreshed" } else { "created" }
+        ));
+        return Ok(Outcome::Changed(what.join("; "), None));
+    }
+    let generated = mesh_kubeconfig::generate_remote_secret(kubeconfigs, request).await?;
+    for w in &generated.warnings {
+        run.warn(&remote.spec.context, "remote secret", w.to_string());
+    }
+    if let Some(v) = &generated.verification
+        && !v.is_ok()
+    {
+        return Err(Error::Kube {
+            cluster: remote.spec.context.clone(),
+            action: "verifying the reader credentials".into(),
+            reason: v.problems().join("; "),
+            status: None,
+            source: None,
+        });
+    }
+    let mut what: Vec<String> = generated
+        .changes
+        .iter()
+        .map(|c| format!("{c} in {}", remote.spec.context))
+        .collect();
+    if generated.token_secret_created {
+        what.push(format!(
+            "created token Secret {ns}/{} in {}",
+            generated.token_secret.clone().unwrap_or_default(),
+            remote.spec.context
+        ));
+    }
+    let desired = generated.secret;
+    let name = desired.metadata.name.clone().unwrap_or_default();
+    let secrets: Api<Secret> = Api::namespaced(primary.client.clone(), ns);
+    let current = secrets
+        .get_opt(&name)
+        .await
+        .map_err(|e| kube(pctx, format!("reading Secret {ns}/{name}"), e))?;
+    let same = current.as_ref().is_some_and(|c| {
+        let contains = |have: &Option<BTreeMap<String, String>>,
+                        want: &Option<BTreeMap<String, String>>| {
+            want.iter()
+                .flatten()
+                .all(|(k, v)| have.as_ref().and_then(|h| h.get(k)) == Some(v))
+        };
+        c.data == desired.data
+            && contains(&c.metadata.labels, &desired.metadata.labels)
+            && contains(&c.metadata.annotations, &desired.metadata.annotations)
+    });
+    if !same {
+        cluster::apply(&secrets, pctx, &name, &desired).await?;
+        what.push(format!(
+            "{} remote Secret {ns}/{name} in {pctx} (token from {})",
+            if current.is_some() {
+                "updated"
+            } else {
+                "created"
+            },
+            generated.token_source
+        ));
+    }
+    if what.is_empty() {
+        Ok(Outcome::Unchanged)
+    } else {
+        Ok(Outcome::Changed(what.join("; "), None))
+    }
+}
