@@ -246,7 +246,12 @@ pub async fn up(opts: &UpOptions) -> Result<UpOutcome> {
         crate::istio::ensure_istio()?;
     }
     let names: Vec<String> = (1..=total).map(|i| format!("cluster{i}")).collect();
-    if let Some(extra) = opts.versions.per_cluster.keys().find(|c| !names.contains(c)) {
+    if let Some(extra) = opts
+        .versions
+        .per_cluster
+        .keys()
+        .find(|c| !names.contains(c))
+    {
         bail!(
             "--kubernetes-version names {extra}, but the test bed has {total} clusters (cluster1 … cluster{total})"
         );

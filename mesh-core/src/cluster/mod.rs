@@ -30,4 +30,3 @@ pub use names::{
 };
 pub(crate) use objects::gateway_does_the_job;
 pub use objects::{cacerts_secret, cross_network_gateway, expose_istiod, gateway_resource};
-
