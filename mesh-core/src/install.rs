@@ -18,6 +18,17 @@
 //! repaired. helm runs without `--wait`: mesh-core waits itself (CRDs Established,
 //! Deployments rolled out), with progress and a deadline.
 //!
+//! ```
+//! use mesh_core::install::{Charts, remote_releases};
+//!
+//! // What a join installs in a remote named cluster2 on network2, whose istiod reaches
+//! // the primary's east-west gateway at 203.0.113.7.
+//! let charts = Charts { base: "c/base".into(), istiod: "c/istiod".into(), gateway: "c/gateway".into() };
+//! let [base, istiod, gateway] = remote_releases(&charts, "cluster2", "network2", "203.0.113.7");
+//! assert_eq!(istiod.values["global"]["remotePilotAddress"], "203.0.113.7");
+//! assert_eq!((base.name, gateway.name), ("istio-base", "istio-eastwestgateway"));
+//! ```
+//!
 //! Architecture invariant: helm is the only thing that installs Istio's charts; no chart
 //! is vendored or re-implemented here. Its output is captured, never printed.
 
@@ -114,7 +125,7 @@ impl Charts {
     /// how to get it.
     ///
     /// ```no_run
-    /// let charts = mesh_core::Charts::find("istio-1.28.0/manifests/charts".as_ref())?;
+    /// let charts = mesh_core::install::Charts::find("istio-1.28.0/manifests/charts".as_ref())?;
     /// assert!(charts.istiod.ends_with("istio-control/istio-discovery"));
     /// # Ok::<(), mesh_core::Error>(())
     /// ```
@@ -173,10 +184,10 @@ pub struct Release {
 /// The primary's releases, in install order: base, istiod, east-west gateway.
 ///
 /// ```
-/// let charts = mesh_core::Charts {
+/// let charts = mesh_core::install::Charts {
 ///     base: "c/base".into(), istiod: "c/istiod".into(), gateway: "c/gateway".into(),
 /// };
-/// let releases = mesh_core::primary_releases(&charts, "mesh1", "cluster1", "network1");
+/// let releases = mesh_core::install::primary_releases(&charts, "mesh1", "cluster1", "network1");
 /// assert_eq!(releases[1].values["global"]["multiCluster"]["clusterName"], "cluster1");
 /// assert_eq!(releases[2].values["networkGateway"], "network1");
 /// ```
@@ -211,10 +222,10 @@ pub fn primary_releases(
 /// east-west gateway — after istiod, whose injector fills in the gateway's proxy.
 ///
 /// ```
-/// let charts = mesh_core::Charts {
+/// let charts = mesh_core::install::Charts {
 ///     base: "c/base".into(), istiod: "c/istiod".into(), gateway: "c/gateway".into(),
 /// };
-/// let releases = mesh_core::remote_releases(&charts, "cluster2", "network2", "192.0.2.10");
+/// let releases = mesh_core::install::remote_releases(&charts, "cluster2", "network2", "192.0.2.10");
 /// let istiod = &releases[1].values;
 /// assert_eq!(istiod["profile"], "remote");
 /// assert_eq!(istiod["istiodRemote"]["injectionPath"], "/inject/cluster/cluster2/net/network2");
@@ -253,7 +264,7 @@ pub fn remote_releases(
 /// The sidecar injection path that names a remote's cluster and network to istiod.
 ///
 /// ```
-/// assert_eq!(mesh_core::injection_path("c2", "n2"), "/inject/cluster/c2/net/n2");
+/// assert_eq!(mesh_core::install::injection_path("c2", "n2"), "/inject/cluster/c2/net/n2");
 /// ```
 pub fn injection_path(cluster: &str, network: &str) -> String {
     format!("/inject/cluster/{cluster}/net/{network}")

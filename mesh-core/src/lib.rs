@@ -1,79 +1,99 @@
-//! Join Kubernetes clusters into one multi-network Istio mesh: a plan of idempotent,
-//! checked steps over a primary (the cluster running istiod) and its remotes.
+//! Join Kubernetes clusters into one multi-network Istio mesh — the library under
+//! `kubectl mesh`, for your own tools (a controller that joins every new cluster, a CI
+//! check of a mesh).
 //!
-//! [`join`] first reads every cluster (concurrently) and judges what it read — contexts
-//! reachable and authorised, Istio present, names and networks consistent, certificates
-//! valid and sharing one root with what the clusters already store — and fails with
-//! every problem before changing anything. Then each step checks the cluster's state
-//! and changes only what differs, by server-side apply with field manager
-//! `kubectl-mesh`:
+//! # Entry points
+//!
+//! | function | takes | returns | changes |
+//! |---|---|---|---|
+//! | [`join`] | [`JoinOptions`] (a primary [`ClusterSpec`], [`Remote`]s, optionally [`InstallOptions`]) | [`JoinSummary`] | what is missing, nothing else |
+//! | [`unjoin`] | [`UnjoinOptions`] | [`UnjoinSummary`] | only what the link provably owns |
+//! | [`status`] | [`StatusOptions`] | [`MeshStatus`] of typed [`Check`]s | nothing |
+//!
+//! Each reads every cluster first and judges what it read before it writes. A join that
+//! finds problems fails with [`Error::Preflight`], listing every [`Problem`] at once, each
+//! with a [`ProblemKind`] to match on (never its text) — nothing was changed. A failed
+//! request is [`Error::Kube`] with the HTTP status as data. Then each step compares the
+//! cluster's state with what it needs and writes only the difference (server-side apply
+//! with field manager `kubectl-mesh`, conditional on the `resourceVersion` read where the
+//! object is shared), so running a join again converges and then writes nothing:
 //!
 //! 1. `cacerts` in every cluster given certificates;
 //! 2. the `topology.istio.io/network` label on each Istio namespace (and, on remotes,
 //!    `topology.istio.io/controlPlaneClusters` naming the primary);
 //! 3. the cross-network Gateway (TLS `AUTO_PASSTHROUGH`, `*.local`) on each east-west gateway;
-//! 4. each gateway's address (LoadBalancer ip or hostname, externalIPs, node port);
-//! 5. `meshNetworks` in the primary's `istio` ConfigMap, edited structurally;
+//! 4. each gateway's [`GatewayAddress`] (LoadBalancer ip or hostname, externalIPs, node port);
+//! 5. `meshNetworks` in the primary's `istio` ConfigMap, edited structurally ([`networks`]);
 //! 6. the reader credentials in each remote and its remote secret in the primary.
 //!
-//! With [`JoinOptions::install`] (`join --install`), Istio is installed first where it is
-//! missing, by real `helm` with Istio's own charts and the guide's values (see
-//! [`primary_releases`] and [`remote_releases`]): the namespace and `cacerts` first, then
-//! the CRDs (waited on until Established), istiod and the east-west gateways (waited on
-//! until rolled out); a remote's istiod points at the primary's gateway address.
+//! With [`JoinOptions::install`], Istio is first installed where it is missing, by real
+//! `helm` with Istio's own charts and the guide's values ([`install`]).
 //!
-//! Progress reaches the caller as [`Event`]s through a [`Progress`]; this crate never
-//! prints or prompts.
+//! Progress reaches the caller as [`Event`]s through a [`Progress`] (any
+//! `Fn(Event)`); an [`Interrupt`] raised from a signal handler stops a plan between
+//! steps. This crate never prints or prompts.
+//!
+//! # Modules
+//!
+//! - [`cluster`]: the names kubectl-mesh and Istio agree on (labels, annotations, object
+//!   names), the objects it writes, built without a request, and [`cluster::read_facts`];
+//! - [`install`]: Istio's helm releases as a join installs them;
+//! - [`networks`]: Istio's `meshNetworks` document;
+//! - [`address`]: gateway addresses, parsed once.
+//!
+//! # Example
 //!
 //! ```no_run
 //! # async fn f() -> Result<(), Box<dyn std::error::Error>> {
-//! use mesh_core::{EventKind, JoinOptions, join};
+//! use mesh_core::{Error, EventKind, JoinOptions, ProblemKind, join};
 //! use mesh_kubeconfig::{KubeconfigSource, Kubeconfigs};
 //!
 //! let kubeconfigs = Kubeconfigs::load(&KubeconfigSource::Default)?;
 //! let options = JoinOptions::new("cluster1", &["cluster2"]);
-//! let summary = join(&kubeconfigs, &options, &|e: mesh_core::Event| {
+//! let progress = |e: mesh_core::Event| {
 //!     if let EventKind::Changed(what) = &e.kind {
 //!         eprintln!("{}: {what}", e.cluster);
 //!     }
-//! })
-//! .await?;
-//! assert!(!summary.dry_run);
+//! };
+//! match join(&kubeconfigs, &options, &progress).await {
+//!     Ok(summary) => eprintln!("{} change(s)", summary.changes.len()),
+//!     Err(Error::Preflight { problems })
+//!         if problems.iter().any(|p| p.kind == ProblemKind::RootsDiffer) =>
+//!     {
+//!         eprintln!("the clusters' CAs have different roots; give them one root first");
+//!     }
+//!     Err(other) => return Err(other.into()),
+//! }
 //! # Ok(()) }
 //! ```
+//!
+//! `examples/join_two.rs` is the same as a program.
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 #![warn(missing_docs)]
 
-mod address;
-mod cluster;
+pub mod address;
+pub mod cluster;
 mod error;
-mod install;
+pub mod install;
 mod interrupt;
 mod join;
 mod links;
 mod names;
-mod networks;
+pub mod networks;
 mod plan;
 mod progress;
 mod status;
 mod unjoin;
 
-pub use address::{AddressOverride, DEFAULT_GATEWAY_PORT, GatewayAddress};
-pub use cluster::facts::read_facts;
-pub use cluster::{
-    CACERTS, CONTROL_PLANE_CLUSTERS_ANNOTATION, CROSS_NETWORK_GATEWAY, ClusterFacts,
-    GatewayService, ISTIOD_GATEWAY, ISTIOD_VIRTUAL_SERVICE, MANAGED_BY_LABEL, MESH_CONFIG_MAP,
-    NETWORK_LABEL, Permissions, Role, cacerts_secret, cross_network_gateway, default_cluster_id,
-    expose_istiod, find_gateway,
-};
-pub use error::{Error, Problem, ProblemKind, Result, ValuesFor};
-pub use install::{
-    BASE_RELEASE, Charts, DEFAULT_MESH_ID, EASTWEST_RELEASE, ISTIOD_RELEASE, InstallOptions,
-    Release, injection_path, primary_releases, remote_releases,
-};
-pub use interrupt::Interrupt;
+// The entry points and what each takes and returns.
+pub use install::InstallOptions;
 pub use join::{Change, ClusterSpec, JoinOptions, JoinSummary, JoinedCluster, Remote, join};
-pub use networks::{MESH_NETWORKS_KEY, MeshNetworks};
-pub use progress::{Event, EventKind, NoProgress, Progress};
 pub use status::{Check, CheckKind, CheckState, ClusterRow, MeshStatus, StatusOptions, status};
 pub use unjoin::{UnjoinOptions, UnjoinSummary, unjoin};
+
+// What they share: addresses, roles, errors and problems, progress and interruption.
+pub use address::{AddressOverride, GatewayAddress};
+pub use cluster::Role;
+pub use error::{Error, Problem, ProblemKind, Result, ValuesFor};
+pub use interrupt::Interrupt;
+pub use progress::{Event, EventKind, NoProgress, Progress};

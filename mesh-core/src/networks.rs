@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 /// A parsed `meshNetworks` document (the `meshNetworks` key of the `istio` ConfigMap).
 ///
 /// ```
-/// use mesh_core::MeshNetworks;
+/// use mesh_core::networks::MeshNetworks;
 /// let mut networks = MeshNetworks::parse("networks: {}")?;
 /// networks.upsert("network2", "cluster2", Some(&"127.0.2.100:15443".parse()?));
 /// let yaml = networks.to_yaml();

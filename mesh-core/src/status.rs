@@ -356,7 +356,7 @@ pub async fn status(kubeconfigs: &Kubeconfigs, opts: &StatusOptions) -> Result<M
     let pctx = opts.primary.as_str();
     let primary = kubeconfigs.client(pctx, opts.request_timeout).await?;
     // The primary, read once: what its checks and every link's compare with.
-    let facts = cluster::facts::read_facts(&primary, pctx, ns, Permissions::ReadOnly).await?;
+    let facts = cluster::read_facts(&primary, pctx, ns, Permissions::ReadOnly).await?;
     facts.require_readable()?;
     let primary_id = default_cluster_id(Role::Primary, pctx, facts.istiod_cluster_id.as_deref());
     let address = address_now(&primary, pctx, ns, facts.gateway.as_ref()).await?;

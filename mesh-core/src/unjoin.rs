@@ -274,7 +274,7 @@ pub async fn unjoin(
     let primary = kubeconfigs.client(pctx, opts.request_timeout).await?;
     // The primary, read once: istiod's cluster ID, meshNetworks (the ConfigMap the
     // meshNetworks step then changes without reading it again), and the remote secrets.
-    let facts = cluster::facts::read_facts(&primary, pctx, ns, Permissions::ReadOnly).await?;
+    let facts = cluster::read_facts(&primary, pctx, ns, Permissions::ReadOnly).await?;
     facts.require_readable()?;
     let secrets = links::remote_secrets(&primary, pctx, ns).await?;
     run.emit(pctx, "preflight", EventKind::Unchanged, started);

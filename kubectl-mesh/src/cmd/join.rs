@@ -146,7 +146,7 @@ pub struct InstallArgs {
     pub helm: PathBuf,
 
     /// The mesh ID given to the primary's istiod.
-    #[arg(long, value_name = "ID", default_value = mesh_core::DEFAULT_MESH_ID, requires = "install")]
+    #[arg(long, value_name = "ID", default_value = mesh_core::install::DEFAULT_MESH_ID, requires = "install")]
     pub mesh_id: String,
 
     /// A value for the control-plane releases (istio-base, istiod), as helm's --set;

@@ -287,7 +287,8 @@ mod tests {
             false,
             |cm| {
                 calls += 1;
-                let mut networks = crate::MeshNetworks::from_config_map(cm.unwrap()).unwrap();
+                let mut networks =
+                    crate::networks::MeshNetworks::from_config_map(cm.unwrap()).unwrap();
                 networks.upsert("network9", "cluster9", None);
                 Ok(Some((networks.to_config_map("istio-system"), ())))
             },

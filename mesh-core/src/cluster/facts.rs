@@ -159,7 +159,8 @@ fn needed_access(role: Role) -> Vec<(&'static str, &'static str, &'static str, b
 ///
 /// ```no_run
 /// # async fn f(client: kube::Client) -> mesh_core::Result<()> {
-/// use mesh_core::{Permissions, Role, default_cluster_id, read_facts};
+/// use mesh_core::Role;
+/// use mesh_core::cluster::{Permissions, default_cluster_id, read_facts};
 ///
 /// let facts = read_facts(&client, "cluster1", "istio-system", Permissions::ReadOnly).await?;
 /// let id = default_cluster_id(Role::Primary, "cluster1", facts.istiod_cluster_id.as_deref());

@@ -1,15 +1,24 @@
-//! One cluster as kubectl-mesh sees it, in four parts:
+//! One cluster as kubectl-mesh sees it: the names kubectl-mesh and Istio agree on
+//! (labels, annotations, object names, the ownership label [`MANAGED_BY_LABEL`]), the
+//! [`Role`] a cluster plays and its default cluster ID ([`default_cluster_id`]), what a
+//! cluster already is ([`read_facts`] → [`ClusterFacts`]), and the objects kubectl-mesh
+//! writes, built without a request ([`cacerts_secret`], [`cross_network_gateway`],
+//! [`expose_istiod`]).
 //!
-//! - [`names`]: the labels, annotations and object names kubectl-mesh and Istio agree
-//!   on, the ownership label, the cluster [`Role`] and the default cluster ID
-//!   ([`default_cluster_id`]);
-//! - [`facts`]: what a cluster already is, read once ([`facts::read_facts`]), and the single
-//!   readers of the Gateway CRD version, the east-west gateway and the `istiod` Service;
-//! - [`objects`]: the objects kubectl-mesh writes, built without a request;
-//! - [`api`]: server-side apply ([`apply`]), the conditional read-modify-write
-//!   ([`update`]), namespace creation and polling.
+//! ```
+//! use mesh_core::cluster::{NETWORK_LABEL, Role, default_cluster_id};
 //!
-//! Everything is re-exported here, so `crate::cluster::X` names each item wherever it lives.
+//! // A remote is named after its context; a primary after istiod's CLUSTER_ID.
+//! assert_eq!(default_cluster_id(Role::Remote, "kind-East_2", None), "kind-east-2");
+//! assert_eq!(default_cluster_id(Role::Primary, "ctx", Some("cluster1")), "cluster1");
+//! assert_eq!(NETWORK_LABEL, "topology.istio.io/network");
+//! ```
+//!
+//! Inside, four files: `names.rs`, `facts.rs` (the single readers of the Gateway CRD
+//! version, the east-west gateway and the `istiod` Service), `objects.rs`, and `api.rs`
+//! (server-side apply, the conditional read-modify-write `update`, namespace creation and
+//! polling — crate-internal). Everything is re-exported here, so `crate::cluster::X`
+//! names each item wherever it lives.
 
 pub(crate) mod api;
 pub(crate) mod facts;
@@ -19,8 +28,8 @@ pub(crate) mod names;
 pub(crate) mod objects;
 
 pub(crate) use api::{Attempt, create_namespace, retry_conflicts, update, update_from};
-pub use api::{apply, poll};
-pub use facts::{ClusterFacts, GatewayService, Permissions, find_gateway};
+pub(crate) use api::{apply, poll};
+pub use facts::{ClusterFacts, GatewayService, Permissions, find_gateway, read_facts};
 pub(crate) use facts::{IstiodService, gateway_crd_version, istiod_service};
 pub(crate) use names::owned_selector;
 pub use names::{

@@ -71,14 +71,14 @@ impl std::fmt::Display for Role {
 /// DNS-1123 label.
 ///
 /// ```
-/// use mesh_core::{Role, default_cluster_id};
+/// use mesh_core::{Role, cluster::default_cluster_id};
 ///
 /// assert_eq!(default_cluster_id(Role::Primary, "kind-east", Some("east")), "east");
 /// assert_eq!(default_cluster_id(Role::Primary, "kind-east", None), "kind-east");
 /// assert_eq!(default_cluster_id(Role::Remote, "Kind_West", Some("ignored")), "kind-west");
 /// ```
 ///
-/// [`ClusterFacts::istiod_cluster_id`]: crate::ClusterFacts::istiod_cluster_id
+/// [`ClusterFacts::istiod_cluster_id`]: crate::cluster::ClusterFacts::istiod_cluster_id
 pub fn default_cluster_id(role: Role, context: &str, istiod_cluster_id: Option<&str>) -> String {
     match (role, istiod_cluster_id) {
         (Role::Primary, Some(id)) if !id.is_empty() => id.to_owned(),

@@ -30,7 +30,7 @@ pub fn gateway_resource(version: &str) -> ApiResource {
 /// both to the `istiod` Service.
 ///
 /// ```
-/// let objects = mesh_core::expose_istiod("istio-system", "v1");
+/// let objects = mesh_core::cluster::expose_istiod("istio-system", "v1");
 /// assert_eq!(objects[0].0.metadata.name.as_deref(), Some("istiod-gateway"));
 /// assert_eq!(objects[1].1.kind, "VirtualService");
 /// ```

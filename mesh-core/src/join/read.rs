@@ -91,7 +91,7 @@ pub(super) async fn read<'a>(
             .await?;
         let role = if i == 0 { Role::Primary } else { Role::Remote };
         let facts =
-            cluster::facts::read_facts(&client, &spec.context, ns, Permissions::Join(role)).await?;
+            cluster::read_facts(&client, &spec.context, ns, Permissions::Join(role)).await?;
         let releases = match helm {
             Some(helm) => helm.releases(&spec.context).await?,
             None => BTreeMap::new(),
