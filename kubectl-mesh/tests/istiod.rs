@@ -4,6 +4,36 @@
 //! and read what it concluded from its own debug endpoints. They also compare the remote
 //! secret with what `istioctl create-remote-secret` makes for the same cluster and
 //! ServiceAccount. `cargo xtask test` runs them; plain `cargo test` leaves them out.
+//!
+//! # The story
+//! Everything join writes has one reader, istiod, so the last rung of the test ladder asks
+//! istiod itself. `tests/common/istiod.rs` runs `pilot-discovery` (the test bed's build of
+//! the pinned Istio commit) as a local process against cluster1: the cluster's admin
+//! kubeconfig, `POD_NAMESPACE=istio-system`, cluster ID `cluster1`, every listener on a free
+//! loopback port, a temporary working directory (no mounted mesh file, so mesh config and
+//! `meshNetworks` come from the `istio` ConfigMap) and `USE_REMOTE_CERTS=true` (it loads the
+//! `cacerts` Secret as the mounted volume would). It logs to a file whose tail a failing test
+//! prints, polls the debug endpoints with deadlines, and is stopped with SIGTERM (so it gives
+//! its leader leases back) on drop. After a join the tests assert, from istiod's own view:
+//! `/debug/clusterz` lists cluster2 `synced` from `istio-remote-secret-cluster2` (and drops
+//! it after `unjoin`); `istio-ca-root-cert` carries the root join stored in `cacerts`;
+//! `/debug/endpointShardz` holds the guide's helloworld v1 under cluster1 on network1 and v2
+//! under cluster2 on network2; `/debug/networkz` has network2's gateway at the address join
+//! discovered. A differential test compares the remote Secret with `istioctl
+//! create-remote-secret`'s for the same cluster and ServiceAccount: equal but for the token
+//! and kubectl-mesh's `app.kubernetes.io/managed-by` label. `cargo xtask demo` ends with the
+//! same istiod's `/debug/clusterz` and `/debug/networkz`.
+//!
+//! `kubectl-mesh/tests/install.rs` does the same from nothing: it wipes Istio out of the
+//! bare cluster4 and cluster5 (helm uninstall, namespace, CRDs), runs `join --install`
+//! (with a values file asking the charts for no admission webhook — nothing in the test bed
+//! could answer one), reads the result back with `helm list`/`helm get values` and kubectl
+//! (CRDs Established, istiod rolled out, the remote's istiod EndpointSlice at the primary's
+//! discovered gateway address, the injection path), runs istiod against cluster4 (cluster5
+//! `synced`, network-cluster5's gateway in `networkz`), and proves a second run makes no
+//! write by kubectl-mesh or helm (audit logs, by user agent); a dry run renders the charts
+//! and writes nothing; a release staged as `pending-install` (helm's own record rewritten)
+//! is repaired by the next join.
 
 mod common;
 

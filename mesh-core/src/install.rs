@@ -29,6 +29,48 @@
 //! assert_eq!((base.name, gateway.name), ("istio-base", "istio-eastwestgateway"));
 //! ```
 //!
+//! # How an install runs
+//!
+//! This module drives real `helm` (a child process; its output is captured, never printed,
+//! and its last lines become `Error::Install`'s reason; the debug log shows its arguments
+//! with `--set` values blanked, since a user may pass a credential there). The releases are the guide's, with
+//! its values (`primary_releases`, `remote_releases`): on the primary `istio-base`
+//! (`global.externalIstiod`), `istiod` (`meshID`, `multiCluster.clusterName`, `network`,
+//! `externalIstiod`) and `istio-eastwestgateway` (gateway chart, `networkGateway`); on a
+//! remote `istio-base` and `istiod` with `profile: remote`, `configCluster`,
+//! `istiodRemote.injectionPath: /inject/cluster/<name>/net/<network>` and
+//! `remotePilotAddress` = the primary's east-west gateway address as join found it — so a
+//! remote's istiod step waits for the primary's address — then its east-west gateway (after
+//! istiod, whose injector completes the gateway pods). Each is `helm upgrade --install`
+//! with our values on stdin (`--values -`), then the user's `--values`/`--set` (control
+//! plane) or `--gateway-values`/`--gateway-set` (gateway chart, whose schema refuses
+//! istiod's keys), which helm applies after ours. A release is installed only when it is
+//! missing (no CRDs; no istiod ConfigMap/Deployment; no `istiod` Service on a remote; no
+//! east-west gateway Service) or left `failed`/`pending-install` by an interrupted run
+//! (helm's states are one enum, `install::ReleaseStatus`, read from `helm list`; which
+//! states need repair and which are another operation's are its methods)
+//! (`pending-install` is uninstalled first, helm itself refuses to touch it — but only when
+//! provably left over: its record is older than one install's wait plus
+//! `PENDING_IS_DEAD_AFTER`, or the user passed `--repair-pending`). On SIGINT/SIGTERM
+//! (`Interrupt`, raised by the binary) a running helm gets SIGTERM and is waited for
+//! (30 s, then killed); no helm starts after it. Deployed
+//! releases are never upgraded — with one exception that keeps the mesh converging: when a
+//! remote's deployed `istiod` release (ours, remote profile) no longer leads to the
+//! primary's gateway address (its `istiod` Service's EndpointSlice or ExternalName, as
+//! `cluster::istiod_service` reads it once per remote — the same read decides whether the
+//! remote profile is missing), join re-points it with `helm upgrade --reuse-values
+//! --set global.remotePilotAddress=…`, and only when the given chart is the installed one
+//! (else a warning with that command). helm runs without `--wait`; mesh-core waits itself, with
+//! `Waiting` progress (sent only when what is awaited changes) and the join's deadline:
+//! Istio's CRDs Established after `istio-base`,
+//! the release's Deployments (found by helm's `meta.helm.sh/release-name` annotation) rolled
+//! out after `istiod` and the gateway. A loopback primary gateway address is refused before
+//! the remote install (Kubernetes refuses it in the istiod EndpointSlice; a remote could not
+//! reach it). A dry run renders each release with `helm template` instead and returns its
+//! objects as a `v1 List` (the binary prints one YAML document per object, after a
+//! `# <cluster>: <change>` comment); a remote's istiod is rendered only when the primary's
+//! address is known (`--primary-gateway-address`), else described.
+//!
 //! Architecture invariant: helm is the only thing that installs Istio's charts; no chart
 //! is vendored or re-implemented here. Its output is captured, never printed.
 
