@@ -882,8 +882,21 @@ impl<'a> WaitReport<'a> {
         }
     }
 
-    fn last(&self) -> String {
-        self.last.lock().unwrap().clone()
+    /// The wait's outcome: what `poll` found, else [`Error::Timeout`] naming what was
+    /// last waited for and `hint`.
+    fn outcome<T>(
+        &self,
+        found: Option<T>,
+        cluster: &str,
+        timeout: Duration,
+        hint: impl FnOnce() -> String,
+    ) -> Result<T> {
+        found.ok_or_else(|| Error::Timeout {
+            cluster: cluster.to_owned(),
+            what: self.last.lock().unwrap().clone(),
+            seconds: timeout.as_secs(),
+            hint: hint(),
+        })
     }
 }
 
@@ -933,11 +946,8 @@ pub(crate) async fn wait_crds_established(
         Ok(None)
     })
     .await?;
-    found.ok_or_else(|| Error::Timeout {
-        cluster: context.to_owned(),
-        what: report.last(),
-        seconds: timeout.as_secs(),
-        hint: "look at `kubectl get crd | grep istio.io` and the API server's log".into(),
+    report.outcome(found, context, timeout, || {
+        "look at `kubectl get crd | grep istio.io` and the API server's log".into()
     })
 }
 
@@ -996,13 +1006,10 @@ pub(crate) async fn wait_rollout(
         Ok(None)
     })
     .await?;
-    found.ok_or_else(|| Error::Timeout {
-        cluster: context.to_owned(),
-        what: report.last(),
-        seconds: timeout.as_secs(),
-        hint: format!(
+    report.outcome(found, context, timeout, || {
+        format!(
             "look at `kubectl --context {context} -n {namespace} get pods` (images pulled? nodes with room?), then run join again"
-        ),
+        )
     })
 }
 
