@@ -1,7 +1,8 @@
-//! The flags to suggest for preflight problems. mesh-core's messages say what is wrong
-//! and what to do in the library's terms ("give another network"); this module maps each
-//! [`ProblemKind`], and whether the cluster is the primary or a remote, to the flag of
-//! `kubectl mesh join` that does it.
+//! The flags to suggest for preflight problems and for the libraries' errors. The
+//! libraries' messages say what is wrong and what to do in their own terms ("give another
+//! network", "give an existing kubeconfig file"); this module maps each [`ProblemKind`]
+//! (and whether the cluster is the primary or a remote) and each credentials error of
+//! mesh-kubeconfig to the flag that does it.
 
 use mesh_core::{Problem, ProblemKind, ValuesFor};
 
@@ -75,8 +76,63 @@ fn hint(kind: ProblemKind, role: Role) -> Option<Hint> {
             subject: "gateway setting",
             flag: "--gateway-set",
         },
+        ProblemKind::PlainHttp => Hint::Pass("--allow-plain-http if you really mean it"),
+        ProblemKind::UnverifiedCa => Hint::Pass("--certificate-authority FILE"),
         _ => return None,
     })
+}
+
+/// The flag to suggest for an error of mesh-kubeconfig (reading kubeconfigs, making
+/// reader credentials, a remote secret), if a flag fixes it.
+fn credentials_hint(err: &mesh_kubeconfig::Error) -> Option<&'static str> {
+    use mesh_kubeconfig::Error as E;
+    Some(match err {
+        E::KubeconfigMissing { .. } | E::NoKubeconfig { .. } => "--kubeconfig FILE",
+        E::InvalidServer { .. } => "--server URL",
+        E::InvalidClusterName { .. } => "--name NAME",
+        E::NoLegacyTokenSecret { .. } | E::NoTokenSecret { .. } | E::Timeout { .. } => {
+            "--token-ttl DURATION"
+        }
+        E::AmbiguousTokenSecret { .. } | E::NotATokenSecret { .. } => "--secret-name NAME",
+        E::PlainHttp { .. } => "--allow-plain-http if you really mean it",
+        E::UnverifiedCa { .. } => "--certificate-authority FILE",
+        E::NoCertificateAuthority { .. } => {
+            "--certificate-authority FILE, or check --server and --tls-server-name"
+        }
+        _ => return None,
+    })
+}
+
+/// The flag to suggest for a command's error: for the first error in its chain that a
+/// flag fixes.
+fn error_hint(err: &anyhow::Error) -> Option<&'static str> {
+    err.chain().find_map(|e| {
+        if let Some(mesh_core::Error::Credentials(e)) = e.downcast_ref::<mesh_core::Error>() {
+            credentials_hint(e)
+        } else if let Some(e) = e.downcast_ref::<mesh_kubeconfig::Error>() {
+            credentials_hint(e)
+        } else if e.is::<mesh_kubeconfig::RequestTimedOut>() {
+            Some("a longer --request-timeout")
+        } else {
+            None
+        }
+    })
+}
+
+/// A command's error as the user reads it: its chain, with the flag that fixes it.
+pub fn error(err: &anyhow::Error) -> String {
+    match error_hint(err) {
+        Some(what) => format!("{err:#} (pass {what})"),
+        None => format!("{err:#}"),
+    }
+}
+
+/// A warning of `remote-secret`, with the flag that fixes it.
+pub fn warning(w: &mesh_kubeconfig::Warning) -> String {
+    match w {
+        mesh_kubeconfig::Warning::LoopbackServer { .. } => format!("{w} (pass --server URL)"),
+        _ => w.to_string(),
+    }
 }
 
 /// One problem as `kubectl mesh join` shows it: `<cluster>: <message>`, with the flag
@@ -154,5 +210,123 @@ mod tests {
         );
         let roots = Problem::new("-", ProblemKind::RootsDiffer, "the roots differ");
         assert_eq!(render(&roots, Role::Inputs), "-: the roots differ");
+    }
+
+    #[test]
+    fn each_credentials_error_suggests_its_flag() {
+        use mesh_kubeconfig::Error as E;
+        let s = String::from;
+        let (cluster, namespace, name) = (s("east"), s("istio-system"), s("reader"));
+        let cases = [
+            (
+                E::KubeconfigMissing { path: "/x".into() },
+                "--kubeconfig FILE",
+            ),
+            (
+                E::NoKubeconfig {
+                    tried: s("~/.kube/config"),
+                },
+                "--kubeconfig FILE",
+            ),
+            (
+                E::InvalidServer {
+                    context: s("east"),
+                    reason: s("no host"),
+                },
+                "--server URL",
+            ),
+            (E::InvalidClusterName { name: s("East") }, "--name NAME"),
+            (
+                E::NoLegacyTokenSecret {
+                    cluster: cluster.clone(),
+                    namespace: namespace.clone(),
+                    name: name.clone(),
+                },
+                "--token-ttl DURATION",
+            ),
+            (
+                E::NoTokenSecret {
+                    cluster: cluster.clone(),
+                    namespace: namespace.clone(),
+                    name: name.clone(),
+                },
+                "--token-ttl DURATION",
+            ),
+            (
+                E::Timeout {
+                    what: s("a token"),
+                    waited: std::time::Duration::from_secs(1),
+                    hint: s("wait"),
+                },
+                "--token-ttl DURATION",
+            ),
+            (
+                E::AmbiguousTokenSecret {
+                    cluster: cluster.clone(),
+                    namespace: namespace.clone(),
+                    name: name.clone(),
+                    candidates: s("a, b"),
+                },
+                "--secret-name NAME",
+            ),
+            (
+                E::NotATokenSecret {
+                    cluster: cluster.clone(),
+                    namespace: namespace.clone(),
+                    secret: s("x"),
+                    account: name.clone(),
+                    reason: s("no"),
+                },
+                "--secret-name NAME",
+            ),
+            (
+                E::PlainHttp {
+                    server: s("http://east"),
+                },
+                "--allow-plain-http",
+            ),
+            (
+                E::UnverifiedCa {
+                    context: s("east"),
+                    server: s("https://east"),
+                },
+                "--certificate-authority FILE",
+            ),
+            (
+                E::NoCertificateAuthority {
+                    server: s("https://east"),
+                    reason: s("none"),
+                },
+                "--tls-server-name",
+            ),
+        ];
+        for (err, flag) in cases {
+            let text = error(&anyhow::Error::new(mesh_core::Error::Credentials(err)));
+            assert!(text.ends_with(")") && text.contains(flag), "{text}");
+        }
+        let direct = error(&anyhow::Error::new(E::PlainHttp { server: s("x") }));
+        assert!(
+            direct.ends_with("(pass --allow-plain-http if you really mean it)"),
+            "{direct}"
+        );
+        let timed_out = mesh_kubeconfig::RequestTimedOut {
+            cluster: cluster.clone(),
+            request: s("GET /version"),
+            after: std::time::Duration::from_secs(5),
+        };
+        assert!(
+            error(&anyhow::Error::new(timed_out)).ends_with("(pass a longer --request-timeout)")
+        );
+        let p = Problem::new(
+            "cluster2",
+            ProblemKind::PlainHttp,
+            "server http://x uses plain http://",
+        );
+        assert!(render(&p, Role::Remote).contains("(pass --allow-plain-http"));
+        let other = anyhow::Error::new(E::Serialize {
+            what: s("x"),
+            reason: s("y"),
+        });
+        assert_eq!(error(&other), other.to_string());
     }
 }

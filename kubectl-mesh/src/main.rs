@@ -29,7 +29,7 @@ fn main() -> ExitCode {
     match cmd::run(cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", hints::error(&err));
             exit_code(&err)
         }
     }

@@ -28,7 +28,7 @@ impl std::fmt::Display for CaOrigin {
             CaOrigin::TokenSecret => "the token Secret's ca.crt",
             CaOrigin::RootCaConfigMap => "the kube-root-ca.crt ConfigMap",
             CaOrigin::Kubeconfig => "the kubeconfig's cluster CA",
-            CaOrigin::Given => "the --certificate-authority file",
+            CaOrigin::Given => "the given CA file",
         })
     }
 }
@@ -136,7 +136,7 @@ pub async fn choose_ca(
     Err(Error::NoCertificateAuthority {
         server: server.to_owned(),
         reason: format!(
-            "no CA validates its certificate: {}; check --server (and --tls-server-name)",
+            "no CA validates its certificate: {}; check the server URL (and the TLS server name)",
             rejected.join("; ")
         ),
     })

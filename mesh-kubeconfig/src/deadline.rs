@@ -19,7 +19,7 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// An API request that got no answer before its deadline.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "{cluster} did not answer {request} within {}s (the API server accepts connections but does not respond; --request-timeout sets this deadline)",
+    "{cluster} did not answer {request} within {}s (the API server accepts connections but does not respond; a longer request timeout gives it more time)",
     .after.as_secs_f64()
 )]
 pub struct RequestTimedOut {

@@ -15,15 +15,15 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A kubeconfig named explicitly (`--kubeconfig`) does not exist.
-    #[error("kubeconfig {} does not exist; pass --kubeconfig with an existing file", path.display())]
+    /// A kubeconfig named explicitly does not exist.
+    #[error("kubeconfig {} does not exist; give an existing kubeconfig file", path.display())]
     KubeconfigMissing {
         /// The file.
         path: PathBuf,
     },
 
     /// Neither `KUBECONFIG` nor `~/.kube/config` names an existing file.
-    #[error("no kubeconfig found (looked at {tried}); pass --kubeconfig FILE or set KUBECONFIG")]
+    #[error("no kubeconfig found (looked at {tried}); give a kubeconfig file or set KUBECONFIG")]
     NoKubeconfig {
         /// The places looked at.
         tried: String,
@@ -84,10 +84,10 @@ pub enum Error {
 
     /// The cluster of a context has no usable server URL.
     #[error(
-        "context {context:?} has no valid server URL ({reason}); fix the cluster entry in the kubeconfig or pass --server"
+        "context {context:?} has no valid server URL ({reason}); fix the cluster entry in the kubeconfig or give a server URL"
     )]
     InvalidServer {
-        /// The context (or `--server`).
+        /// The context.
         context: String,
         /// Why.
         reason: String,
@@ -165,7 +165,7 @@ pub enum Error {
 
     /// A cluster name is not a DNS-1123 label.
     #[error(
-        "invalid cluster name {name:?}: it must be a DNS-1123 label (lowercase letters, digits and '-', at most 63 characters); pass --name"
+        "invalid cluster name {name:?}: it must be a DNS-1123 label (lowercase letters, digits and '-', at most 63 characters); give another cluster name"
     )]
     InvalidClusterName {
         /// The name.
@@ -196,7 +196,7 @@ pub enum Error {
 
     /// The ServiceAccount's legacy `secrets[]` list references no usable token Secret.
     #[error(
-        "ServiceAccount {namespace}/{name} in {cluster:?} references no token Secret in .secrets[] (Kubernetes 1.24 and later create none); let kubectl mesh create a token Secret, or use --token-ttl"
+        "ServiceAccount {namespace}/{name} in {cluster:?} references no token Secret in .secrets[] (Kubernetes 1.24 and later create none); let a token Secret be created, or ask for a TokenRequest token with a lifetime"
     )]
     NoLegacyTokenSecret {
         /// The context or cluster name.
@@ -209,7 +209,7 @@ pub enum Error {
 
     /// No existing token Secret for the ServiceAccount.
     #[error(
-        "no kubernetes.io/service-account-token Secret for ServiceAccount {namespace}/{name} in {cluster:?}; let kubectl mesh create one, or use --token-ttl"
+        "no kubernetes.io/service-account-token Secret for ServiceAccount {namespace}/{name} in {cluster:?}; let one be created, or ask for a TokenRequest token with a lifetime"
     )]
     NoTokenSecret {
         /// The context or cluster name.
@@ -222,7 +222,7 @@ pub enum Error {
 
     /// Several token Secrets could be used and none was chosen.
     #[error(
-        "ServiceAccount {namespace}/{name} in {cluster:?} has several token Secrets: {candidates}; choose one with --secret-name"
+        "ServiceAccount {namespace}/{name} in {cluster:?} has several token Secrets: {candidates}; choose one by name"
     )]
     AmbiguousTokenSecret {
         /// The context or cluster name.
@@ -237,7 +237,7 @@ pub enum Error {
 
     /// A Secret exists under the chosen name but is not a token of the ServiceAccount.
     #[error(
-        "Secret {namespace}/{secret} in {cluster:?} is not a token Secret of ServiceAccount {account}: {reason}; choose another --secret-name"
+        "Secret {namespace}/{secret} in {cluster:?} is not a token Secret of ServiceAccount {account}: {reason}; choose another token Secret by name"
     )]
     NotATokenSecret {
         /// The context or cluster name.
@@ -302,7 +302,7 @@ pub enum Error {
 
     /// A server URL with plain `http://` for a kubeconfig that carries a token.
     #[error(
-        "server {server} uses plain http://: the reader token would travel in clear text and nothing would prove who answers; use the https:// URL, or pass --allow-plain-http if you really mean it"
+        "server {server} uses plain http://: the reader token would travel in clear text and nothing would prove who answers; use the https:// URL, or allow plain http explicitly if you really mean it"
     )]
     PlainHttp {
         /// The URL.
@@ -312,7 +312,7 @@ pub enum Error {
     /// The user's context skips TLS verification, so no CA read through it can be trusted
     /// and the user gave none.
     #[error(
-        "context {context:?} skips TLS verification (insecure-skip-tls-verify: true), so a CA read from the cluster through it (the token Secret's ca.crt, kube-root-ca.crt) proves nothing about {server}; pass --certificate-authority FILE with the API server's CA"
+        "context {context:?} skips TLS verification (insecure-skip-tls-verify: true), so a CA read from the cluster through it (the token Secret's ca.crt, kube-root-ca.crt) proves nothing about {server}; give a file with the CA that signed the API server's certificate"
     )]
     UnverifiedCa {
         /// The context.
@@ -321,7 +321,7 @@ pub enum Error {
         server: String,
     },
 
-    /// A file the user named (e.g. `--certificate-authority`) cannot be read.
+    /// A file the user named (e.g. a CA file) cannot be read.
     #[error("cannot read {}: {reason}", path.display())]
     ReadFile {
         /// The file.
@@ -432,4 +432,79 @@ pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
         cur = e.source();
     }
     parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whether `text` holds `--` followed by a letter, as a command-line flag would.
+    fn names_a_flag(text: &str) -> bool {
+        text.as_bytes()
+            .windows(3)
+            .any(|w| w[0] == b'-' && w[1] == b'-' && w[2].is_ascii_alphabetic())
+    }
+
+    #[test]
+    fn messages_name_no_flags() {
+        let s = String::from;
+        let errors = [
+            Error::KubeconfigMissing {
+                path: "/no/such/config".into(),
+            },
+            Error::NoKubeconfig {
+                tried: s("KUBECONFIG, ~/.kube/config"),
+            },
+            Error::InvalidServer {
+                context: s("east"),
+                reason: s("no host"),
+            },
+            Error::InvalidClusterName { name: s("East") },
+            Error::NoLegacyTokenSecret {
+                cluster: s("east"),
+                namespace: s("istio-system"),
+                name: s("reader"),
+            },
+            Error::NoTokenSecret {
+                cluster: s("east"),
+                namespace: s("istio-system"),
+                name: s("reader"),
+            },
+            Error::AmbiguousTokenSecret {
+                cluster: s("east"),
+                namespace: s("istio-system"),
+                name: s("reader"),
+                candidates: s("a, b"),
+            },
+            Error::NotATokenSecret {
+                cluster: s("east"),
+                namespace: s("istio-system"),
+                secret: s("x"),
+                account: s("reader"),
+                reason: s("wrong type"),
+            },
+            Error::PlainHttp {
+                server: s("http://east:6443"),
+            },
+            Error::UnverifiedCa {
+                context: s("east"),
+                server: s("https://east:6443"),
+            },
+        ];
+        for e in &errors {
+            assert!(!names_a_flag(&e.to_string()), "{e}");
+        }
+        let timed_out = crate::RequestTimedOut {
+            cluster: s("east"),
+            request: s("GET /version"),
+            after: Duration::from_secs(5),
+        };
+        assert!(!names_a_flag(&timed_out.to_string()), "{timed_out}");
+        assert!(!names_a_flag(&crate::CaOrigin::Given.to_string()));
+        let loopback = crate::Warning::LoopbackServer {
+            server: s("https://127.0.0.1:6443"),
+        };
+        assert!(!names_a_flag(&loopback.to_string()), "{loopback}");
+        assert!(names_a_flag("pass --server") && !names_a_flag("a -- b"));
+    }
 }

@@ -152,7 +152,7 @@ impl RemoteSecretRequest {
             .clone()
             .unwrap_or_else(|| resolved.server.clone());
         crate::kubeconfig::validate_server(&server).map_err(|reason| Error::InvalidServer {
-            context: "--server".into(),
+            context: request.context.clone(),
             reason,
         })?;
         crate::require_https(&server, request.allow_plain_http)?;

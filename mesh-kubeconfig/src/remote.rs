@@ -63,7 +63,7 @@ impl std::fmt::Display for Warning {
         match self {
             Warning::LoopbackServer { server } => write!(
                 f,
-                "server {server} is a loopback address: istiod in the primary cluster cannot reach it; pass --server with an address the primary can reach"
+                "server {server} is a loopback address: istiod in the primary cluster cannot reach it; give a server URL the primary can reach"
             ),
             Warning::CaNotValidated {
                 server,

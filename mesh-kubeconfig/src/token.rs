@@ -450,7 +450,7 @@ impl Ctx<'_> {
                         self.cluster, self.account
                     ),
                     waited: self.options.wait,
-                    hint: "check that kube-controller-manager runs with --service-account-private-key-file, or use --token-ttl to get a TokenRequest token instead".to_owned(),
+                    hint: "check that kube-controller-manager runs with --service-account-private-key-file, or ask for a TokenRequest token with a lifetime instead".to_owned(),
                 });
             }
             tracing::debug!(secret = %what, "waiting for the token controller");

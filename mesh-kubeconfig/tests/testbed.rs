@@ -185,7 +185,7 @@ async fn path_b_existing_secret_and_ambiguity() {
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("first-token, second-token") && err.contains("--secret-name"),
+        err.contains("first-token, second-token") && err.contains("choose one by name"),
         "{err}"
     );
     let chosen = TokenOptions {

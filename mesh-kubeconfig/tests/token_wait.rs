@@ -75,7 +75,7 @@ async fn waiting_for_the_token_controller_has_a_deadline_and_says_what_it_waited
         msg.contains("Secret istio-system/reader-token")
             && msg.contains("cluster2")
             && msg.contains("kube-controller-manager")
-            && msg.contains("--token-ttl")
+            && msg.contains("TokenRequest token with a lifetime")
             && msg.contains("gave up after 700ms"),
         "{msg}"
     );

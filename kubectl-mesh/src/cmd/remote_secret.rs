@@ -234,7 +234,7 @@ fn report(out: &GeneratedRemoteSecret, request: &RemoteSecretRequest) {
         tracing::info!(user = %v.user, "the kubeconfig authenticates");
     }
     for w in &out.warnings {
-        eprintln!("warning: {w}");
+        eprintln!("warning: {}", crate::hints::warning(w));
     }
 }
 
