@@ -2,7 +2,8 @@
 //! libraries' messages say what is wrong and what to do in their own terms ("give another
 //! network", "give an existing kubeconfig file"); this module maps each [`ProblemKind`]
 //! (and whether the cluster is the primary or a remote) and each credentials error of
-//! mesh-kubeconfig to the flag that does it.
+//! mesh-kubeconfig to the flag of `kubectl mesh join` (or `unjoin`, `remote-secret`)
+//! that does it.
 
 use mesh_core::{Problem, ProblemKind, ValuesFor};
 
@@ -30,6 +31,11 @@ enum Hint {
     Pass(&'static str),
     /// A flag given that should not be, said after the message.
     Drop(&'static str),
+    /// What to pass, said after the library's `words` for it, if the message has them.
+    After {
+        words: &'static str,
+        what: &'static str,
+    },
 }
 
 /// The hint for a problem of `kind` about a cluster of `role`, if a flag fixes it.
@@ -78,6 +84,12 @@ fn hint(kind: ProblemKind, role: Role) -> Option<Hint> {
         },
         ProblemKind::PlainHttp => Hint::Pass("--allow-plain-http if you really mean it"),
         ProblemKind::UnverifiedCa => Hint::Pass("--certificate-authority FILE"),
+        // Unjoin's.
+        ProblemKind::LinkedUnderOtherName => Hint::Pass("--cluster-name KEY"),
+        ProblemKind::NotLinked => Hint::After {
+            words: "give that name",
+            what: "--cluster-name NAME",
+        },
         _ => return None,
     })
 }
@@ -145,12 +157,25 @@ pub fn render(problem: &Problem, role: Role) -> String {
         },
         Some(Hint::Pass(what)) => format!("{} (pass {what})", problem.message),
         Some(Hint::Drop(flag)) => format!("{} (drop {flag})", problem.message),
+        Some(Hint::After { words, what }) => {
+            problem
+                .message
+                .replacen(words, &format!("{words} (pass {what})"), 1)
+        }
         None => problem.message.clone(),
     };
     format!("{}: {message}", problem.cluster)
 }
 
-/// Preflight's problems, each with its flag, as the error of `join`.
+/// `err`, with preflight's problems rendered by [`preflight`].
+pub fn explain(err: mesh_core::Error, primary: &str) -> anyhow::Error {
+    match err {
+        mesh_core::Error::Preflight { problems } => anyhow::anyhow!(preflight(&problems, primary)),
+        other => other.into(),
+    }
+}
+
+/// Preflight's problems, each with its flag, as the error of `join` or `unjoin`.
 pub fn preflight(problems: &[Problem], primary: &str) -> String {
     let lines: Vec<String> = problems
         .iter()
@@ -207,6 +232,30 @@ mod tests {
         assert!(
             render(&p, Role::Primary)
                 .ends_with("(pass --repair-pending to uninstall and reinstall it)")
+        );
+        let other = Problem::new(
+            "cluster1",
+            ProblemKind::LinkedUnderOtherName,
+            "cluster2 is linked by remote Secret s; unjoin it under that key as its cluster name",
+        );
+        assert!(render(&other, Role::Primary).ends_with("(pass --cluster-name KEY)"));
+        let not_linked = Problem::new(
+            "cluster1",
+            ProblemKind::NotLinked,
+            "nothing links it. If it was joined under another name, give that name; else remove by hand",
+        );
+        assert!(
+            render(&not_linked, Role::Primary)
+                .contains("give that name (pass --cluster-name NAME); else")
+        );
+        let leftover = Problem::new(
+            "cluster1",
+            ProblemKind::NotLinked,
+            "kubectl delete secret cacerts",
+        );
+        assert_eq!(
+            render(&leftover, Role::Primary),
+            "cluster1: kubectl delete secret cacerts"
         );
         let roots = Problem::new("-", ProblemKind::RootsDiffer, "the roots differ");
         assert_eq!(render(&roots, Role::Inputs), "-: the roots differ");

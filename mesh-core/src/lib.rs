@@ -88,7 +88,10 @@ mod unjoin;
 // The entry points and what each takes and returns.
 pub use install::InstallOptions;
 pub use join::{Change, ClusterSpec, JoinOptions, JoinSummary, JoinedCluster, Remote, join};
-pub use status::{Check, CheckKind, CheckState, ClusterRow, MeshStatus, StatusOptions, status};
+pub use status::{
+    Check, CheckKind, CheckState, ClusterRow, MeshStatus, Rejoin, RejoinCerts, Remedy,
+    StatusOptions, status,
+};
 pub use unjoin::{UnjoinOptions, UnjoinSummary, unjoin};
 
 // What they share: addresses, roles, errors and problems, progress and interruption.

@@ -203,9 +203,84 @@ pub struct Check {
     pub state: CheckState,
     /// What was found.
     pub message: String,
-    /// What to run about it (failures and warnings).
+    /// What to do about it (failures and warnings).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub hint: Option<String>,
+    pub remedy: Option<Remedy>,
+}
+
+/// What to do about a failed or warned [`Check`]: data, so that the library names no
+/// command-line flag; a front end renders it as its own command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum Remedy {
+    /// Join a remote to the primary (again): that recreates its link.
+    Rejoin(Rejoin),
+    /// Check the CA bundle the clusters' `cacerts` came from.
+    CheckCaBundle {
+        /// Whether both clusters' bundles are to be checked against one another (a
+        /// remote's check), rather than the primary's own.
+        both_clusters: bool,
+    },
+    /// Find why the east-west gateway Service has no address (the cloud's load
+    /// balancer), then join again, or join giving the gateway's address.
+    GatewayAddress,
+    /// Words, or a command that is not this project's (`kubectl`, `helm`).
+    Text(String),
+}
+
+/// A join of a remote to a primary, as a [`Remedy`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct Rejoin {
+    /// Words said before the join, e.g. `renew it before then`.
+    pub lead: Option<String>,
+    /// The remote's context, if the user's kubeconfig has one (else any remote).
+    pub remote: Option<String>,
+    /// The primary's context.
+    pub primary: String,
+    /// The cluster name to join it under (the link's key).
+    pub cluster_name: Option<String>,
+    /// Which CA bundle the join brings.
+    pub certs: RejoinCerts,
+    /// Join installing Istio too, which re-points a remote-profile cluster's istiod
+    /// Service (`remotePilotAddress`) at the primary's east-west gateway.
+    pub install: bool,
+    /// What else does it, said after the join (e.g. a `helm upgrade`).
+    pub or_else: Option<String>,
+}
+
+impl Rejoin {
+    /// A join of any remote to `primary`, without certificates or install.
+    ///
+    /// ```
+    /// let r = mesh_core::Rejoin::new("cluster1");
+    /// assert!(r.remote.is_none() && r.cluster_name.is_none());
+    /// ```
+    pub fn new(primary: &str) -> Rejoin {
+        Rejoin {
+            lead: None,
+            remote: None,
+            primary: primary.to_owned(),
+            cluster_name: None,
+            certs: RejoinCerts::Keep,
+            install: false,
+            or_else: None,
+        }
+    }
+}
+
+/// Which CA bundle a [`Rejoin`] brings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum RejoinCerts {
+    /// None: the clusters' `cacerts` stay as they are.
+    Keep,
+    /// A CA bundle directory (one sub-directory per cluster).
+    Bundle,
+    /// A CA bundle directory that is yet to be generated (the primary has no `cacerts`).
+    Generate,
 }
 
 /// The mesh and its checks.
@@ -315,21 +390,21 @@ impl<'a> Checks<'a> {
             out: Vec::new(),
         }
     }
-    fn add(&mut self, kind: CheckKind, state: CheckState, message: String, hint: Option<String>) {
+    fn add(&mut self, kind: CheckKind, state: CheckState, message: String, remedy: Option<Remedy>) {
         self.out.push(Check {
             cluster: self.cluster.to_owned(),
             role: self.role,
             kind,
             state,
             message,
-            hint,
+            remedy,
         });
     }
     fn pass(&mut self, kind: CheckKind, message: String) {
         self.add(kind, CheckState::Pass, message, None);
     }
-    fn fail(&mut self, kind: CheckKind, message: String, hint: String) {
-        self.add(kind, CheckState::Fail, message, Some(hint));
+    fn fail(&mut self, kind: CheckKind, message: String, remedy: Remedy) {
+        self.add(kind, CheckState::Fail, message, Some(remedy));
     }
 }
 
@@ -393,7 +468,9 @@ pub async fn status(kubeconfigs: &Kubeconfigs, opts: &StatusOptions) -> Result<M
                 format!(
                     "ConfigMap {ns}/{MESH_CONFIG_MAP} key meshNetworks does not parse: {reason}"
                 ),
-                format!("kubectl edit configmap {MESH_CONFIG_MAP} -n {ns} --context {pctx}"),
+                Remedy::Text(format!(
+                    "kubectl edit configmap {MESH_CONFIG_MAP} -n {ns} --context {pctx}"
+                )),
             );
             None
         }
@@ -403,7 +480,7 @@ pub async fn status(kubeconfigs: &Kubeconfigs, opts: &StatusOptions) -> Result<M
         checks.fail(
             CheckKind::Istiod,
             format!("no istiod in {ns} of {pctx}"),
-            "install istiod in the primary (helm install istiod)".into(),
+            Remedy::Text("install istiod in the primary (helm install istiod)".into()),
         );
     }
     if all_links.is_empty() {
@@ -413,9 +490,10 @@ pub async fn status(kubeconfigs: &Kubeconfigs, opts: &StatusOptions) -> Result<M
             format!(
                 "no remote secret (label istio/multiCluster=true) in {ns}: the mesh has one cluster"
             ),
-            Some(format!(
-                "kubectl mesh join REMOTE --primary {pctx} --certs DIR"
-            )),
+            Some(Remedy::Rejoin(Rejoin {
+                certs: RejoinCerts::Bundle,
+                ..Rejoin::new(pctx)
+            })),
         );
     }
     // Roots and networks only matter between clusters.
@@ -424,13 +502,18 @@ pub async fn status(kubeconfigs: &Kubeconfigs, opts: &StatusOptions) -> Result<M
             checks.fail(
                 CheckKind::Roots,
                 format!("no Secret {ns}/{CACERTS}: istiod signs with a self-signed root no other cluster trusts"),
-                format!("kubectl mesh join REMOTE --primary {pctx} --certs DIR (see kubectl mesh certs generate)"),
+                Remedy::Rejoin(Rejoin {
+                    certs: RejoinCerts::Generate,
+                    ..Rejoin::new(pctx)
+                }),
             );
         } else if seen.roots.is_none() {
             checks.fail(
                 CheckKind::Roots,
                 format!("Secret {ns}/{CACERTS} has no readable root-cert.pem"),
-                "kubectl mesh certs check DIR on the bundle you plugged in".into(),
+                Remedy::CheckCaBundle {
+                    both_clusters: false,
+                },
             );
         } else {
             checks.pass(
@@ -438,13 +521,12 @@ pub async fn status(kubeconfigs: &Kubeconfigs, opts: &StatusOptions) -> Result<M
                 format!("Secret {ns}/{CACERTS} holds a root"),
             );
         }
-        let hint = format!("kubectl mesh join REMOTE --primary {pctx}");
         check_network(
             &mut checks,
             &seen,
             &primary_id,
             mesh_networks.as_ref(),
-            &hint,
+            &Remedy::Rejoin(Rejoin::new(pctx)),
         );
     }
     let mut rows = vec![ClusterRow {
@@ -502,12 +584,12 @@ impl Cx<'_> {
     }
 
     /// The join that recreates the link of cluster `id`.
-    fn join_hint(&self, ctx: Option<&str>, id: &str) -> String {
-        format!(
-            "kubectl mesh join {} --primary {} --cluster-name {id}",
-            ctx.unwrap_or("REMOTE"),
-            self.opts.primary
-        )
+    fn join_hint(&self, ctx: Option<&str>, id: &str) -> Rejoin {
+        Rejoin {
+            remote: ctx.map(str::to_owned),
+            cluster_name: Some(id.to_owned()),
+            ..Rejoin::new(&self.opts.primary)
+        }
     }
 }
 
@@ -541,7 +623,7 @@ async fn check_link(cx: &Cx<'_>, link: &links::Link) -> (ClusterRow, Vec<Check>)
             CheckKind::Credentials,
             CheckState::Warn,
             format!("remote Secret {ns}/{} is keyed with the primary's own cluster ID; istiod ignores it", link.secret),
-            Some(format!("kubectl delete secret {} -n {ns} --context {pctx}", link.secret)),
+            Some(Remedy::Text(format!("kubectl delete secret {} -n {ns} --context {pctx}", link.secret))),
         );
         return (row, checks.out);
     }
@@ -558,9 +640,9 @@ async fn check_link(cx: &Cx<'_>, link: &links::Link) -> (ClusterRow, Vec<Check>)
             checks.fail(
                 CheckKind::Credentials,
                 format!("remote Secret {ns}/{} key {id} {what}: {e}", link.secret),
-                format!(
-                    "replace it with one that holds inline credentials only: {}",
-                    join_hint(None, id)
+                led(
+                    "replace it with one that holds inline credentials only",
+                    join_hint(None, id),
                 ),
             );
             return (row, checks.out);
@@ -581,7 +663,7 @@ async fn check_link(cx: &Cx<'_>, link: &links::Link) -> (ClusterRow, Vec<Check>)
                 "remote Secret {ns}/{} key {id} was not used: {e}",
                 link.secret
             ),
-            format!("recreate it with the https:// URL: {hint}"),
+            led("recreate it with the https:// URL", hint),
         );
         return (row, checks.out);
     }
@@ -594,7 +676,7 @@ async fn check_link(cx: &Cx<'_>, link: &links::Link) -> (ClusterRow, Vec<Check>)
                 link.secret,
                 server.as_deref().unwrap_or("its server")
             ),
-            Some(format!("recreate it with the server's CA: {hint}")),
+            Some(led("recreate it with the server's CA", hint.clone())),
         );
     }
 
@@ -619,12 +701,15 @@ async fn check_link(cx: &Cx<'_>, link: &links::Link) -> (ClusterRow, Vec<Check>)
                 v.user,
                 v.problems().join("; ")
             ),
-            hint.clone(),
+            Remedy::Rejoin(hint.clone()),
         ),
         Err(e) => checks.fail(
             CheckKind::Credentials,
             format!("{e}"),
-            format!("the token or server no longer works; recreate it: {hint}"),
+            led(
+                "the token or server no longer works; recreate it",
+                hint.clone(),
+            ),
         ),
     }
     row.token_expiry = Some(match expiry {
@@ -636,14 +721,14 @@ async fn check_link(cx: &Cx<'_>, link: &links::Link) -> (ClusterRow, Vec<Check>)
         Some(t) if t <= now => checks.fail(
             CheckKind::TokenExpiry,
             format!("the token expired at {t}"),
-            hint.clone(),
+            Remedy::Rejoin(hint.clone()),
         ),
         Some(t) if (t.as_second() - now.as_second()) as u64 <= opts.expiry_warning.as_secs() => {
             checks.add(
                 CheckKind::TokenExpiry,
                 CheckState::Warn,
                 format!("the token expires at {t}"),
-                Some(format!("renew it before then: {hint}")),
+                Some(led("renew it before then", hint.clone())),
             )
         }
         Some(t) => checks.pass(CheckKind::TokenExpiry, format!("the token expires at {t}")),
@@ -675,12 +760,15 @@ async fn check_link(cx: &Cx<'_>, link: &links::Link) -> (ClusterRow, Vec<Check>)
                 CheckKind::RemoteRead,
                 format!("cannot read its Istio namespace: {e}"),
                 match &context {
-                    Some(c) => format!(
+                    Some(c) => Remedy::Text(format!(
                         "check that context {c} reaches it (kubectl get ns {ns} --context {c})"
-                    ),
-                    None => format!(
-                        "add a kubeconfig context for {} or fix the link: {hint}",
-                        server.clone().unwrap_or_default()
+                    )),
+                    None => led(
+                        &format!(
+                            "add a kubeconfig context for {} or fix the link",
+                            server.clone().unwrap_or_default()
+                        ),
+                        hint.clone(),
                     ),
                 },
             );
@@ -697,10 +785,8 @@ async fn check_link(cx: &Cx<'_>, link: &links::Link) -> (ClusterRow, Vec<Check>)
         .map(|(a, p)| format!("{a}:{p}"));
 
     // Roots.
-    let roots_hint = || {
-        "kubectl mesh certs check DIR on both clusters' bundles; \
-         every cluster needs cacerts under one root"
-            .to_owned()
+    let roots_hint = || Remedy::CheckCaBundle {
+        both_clusters: true,
     };
     let no_cacerts = format!(
         "no Secret {ns}/{CACERTS}: its workloads' certificates chain to a root \
@@ -708,7 +794,11 @@ async fn check_link(cx: &Cx<'_>, link: &links::Link) -> (ClusterRow, Vec<Check>)
     );
     match (&seen_primary.roots, &remote_seen.roots) {
         (_, None) if !remote_seen.has_cacerts => {
-            checks.fail(CheckKind::Roots, no_cacerts, format!("{hint} --certs DIR"));
+            let with_certs = Rejoin {
+                certs: RejoinCerts::Bundle,
+                ..hint.clone()
+            };
+            checks.fail(CheckKind::Roots, no_cacerts, Remedy::Rejoin(with_certs));
         }
         (_, None) => {
             let msg = format!("Secret {ns}/{CACERTS} has no readable root-cert.pem");
@@ -735,7 +825,13 @@ async fn check_link(cx: &Cx<'_>, link: &links::Link) -> (ClusterRow, Vec<Check>)
             }
         }
     }
-    check_network(&mut checks, &remote_seen, id, mesh_networks, &hint);
+    check_network(
+        &mut checks,
+        &remote_seen,
+        id,
+        mesh_networks,
+        &Remedy::Rejoin(hint.clone()),
+    );
 
     // Control plane: a remote-profile cluster's proxies reach istiod through the
     // primary's east-west gateway. (No primary address: the primary's gateway check says so.)
@@ -754,15 +850,26 @@ async fn check_link(cx: &Cx<'_>, link: &links::Link) -> (ClusterRow, Vec<Check>)
                     "its istiod Service leads to {} but the primary's east-west gateway is {addr}: its proxies cannot reach istiod",
                     if targets.is_empty() { "nowhere".to_owned() } else { targets.join(", ") }
                 ),
-                format!(
-                    "{} --install (re-points remotePilotAddress), or helm upgrade istiod ISTIOD_CHART -n {ns} --kube-context {} --reuse-values --set global.remotePilotAddress={addr}",
-                    join_hint(context.as_deref(), id),
-                    context.as_deref().unwrap_or("REMOTE")
-                ),
+                Remedy::Rejoin(Rejoin {
+                    install: true,
+                    or_else: Some(format!(
+                        "helm upgrade istiod ISTIOD_CHART -n {ns} --kube-context {} --reuse-values --set global.remotePilotAddress={addr}",
+                        context.as_deref().unwrap_or("REMOTE")
+                    )),
+                    ..hint
+                }),
             );
         }
     }
     (row, checks.out)
+}
+
+/// `join` with `lead` said before it.
+fn led(lead: &str, join: Rejoin) -> Remedy {
+    Remedy::Rejoin(Rejoin {
+        lead: Some(lead.to_owned()),
+        ..join
+    })
 }
 
 /// The `network` and `gateway` checks of one cluster against `meshNetworks`.
@@ -771,7 +878,7 @@ fn check_network(
     seen: &Seen,
     id: &str,
     networks: Option<&MeshNetworks>,
-    hint: &str,
+    hint: &Remedy,
 ) {
     let Some(networks) = networks else { return };
     let listed = networks.network_of(id);
@@ -788,22 +895,22 @@ fn check_network(
         (None, _) => checks.fail(
             CheckKind::Network,
             format!("its Istio namespace has no {NETWORK_LABEL} label"),
-            hint.to_owned(),
+            hint.clone(),
         ),
         (Some(_), None) => checks.fail(
             CheckKind::Network,
             format!("meshNetworks does not list cluster {id}"),
-            hint.to_owned(),
+            hint.clone(),
         ),
         (Some(label), Some(listed)) if label != listed => checks.fail(
             CheckKind::Network,
             format!("its namespace says network {label}, but meshNetworks lists it under {listed}"),
-            hint.to_owned(),
+            hint.clone(),
         ),
         (Some(label), Some(_)) if gateways.is_empty() => checks.fail(
             CheckKind::Network,
             format!("meshNetworks network {label} has no gateway: other networks cannot reach it"),
-            hint.to_owned(),
+            hint.clone(),
         ),
         (Some(label), Some(_)) => checks.pass(
             CheckKind::Network,
@@ -821,8 +928,10 @@ fn check_network(
         (None, _) => checks.fail(
             CheckKind::Gateway,
             "no east-west gateway Service (label istio=eastwestgateway)".into(),
-            "install Istio's east-west gateway (helm install istio-eastwestgateway istio/gateway)"
-                .into(),
+            Remedy::Text(
+                "install Istio's east-west gateway (helm install istio-eastwestgateway istio/gateway)"
+                    .into(),
+            ),
         ),
         (Some(gw), None) => {
             let by_node_port = gw
@@ -844,8 +953,7 @@ fn check_network(
                         "Service {} has no LoadBalancer address or external IP",
                         gw.name
                     ),
-                    "check the cloud's load balancer, then re-run join (or pass --gateway-address)"
-                        .into(),
+                    Remedy::GatewayAddress,
                 );
             }
         }
@@ -859,7 +967,7 @@ fn check_network(
                 checks.fail(
                     CheckKind::Gateway,
                     format!("Service {} has address {addr}:{port}, but meshNetworks routes its network via {}", gw.name, gateways.iter().map(|(a, p)| format!("{a}:{p}")).collect::<Vec<_>>().join(", ")),
-                    hint.to_owned(),
+                    hint.clone(),
                 );
             }
         }
@@ -867,7 +975,7 @@ fn check_network(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn seen(network: Option<&str>, address: Option<(&str, u16)>) -> Seen {
@@ -889,8 +997,54 @@ mod tests {
     fn run(seen: &Seen, networks: &str) -> Vec<(CheckKind, CheckState)> {
         let n = MeshNetworks::parse(networks).unwrap();
         let mut c = Checks::new("c2", Role::Remote);
-        check_network(&mut c, seen, "c2", Some(&n), "kubectl mesh join cluster2");
+        let hint = Remedy::Rejoin(Rejoin::new("cluster1"));
+        check_network(&mut c, seen, "c2", Some(&n), &hint);
+        for check in &c.out {
+            assert_flag_free(&check.message);
+            if let Some(Remedy::Text(t)) = &check.remedy {
+                assert_flag_free(t);
+            }
+        }
         c.out.into_iter().map(|c| (c.kind, c.state)).collect()
+    }
+
+    /// Panics if `text` names this project's CLI: `kubectl mesh`, or a `--flag` that is
+    /// not kubectl's or helm's.
+    pub(crate) fn assert_flag_free(text: &str) {
+        assert!(!text.contains("kubectl mesh"), "{text}");
+        let theirs = ["context", "kube-context", "reuse-values", "set"];
+        for (i, _) in text.match_indices("--") {
+            let rest = &text[i + 2..];
+            if !rest.starts_with(|c: char| c.is_ascii_alphabetic()) {
+                continue;
+            }
+            let flag: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+                .collect();
+            assert!(theirs.contains(&flag.as_str()), "--{flag} in {text}");
+        }
+    }
+
+    #[test]
+    fn remedies_name_no_flag_of_ours() {
+        assert_flag_free("kubectl get ns istio-system --context c2; helm upgrade --set a=b");
+        let caught = std::panic::catch_unwind(|| assert_flag_free("pass --cluster-name X"));
+        assert!(caught.is_err());
+        let caught = std::panic::catch_unwind(|| assert_flag_free("kubectl mesh join c2"));
+        assert!(caught.is_err());
+        // Every remedy of the network and gateway checks, failing each way.
+        for (network, address, networks) in [
+            (None, None, GOOD),
+            (Some("n2"), None, "networks: {}"),
+            (Some("n3"), Some(("10.0.0.9", 15443)), GOOD),
+            (Some("n2"), Some(("10.0.0.9", 15443)), GOOD),
+        ] {
+            run(&seen(network, address), networks);
+        }
+        let mut no_gateway = seen(Some("n2"), None);
+        no_gateway.gateway = None;
+        run(&no_gateway, GOOD);
     }
 
     const GOOD: &str = "networks:\n  n2:\n    endpoints:\n    - fromRegistry: c2\n    gateways:\n    - address: 127.0.2.100\n      port: 15443\n";

@@ -374,10 +374,7 @@ pub async fn unjoin(
                 problems: vec![crate::Problem {
                     cluster: pctx.to_owned(),
                     kind: crate::ProblemKind::LinkedUnderOtherName,
-                    message: format!(
-                        "no remote secret names cluster {name}, but {rctx} is linked to {pctx} by remote Secret {}; nothing was removed — pass --cluster-name with that key to unjoin it",
-                        elsewhere.join(", ")
-                    ),
+                    message: linked_elsewhere(&name, rctx, pctx, &elsewhere),
                 }],
             });
         }
@@ -387,9 +384,7 @@ pub async fn unjoin(
         // listing them, rather than guess.
         if opts.purge {
             let mut problems = Vec::new();
-            let lead = format!(
-                "nothing links cluster name {name} to {pctx}: no remote secret for it, no meshNetworks entry, and {rctx}'s namespace {ns} names no control plane {primary_id}; nothing was removed. If it was joined under another name, pass --cluster-name; else remove by hand what you know is this join's"
-            );
+            let lead = not_linked(&name, pctx, rctx, ns, &primary_id);
             if let Some(client) = &remote {
                 let version = cluster::gateway_crd_version(client, rctx).await?;
                 for cmd in leftovers(client, rctx, ns, false, version.as_deref()).await? {
@@ -1250,9 +1245,41 @@ async fn delete_istio_object(
         .collect())
 }
 
+/// The problem when no link names cluster `name` but remote Secrets `elsewhere` link
+/// `rctx` to `pctx`: another cluster name unjoins it (the binary names its flag).
+fn linked_elsewhere(name: &str, rctx: &str, pctx: &str, elsewhere: &[String]) -> String {
+    format!(
+        "no remote secret names cluster {name}, but {rctx} is linked to {pctx} by remote Secret {}; nothing was removed — unjoin it under that key as its cluster name",
+        elsewhere.join(", ")
+    )
+}
+
+/// The lead of the problems when nothing links cluster `name` to `pctx` and purge
+/// would have to guess (the binary names the flag that gives another name).
+fn not_linked(name: &str, pctx: &str, rctx: &str, ns: &str, primary_id: &str) -> String {
+    format!(
+        "nothing links cluster name {name} to {pctx}: no remote secret for it, no meshNetworks entry, and {rctx}'s namespace {ns} names no control plane {primary_id}; nothing was removed. If it was joined under another name, give that name; else remove by hand what you know is this join's"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refusals_name_no_flag() {
+        let elsewhere = ["istio-system/istio-remote-secret-c2".to_owned()];
+        crate::status::tests::assert_flag_free(&linked_elsewhere(
+            "cluster2", "cluster2", "cluster1", &elsewhere,
+        ));
+        crate::status::tests::assert_flag_free(&not_linked(
+            "cluster3",
+            "cluster1",
+            "cluster3",
+            "istio-system",
+            "cluster1",
+        ));
+    }
 
     fn secret(name: &str, annotation: Option<&str>, keys: &[&str]) -> Secret {
         let mut s: Secret = serde_json::from_value(serde_json::json!({

@@ -216,7 +216,7 @@ pub fn run(global: &GlobalArgs, args: &JoinArgs) -> anyhow::Result<ExitCode> {
                 &preview,
                 &mesh_core::NoProgress,
             ))
-            .map_err(|e| explain(e, &primary))?;
+            .map_err(|e| crate::hints::explain(e, &primary))?;
         if plan.changes.is_empty() {
             eprintln!(
                 "Nothing to change: {primary} and {} are already joined.",
@@ -235,7 +235,7 @@ pub fn run(global: &GlobalArgs, args: &JoinArgs) -> anyhow::Result<ExitCode> {
         &join_options.interrupt,
         async |progress| mesh_core::join(&kubeconfigs, &join_options, progress).await,
     )
-    .map_err(|e| explain(e, &primary))?;
+    .map_err(|e| crate::hints::explain(e, &primary))?;
     match args.plan.output {
         OutputFormat::Text => print_summary(&summary),
         // The objects, ready for GitOps.
@@ -354,15 +354,6 @@ fn address_problem(
 }
 
 /// A join's error as the user reads it: preflight's problems with the flags that fix them.
-fn explain(err: mesh_core::Error, primary: &str) -> anyhow::Error {
-    match err {
-        mesh_core::Error::Preflight { problems } => {
-            anyhow::anyhow!(crate::hints::preflight(&problems, primary))
-        }
-        other => other.into(),
-    }
-}
-
 fn install_options(
     args: &InstallArgs,
     kubeconfigs: &Kubeconfigs,

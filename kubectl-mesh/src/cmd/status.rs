@@ -4,8 +4,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use mesh_core::{CheckState, MeshStatus, StatusOptions};
+use mesh_core::{
+    Check, CheckKind, CheckState, ClusterRow, MeshStatus, RejoinCerts, Remedy, Role, StatusOptions,
+};
 use mesh_kubeconfig::{KubeconfigSource, Kubeconfigs};
+use serde::Serialize;
 
 use crate::cli::{GlobalArgs, OutputFormat};
 use crate::duration::parse_duration_or_days;
@@ -61,7 +64,7 @@ pub fn run(global: &GlobalArgs, args: &StatusArgs) -> anyhow::Result<ExitCode> {
     let mesh = runtime.block_on(mesh_core::status(&kubeconfigs, &opts))?;
     match args.output {
         OutputFormat::Text => print_text(&mesh),
-        data => super::print_data(&mesh, data)?,
+        data => super::print_data(&Report::new(&mesh), data)?,
     }
     Ok(if mesh.failed() {
         ExitCode::FAILURE
@@ -134,7 +137,7 @@ fn print_text(mesh: &MeshStatus) {
             c.kind.name(),
             c.message
         );
-        if let Some(hint) = &c.hint
+        if let Some(hint) = c.remedy.as_ref().map(render)
             && c.state != CheckState::Pass
         {
             println!("  {:<id_width$}  {:<13} → {hint}", "", "");
@@ -163,5 +166,143 @@ fn print_text(mesh: &MeshStatus) {
         );
     } else {
         println!("{failed} of {} checks failed.", mesh.checks.len());
+    }
+}
+
+/// The status report as `-o json` and `-o yaml` print it: mesh-core's, with each remedy
+/// rendered as the command to run (`hint`).
+#[derive(Serialize)]
+struct Report<'a> {
+    primary_context: &'a str,
+    clusters: &'a [ClusterRow],
+    checks: Vec<ReportCheck<'a>>,
+}
+
+/// One check of the [`Report`].
+#[derive(Serialize)]
+struct ReportCheck<'a> {
+    cluster: &'a str,
+    role: Role,
+    check: CheckKind,
+    state: CheckState,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hint: Option<String>,
+}
+
+impl<'a> Report<'a> {
+    fn new(mesh: &'a MeshStatus) -> Report<'a> {
+        let check = |c: &'a Check| ReportCheck {
+            cluster: &c.cluster,
+            role: c.role,
+            check: c.kind,
+            state: c.state,
+            message: &c.message,
+            hint: c.remedy.as_ref().map(render),
+        };
+        Report {
+            primary_context: &mesh.primary_context,
+            clusters: &mesh.clusters,
+            checks: mesh.checks.iter().map(check).collect(),
+        }
+    }
+}
+
+/// A remedy as the `kubectl mesh` command (or words) that does it.
+fn render(remedy: &Remedy) -> String {
+    match remedy {
+        Remedy::Rejoin(join) => {
+            let mut cmd = format!(
+                "kubectl mesh join {} --primary {}",
+                join.remote.as_deref().unwrap_or("REMOTE"),
+                join.primary
+            );
+            if let Some(name) = &join.cluster_name {
+                cmd += &format!(" --cluster-name {name}");
+            }
+            cmd += match join.certs {
+                RejoinCerts::Bundle => " --certs DIR",
+                RejoinCerts::Generate => " --certs DIR (see kubectl mesh certs generate)",
+                _ => "",
+            };
+            if join.install {
+                cmd += " --install (re-points remotePilotAddress)";
+            }
+            if let Some(other) = &join.or_else {
+                cmd += &format!(", or {other}");
+            }
+            match &join.lead {
+                Some(lead) => format!("{lead}: {cmd}"),
+                None => cmd,
+            }
+        }
+        Remedy::CheckCaBundle { both_clusters } => if *both_clusters {
+            "kubectl mesh certs check DIR on both clusters' bundles; every cluster needs cacerts under one root"
+        } else {
+            "kubectl mesh certs check DIR on the bundle you plugged in"
+        }
+        .to_owned(),
+        Remedy::GatewayAddress => {
+            "check the cloud's load balancer, then re-run join (or pass --gateway-address)".into()
+        }
+        Remedy::Text(text) => text.clone(),
+        other => format!("{other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mesh_core::Rejoin;
+
+    #[test]
+    fn each_remedy_renders_as_its_command() {
+        let mut join = Rejoin::new("cluster1");
+        assert_eq!(
+            render(&Remedy::Rejoin(join.clone())),
+            "kubectl mesh join REMOTE --primary cluster1"
+        );
+        join.certs = RejoinCerts::Generate;
+        assert_eq!(
+            render(&Remedy::Rejoin(join.clone())),
+            "kubectl mesh join REMOTE --primary cluster1 --certs DIR (see kubectl mesh certs generate)"
+        );
+        join.remote = Some("cluster2".into());
+        join.cluster_name = Some("c2".into());
+        join.certs = RejoinCerts::Bundle;
+        assert_eq!(
+            render(&Remedy::Rejoin(join.clone())),
+            "kubectl mesh join cluster2 --primary cluster1 --cluster-name c2 --certs DIR"
+        );
+        join.certs = RejoinCerts::Keep;
+        join.lead = Some("renew it before then".into());
+        assert_eq!(
+            render(&Remedy::Rejoin(join.clone())),
+            "renew it before then: kubectl mesh join cluster2 --primary cluster1 --cluster-name c2"
+        );
+        join.lead = None;
+        join.install = true;
+        join.or_else = Some("helm upgrade istiod".into());
+        assert_eq!(
+            render(&Remedy::Rejoin(join)),
+            "kubectl mesh join cluster2 --primary cluster1 --cluster-name c2 --install (re-points remotePilotAddress), or helm upgrade istiod"
+        );
+        assert!(
+            render(&Remedy::CheckCaBundle {
+                both_clusters: true
+            })
+            .starts_with("kubectl mesh certs check DIR on both clusters' bundles")
+        );
+        assert_eq!(
+            render(&Remedy::CheckCaBundle {
+                both_clusters: false
+            }),
+            "kubectl mesh certs check DIR on the bundle you plugged in"
+        );
+        assert!(render(&Remedy::GatewayAddress).ends_with("(or pass --gateway-address)"));
+        assert_eq!(
+            render(&Remedy::Text("kubectl get ns".into())),
+            "kubectl get ns"
+        );
     }
 }

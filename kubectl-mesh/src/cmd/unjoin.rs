@@ -78,11 +78,13 @@ pub fn run(global: &GlobalArgs, args: &UnjoinArgs) -> anyhow::Result<ExitCode> {
         }
         let mut preview = opts.clone();
         preview.dry_run = true;
-        let plan = runtime.block_on(mesh_core::unjoin(
-            &kubeconfigs,
-            &preview,
-            &mesh_core::NoProgress,
-        ))?;
+        let plan = runtime
+            .block_on(mesh_core::unjoin(
+                &kubeconfigs,
+                &preview,
+                &mesh_core::NoProgress,
+            ))
+            .map_err(|e| crate::hints::explain(e, &primary))?;
         if plan.changes.is_empty() {
             print_summary(&plan);
             return Ok(ExitCode::SUCCESS);
@@ -95,7 +97,8 @@ pub fn run(global: &GlobalArgs, args: &UnjoinArgs) -> anyhow::Result<ExitCode> {
 
     let summary = super::apply(&runtime, &args.plan, &opts.interrupt, async |progress| {
         mesh_core::unjoin(&kubeconfigs, &opts, progress).await
-    })?;
+    })
+    .map_err(|e| crate::hints::explain(e, &primary))?;
     match args.plan.output {
         OutputFormat::Text => print_summary(&summary),
         data => super::print_data(&summary, data)?,
