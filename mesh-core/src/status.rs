@@ -28,6 +28,7 @@ use mesh_kubeconfig::Kubeconfigs;
 use secrecy::ExposeSecret;
 use serde::Serialize;
 
+use crate::address::GatewayAddress;
 use crate::cluster::{
     self, CACERTS, MESH_CONFIG_MAP, NETWORK_LABEL, Permissions, Role, default_cluster_id,
 };
@@ -307,7 +308,7 @@ struct Seen {
     roots: Option<RootSet>,
     has_cacerts: bool,
     gateway: Option<cluster::GatewayService>,
-    address: Option<(String, u16)>,
+    address: Option<GatewayAddress>,
 }
 
 impl Seen {
@@ -317,7 +318,7 @@ impl Seen {
         namespace: Option<&Namespace>,
         cacerts: Option<&Secret>,
         gateway: Option<cluster::GatewayService>,
-        address: Option<(String, u16)>,
+        address: Option<GatewayAddress>,
     ) -> Seen {
         let network = namespace
             .and_then(|n| n.metadata.labels.as_ref()?.get(NETWORK_LABEL).cloned())
@@ -340,10 +341,10 @@ async fn address_now(
     ctx: &str,
     ns: &str,
     gateway: Option<&cluster::GatewayService>,
-) -> Result<Option<(String, u16)>> {
+) -> Result<Option<GatewayAddress>> {
     match gateway {
         Some(gw) => match links::gateway_address_now(client, ctx, ns, gw).await? {
-            links::GatewayReach::Address(a) => Ok(Some((a.host().to_owned(), a.port()))),
+            links::GatewayReach::Address(a) => Ok(Some(a)),
             _ => Ok(None),
         },
         None => Ok(None),
@@ -535,7 +536,7 @@ pub async fn status(kubeconfigs: &Kubeconfigs, opts: &StatusOptions) -> Result<M
         context: Some(pctx.to_owned()),
         secret: None,
         network: seen.network.clone(),
-        gateway: seen.address.as_ref().map(|(a, p)| format!("{a}:{p}")),
+        gateway: seen.address.as_ref().map(GatewayAddress::to_string),
         server: primary_server,
         token_expiry: None,
     }];
@@ -779,10 +780,7 @@ async fn check_link(cx: &Cx<'_>, link: &links::Link) -> (ClusterRow, Vec<Check>)
         .network
         .clone()
         .or_else(|| mesh_networks?.network_of(id));
-    row.gateway = remote_seen
-        .address
-        .as_ref()
-        .map(|(a, p)| format!("{a}:{p}"));
+    row.gateway = remote_seen.address.as_ref().map(GatewayAddress::to_string);
 
     // Roots.
     let roots_hint = || Remedy::CheckCaBundle {
@@ -835,10 +833,11 @@ async fn check_link(cx: &Cx<'_>, link: &links::Link) -> (ClusterRow, Vec<Check>)
 
     // Control plane: a remote-profile cluster's proxies reach istiod through the
     // primary's east-west gateway. (No primary address: the primary's gateway check says so.)
-    if let (cluster::IstiodService::Remote(targets), Some((addr, _))) =
+    if let (cluster::IstiodService::Remote(targets), Some(primary_gateway)) =
         (&remote_istiod, &seen_primary.address)
     {
-        if targets.contains(addr) {
+        let addr = primary_gateway.host();
+        if targets.iter().any(|t| t == addr) {
             checks.pass(
                 CheckKind::ControlPlane,
                 format!("its istiod Service leads to the primary's east-west gateway {addr}"),
@@ -884,12 +883,7 @@ fn check_network(
     let listed = networks.network_of(id);
     let gateways = listed
         .as_deref()
-        .map(|n| {
-            let gateways = networks.gateways(n).into_iter();
-            gateways
-                .map(|g| (g.host().to_owned(), g.port()))
-                .collect::<Vec<_>>()
-        })
+        .map(|n| networks.gateways(n))
         .unwrap_or_default();
     match (&seen.network, &listed) {
         (None, _) => checks.fail(
@@ -916,11 +910,7 @@ fn check_network(
             CheckKind::Network,
             format!(
                 "network {label}, listed in meshNetworks with gateway {}",
-                gateways
-                    .iter()
-                    .map(|(a, p)| format!("{a}:{p}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                join_addresses(&gateways)
             ),
         ),
     }
@@ -936,7 +926,7 @@ fn check_network(
         (Some(gw), None) => {
             let by_node_port = gw
                 .node_port
-                .is_some_and(|np| gateways.iter().any(|(_, p)| *p == np));
+                .is_some_and(|np| gateways.iter().any(|g| g.port() == np));
             if by_node_port {
                 checks.pass(
                     CheckKind::Gateway,
@@ -957,21 +947,30 @@ fn check_network(
                 );
             }
         }
-        (Some(gw), Some((addr, port))) => {
-            if listed.is_none() || gateways.iter().any(|(a, p)| a == addr && p == port) {
+        (Some(gw), Some(address)) => {
+            if listed.is_none() || gateways.contains(address) {
                 checks.pass(
                     CheckKind::Gateway,
-                    format!("Service {} has address {addr}:{port}", gw.name),
+                    format!("Service {} has address {address}", gw.name),
                 );
             } else {
                 checks.fail(
                     CheckKind::Gateway,
-                    format!("Service {} has address {addr}:{port}, but meshNetworks routes its network via {}", gw.name, gateways.iter().map(|(a, p)| format!("{a}:{p}")).collect::<Vec<_>>().join(", ")),
+                    format!("Service {} has address {address}, but meshNetworks routes its network via {}", gw.name, join_addresses(&gateways)),
                     hint.clone(),
                 );
             }
         }
     }
+}
+
+/// Addresses as a list for a message: `a:15443, b:15443`.
+fn join_addresses(addresses: &[GatewayAddress]) -> String {
+    addresses
+        .iter()
+        .map(GatewayAddress::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]
@@ -990,7 +989,7 @@ pub(crate) mod tests {
                 node_port: None,
                 network_label: None,
             }),
-            address: address.map(|(a, p)| (a.to_owned(), p)),
+            address: address.map(|(a, p)| GatewayAddress::new(a, p).expect("a valid address")),
         }
     }
 
