@@ -796,13 +796,16 @@ pub async fn status() -> Result<bool> {
         let ready = wait_ready(cluster, Duration::from_secs(2)).await.is_ok();
         healthy &= ready;
         println!("  {} /readyz", if ready { "✓" } else { "✗" });
-        // What the API server itself says, not what was recorded.
+        // What the API server itself says, with the same 2 s deadline as /readyz.
         let served = match admin_client(cluster).await {
-            Ok(client) => client
-                .apiserver_version()
-                .await
-                .map(|v| v.git_version)
-                .map_err(|e| e.to_string()),
+            Ok(client) => {
+                match tokio::time::timeout(Duration::from_secs(2), client.apiserver_version()).await
+                {
+                    Ok(Ok(v)) => Ok(v.git_version),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err("no answer within 2s".to_owned()),
+                }
+            }
             Err(e) => Err(e.to_string()),
         };
         let matches = served.as_deref() == Ok(cluster.kubernetes_version.as_str());
