@@ -90,6 +90,14 @@ fn hint(kind: ProblemKind, role: Role) -> Option<Hint> {
             words: "give that name",
             what: "--cluster-name NAME",
         },
+        ProblemKind::DuplicateLinks => Hint::After {
+            words: "replace the hand-made ones with kubectl-mesh's own",
+            what: "--replace-links",
+        },
+        ProblemKind::LinkBroken | ProblemKind::LinkNamedOtherwise => Hint::After {
+            words: "replace it with kubectl-mesh's own",
+            what: "--replace-links",
+        },
         _ => return None,
     })
 }

@@ -262,6 +262,15 @@ pub enum ProblemKind {
     LinkedUnderOtherName,
     /// Unjoin: nothing links the remote to the primary, yet objects of kubectl-mesh remain.
     NotLinked,
+    /// Join: more than one link (remote secret key) in the primary reaches the remote,
+    /// so istiod reads it twice under two cluster IDs.
+    DuplicateLinks,
+    /// Join: a link made by hand reaches the remote but its credentials do not work
+    /// (they do not authenticate, or may write).
+    LinkBroken,
+    /// Join: a link made by hand reaches the remote under another cluster ID than the
+    /// one given.
+    LinkNamedOtherwise,
 }
 
 impl ProblemKind {
@@ -301,6 +310,9 @@ impl ProblemKind {
             ProblemKind::CredentialsInvalid => "credentials-invalid",
             ProblemKind::LinkedUnderOtherName => "linked-under-other-name",
             ProblemKind::NotLinked => "not-linked",
+            ProblemKind::DuplicateLinks => "duplicate-links",
+            ProblemKind::LinkBroken => "link-broken",
+            ProblemKind::LinkNamedOtherwise => "link-named-otherwise",
         }
     }
 }

@@ -3,7 +3,7 @@
 //! made an object, and where a gateway Service can be reached right now.
 
 use k8s_openapi::api::core::v1::{Secret, Service};
-use kube::api::{ListParams, ObjectMeta};
+use kube::api::{ListParams, ObjectMeta, Patch, PatchParams};
 use kube::{Api, Client};
 use secrecy::{ExposeSecret, SecretString};
 
@@ -50,6 +50,21 @@ pub(crate) fn links(secrets: &[Secret]) -> Vec<Link> {
         }
     }
     out
+}
+
+/// Two API server URLs name the same server: scheme, host and port compared without
+/// case, a trailing slash ignored.
+pub(crate) fn same_server(a: &str, b: &str) -> bool {
+    a.trim_end_matches('/')
+        .eq_ignore_ascii_case(b.trim_end_matches('/'))
+}
+
+/// The API server URL a stored kubeconfig names, if it parses. It came from a cluster:
+/// `from_yaml` refuses one that holds anything but inline credentials.
+pub(crate) fn link_server(kubeconfig: &SecretString) -> Option<String> {
+    let kc = mesh_kubeconfig::Kubeconfigs::from_yaml(kubeconfig.expose_secret()).ok()?;
+    let context = kc.context_or_current(None).ok()?;
+    Some(kc.resolve(&context).ok()?.server)
 }
 
 /// The bearer token of a kubeconfig's current (or only) user, if it has one.
@@ -198,6 +213,75 @@ pub(crate) fn gateway_malformed(context: &str, source: &str, e: &crate::Error) -
         object: source.to_owned(),
         reason: format!("the gateway address it gives {why}; give the gateway's address yourself"),
     }
+}
+
+/// Removes `keys` (and the cluster annotation when it names `cluster_name`) from a remote
+/// Secret that holds other clusters too. A JSON merge patch touches only those keys
+/// (whoever set them: the guide's `kubectl create secret` is not our field manager), and
+/// it carries the `resourceVersion` read, so it is conditional: on 409 Conflict the
+/// Secret is read again and the keys still there are removed from what it holds now
+/// ([`cluster::retry_conflicts`], the loop under every conditional write).
+pub(crate) async fn remove_keys(
+    api: &Api<Secret>,
+    ctx: &str,
+    read: &Secret,
+    keys: &[String],
+    cluster_name: &str,
+) -> Result<()> {
+    let name = read.metadata.name.clone().unwrap_or_default();
+    let ns = read.metadata.namespace.clone().unwrap_or_default();
+    let object = format!("Secret {ns}/{name}");
+    let first = Some(read.clone());
+    crate::cluster::retry_conflicts(
+        api,
+        ctx,
+        &object,
+        &name,
+        first,
+        async |current: Option<Secret>| {
+            let Some(current) = current else {
+                return Ok(crate::cluster::Attempt::Done(())); // deleted meanwhile
+            };
+            let present: serde_json::Map<String, serde_json::Value> = keys
+                .iter()
+                .filter(|k| current.data.as_ref().is_some_and(|d| d.contains_key(*k)))
+                .map(|k| (k.clone(), serde_json::Value::Null))
+                .collect();
+            let mut patch = serde_json::json!({
+                "metadata": {"resourceVersion": current.metadata.resource_version},
+                "data": present,
+            });
+            if annotated_for(&current, cluster_name) {
+                // The Secret no longer holds that cluster: neither does its mark.
+                patch["metadata"]["annotations"] =
+                    serde_json::json!({ mesh_kubeconfig::CLUSTER_ANNOTATION: null });
+            } else if present.is_empty() {
+                return Ok(crate::cluster::Attempt::Done(())); // somebody else removed them meanwhile
+            }
+            match api
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                Ok(_) => Ok(crate::cluster::Attempt::Done(())),
+                Err(kube::Error::Api(s)) if s.code == 409 => Ok(crate::cluster::Attempt::Conflict),
+                Err(e) => Err(kube(
+                    ctx,
+                    format!("removing key(s) {} from {object}", keys.join(", ")),
+                    e,
+                )),
+            }
+        },
+    )
+    .await
+}
+
+pub(crate) fn annotated_for(secret: &Secret, name: &str) -> bool {
+    secret
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(mesh_kubeconfig::CLUSTER_ANNOTATION))
+        .is_some_and(|v| v == name)
 }
 
 #[cfg(test)]

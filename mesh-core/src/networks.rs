@@ -115,14 +115,44 @@ impl MeshNetworks {
 
     /// Makes `network` list `registry` among its endpoints and, when given, use
     /// `gateway` as its address-based gateway (replacing other address gateways,
-    /// keeping `registryServiceName` ones). Returns whether anything changed.
+    /// keeping `registryServiceName` ones). Returns whether anything changed; see
+    /// [`MeshNetworks::reconcile`] for what changed.
     pub fn upsert(
         &mut self,
         network: &str,
         registry: &str,
         gateway: Option<&GatewayAddress>,
     ) -> bool {
-        let before = self.doc.clone();
+        !self.reconcile(network, registry, gateway, None).is_empty()
+    }
+
+    /// Like [`MeshNetworks::upsert`], and says what it changed, one sentence per change
+    /// (empty: nothing). `service` is the gateway's Service as `NAME.NAMESPACE`: a
+    /// `registryServiceName` gateway naming it (`NAME.NAMESPACE.svc.<domain>`) on
+    /// `gateway`'s port already reaches the network, as the guide writes it, and is kept
+    /// without an address gateway beside it.
+    ///
+    /// ```
+    /// use mesh_core::networks::MeshNetworks;
+    /// let mut networks = MeshNetworks::parse(
+    ///     "networks:\n  network2:\n    endpoints:\n    - fromRegistry: n2-k8s-config\n    gateways:\n    - address: 192.0.2.1\n      port: 443\n",
+    /// )?;
+    /// let moved = networks.reconcile("network2", "n2-k8s-config", Some(&"198.18.2.100:443".parse()?), None);
+    /// assert_eq!(moved, ["network2: gateway 192.0.2.1:443 is now 198.18.2.100:443"]);
+    /// assert!(networks.reconcile("network2", "n2-k8s-config", Some(&"198.18.2.100:443".parse()?), None).is_empty());
+    /// # Ok::<(), mesh_core::Error>(())
+    /// ```
+    pub fn reconcile(
+        &mut self,
+        network: &str,
+        registry: &str,
+        gateway: Option<&GatewayAddress>,
+        service: Option<&str>,
+    ) -> Vec<String> {
+        let mut said = Vec::new();
+        if !self.networks().contains_key(network) {
+            said.push(format!("added network {network}"));
+        }
         let net = self
             .networks_mut()
             .entry(network.to_owned())
@@ -144,28 +174,57 @@ impl MeshNetworks {
             .any(|e| e.get("fromRegistry").and_then(Value::as_str) == Some(registry))
         {
             endpoints.push(json!({ "fromRegistry": registry }));
+            said.push(format!("{network}: added registry {registry}"));
         }
-        if let Some(gateway) = gateway {
-            let gateways = net
-                .as_object_mut()
-                .expect("object")
-                .entry("gateways")
-                .or_insert_with(|| json!([]));
-            if !gateways.is_array() {
-                *gateways = json!([]);
-            }
-            let gateways = gateways.as_array_mut().expect("array");
-            let wanted = json!({ "address": gateway.host(), "port": gateway.port() });
-            let has_only_wanted = gateways
+        let Some(gateway) = gateway else {
+            return said;
+        };
+        let gateways = net
+            .as_object_mut()
+            .expect("object")
+            .entry("gateways")
+            .or_insert_with(|| json!([]));
+        if !gateways.is_array() {
+            *gateways = json!([]);
+        }
+        let gateways = gateways.as_array_mut().expect("array");
+        let by_service = service.is_some_and(|service| {
+            let prefix = format!("{service}.svc.");
+            gateways.iter().any(|g| {
+                g.get("registryServiceName")
+                    .and_then(Value::as_str)
+                    .is_some_and(|n| n.starts_with(&prefix))
+                    && g.get("port").and_then(Value::as_u64) == Some(u64::from(gateway.port()))
+            })
+        });
+        if by_service {
+            return said;
+        }
+        let wanted = json!({ "address": gateway.host(), "port": gateway.port() });
+        let has_only_wanted = gateways
+            .iter()
+            .filter(|g| g.get("address").is_some())
+            .eq(std::iter::once(&wanted));
+        if !has_only_wanted {
+            let old: Vec<String> = gateways
                 .iter()
-                .filter(|g| g.get("address").is_some())
-                .eq(std::iter::once(&wanted));
-            if !has_only_wanted {
-                gateways.retain(|g| g.get("address").is_none());
-                gateways.push(wanted);
-            }
+                .filter_map(|g| {
+                    let host = g.get("address")?.as_str().unwrap_or("?");
+                    match g.get("port").and_then(Value::as_u64) {
+                        Some(port) => Some(format!("{host}:{port}")),
+                        None => Some(host.to_owned()),
+                    }
+                })
+                .collect();
+            gateways.retain(|g| g.get("address").is_none());
+            gateways.push(wanted);
+            said.push(if old.is_empty() {
+                format!("{network}: added gateway {gateway}")
+            } else {
+                format!("{network}: gateway {} is now {gateway}", old.join(", "))
+            });
         }
-        self.doc != before
+        said
     }
 
     /// Removes `registry` from the endpoints of every network, and a network left

@@ -48,15 +48,15 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
-use kube::api::{DeleteParams, DynamicObject, ObjectMeta, Patch, PatchParams, Preconditions};
+use kube::api::{DynamicObject, ObjectMeta};
 use kube::{Api, Client};
 use mesh_kubeconfig::{Kubeconfigs, ReaderAccount};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 
 use crate::cluster::{
-    self, Attempt, CACERTS, CONTROL_PLANE_CLUSTERS_ANNOTATION, CROSS_NETWORK_GATEWAY,
-    MESH_CONFIG_MAP, NETWORK_LABEL, Permissions, Role, default_cluster_id,
+    self, CACERTS, CONTROL_PLANE_CLUSTERS_ANNOTATION, CROSS_NETWORK_GATEWAY, MESH_CONFIG_MAP,
+    NETWORK_LABEL, Permissions, Role, default_cluster_id,
 };
 use crate::error::{Error, Result, kube};
 use crate::links::{self, TokenSubject};
@@ -150,26 +150,7 @@ impl Run<'_> {
         if self.opts.dry_run {
             return Ok(());
         }
-        let name = meta.name.clone().unwrap_or_default();
-        let dp = DeleteParams {
-            preconditions: Some(Preconditions {
-                resource_version: meta.resource_version.clone(),
-                uid: meta.uid.clone(),
-            }),
-            ..DeleteParams::default()
-        };
-        match api.delete(&name, &dp).await {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-            Err(kube::Error::Api(s)) if s.code == 409 => Err(Error::Kube {
-                cluster: ctx.to_owned(),
-                action: format!("deleting {what}"),
-                reason: "it changed while unjoin ran; run unjoin again".into(),
-                status: Some(409),
-                source: Some(Box::new(kube::Error::Api(s))),
-            }),
-            Err(e) => Err(kube(ctx, format!("deleting {what}"), e)),
-        }
+        cluster::delete_checked(api, ctx, what, meta).await
     }
 
     /// Deletes `name` (`what`, for messages) when kubectl-mesh made it; one somebody
@@ -257,7 +238,7 @@ pub async fn unjoin(
     let ns = opts.namespace.as_str();
     let pctx = opts.primary.as_str();
     let rctx = opts.remote.as_str();
-    let name = opts.cluster_name();
+    let mut name = opts.cluster_name();
     if pctx == rctx {
         return Err(Error::Preflight {
             problems: vec![crate::Problem {
@@ -277,6 +258,42 @@ pub async fn unjoin(
     let facts = cluster::read_facts(&primary, pctx, ns, Permissions::ReadOnly).await?;
     facts.require_readable()?;
     let secrets = links::remote_secrets(&primary, pctx, ns).await?;
+    // No cluster name given and no link under the default one: the one link whose
+    // kubeconfig names the remote's API server is its link, whatever its name (a link
+    // made by hand that join adopted, like the guide's n2-k8s-secret).
+    if opts.cluster_name.is_none()
+        && !matching_secrets(&secrets, &name)
+            .iter()
+            .any(|m| m.whole || !m.keys.is_empty())
+        && let Ok(remote_server) = kubeconfigs.resolve(rctx).map(|r| r.server)
+    {
+        let reaching: Vec<links::Link> = links::links(&secrets)
+            .into_iter()
+            .filter(|l| {
+                links::link_server(&l.kubeconfig)
+                    .is_some_and(|s| links::same_server(&s, &remote_server))
+            })
+            .collect();
+        if let [link] = reaching.as_slice() {
+            let made_by = if secrets.iter().any(|s| {
+                s.metadata.name.as_deref() == Some(link.secret.as_str())
+                    && links::managed_by_us(&s.metadata)
+            }) {
+                "kubectl-mesh"
+            } else {
+                "hand"
+            };
+            run.warn(
+                pctx,
+                "preflight",
+                format!(
+                    "{rctx} is linked by remote Secret {ns}/{} under cluster ID {} (made by {made_by}): unjoining that link",
+                    link.secret, link.key
+                ),
+            );
+            name = link.key.clone();
+        }
+    }
     run.emit(pctx, "preflight", EventKind::Unchanged, started);
     run.emit(rctx, "preflight", EventKind::Started, started);
     // The remote's Istio namespace comes with reaching it.
@@ -446,7 +463,7 @@ pub async fn unjoin(
                 done.push(format!("deleted remote Secret {ns}/{sname} in {pctx}"));
             } else if !m.keys.is_empty() {
                 if !opts.dry_run {
-                    remove_keys(&api, pctx, &m.secret, &m.keys, &name).await?;
+                    links::remove_keys(&api, pctx, &m.secret, &m.keys, &name).await?;
                 }
                 done.push(format!(
                     "removed key {} from remote Secret {ns}/{sname} in {pctx} (it keeps the other clusters' keys)",
@@ -606,75 +623,6 @@ struct Matched {
     whole: bool,
 }
 
-/// Removes `keys` (and the cluster annotation when it names `cluster_name`) from a remote
-/// Secret that holds other clusters too. A JSON merge patch touches only those keys
-/// (whoever set them: the guide's `kubectl create secret` is not our field manager), and
-/// it carries the `resourceVersion` read, so it is conditional: on 409 Conflict the
-/// Secret is read again and the keys still there are removed from what it holds now
-/// ([`cluster::retry_conflicts`], the loop under every conditional write).
-async fn remove_keys(
-    api: &Api<Secret>,
-    ctx: &str,
-    read: &Secret,
-    keys: &[String],
-    cluster_name: &str,
-) -> Result<()> {
-    let name = read.metadata.name.clone().unwrap_or_default();
-    let ns = read.metadata.namespace.clone().unwrap_or_default();
-    let object = format!("Secret {ns}/{name}");
-    let first = Some(read.clone());
-    cluster::retry_conflicts(
-        api,
-        ctx,
-        &object,
-        &name,
-        first,
-        async |current: Option<Secret>| {
-            let Some(current) = current else {
-                return Ok(Attempt::Done(())); // deleted meanwhile
-            };
-            let present: serde_json::Map<String, serde_json::Value> = keys
-                .iter()
-                .filter(|k| current.data.as_ref().is_some_and(|d| d.contains_key(*k)))
-                .map(|k| (k.clone(), serde_json::Value::Null))
-                .collect();
-            let mut patch = serde_json::json!({
-                "metadata": {"resourceVersion": current.metadata.resource_version},
-                "data": present,
-            });
-            if annotated_for(&current, cluster_name) {
-                // The Secret no longer holds that cluster: neither does its mark.
-                patch["metadata"]["annotations"] =
-                    serde_json::json!({ mesh_kubeconfig::CLUSTER_ANNOTATION: null });
-            } else if present.is_empty() {
-                return Ok(Attempt::Done(())); // somebody else removed them meanwhile
-            }
-            match api
-                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-            {
-                Ok(_) => Ok(Attempt::Done(())),
-                Err(kube::Error::Api(s)) if s.code == 409 => Ok(Attempt::Conflict),
-                Err(e) => Err(kube(
-                    ctx,
-                    format!("removing key(s) {} from {object}", keys.join(", ")),
-                    e,
-                )),
-            }
-        },
-    )
-    .await
-}
-
-fn annotated_for(secret: &Secret, name: &str) -> bool {
-    secret
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(mesh_kubeconfig::CLUSTER_ANNOTATION))
-        .is_some_and(|v| v == name)
-}
-
 /// The remote secrets marked for `name`, each with the keys that are its and whether the
 /// whole Secret goes. Keys of other clusters always stay: a Secret annotated for `name`
 /// that holds only other clusters' keys is matched with no key and kept.
@@ -683,8 +631,8 @@ fn matching_secrets(secrets: &[Secret], name: &str) -> Vec<Matched> {
     secrets
         .iter()
         .filter_map(|s| {
-            let marked =
-                s.metadata.name.as_deref() == Some(wanted.as_str()) || annotated_for(s, name);
+            let marked = s.metadata.name.as_deref() == Some(wanted.as_str())
+                || links::annotated_for(s, name);
             let all: Vec<&String> = s.data.iter().flat_map(|d| d.keys()).collect();
             let mut keys: Vec<String> = all
                 .iter()

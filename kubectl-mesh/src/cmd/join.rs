@@ -102,6 +102,15 @@ pub struct JoinArgs {
     #[arg(long)]
     pub replace_cacerts: bool,
 
+    /// Replace links to a remote that kubectl-mesh did not make — the guide's
+    /// n2-k8s-secret, or what `istioctl create-remote-secret` applied — with kubectl-mesh's
+    /// own (istio-remote-secret-<name>, keyed by the remote's cluster name): the new link
+    /// is written first, then the old Secret (or its key) and its meshNetworks registry
+    /// are removed. Without it, a hand-made link that works is adopted as it is, under its
+    /// cluster ID, and two links to one cluster stop the join.
+    #[arg(long)]
+    pub replace_links: bool,
+
     /// How the reader credentials are made.
     #[command(flatten)]
     pub credentials: CredentialArgs,
@@ -327,6 +336,7 @@ fn options(
         request_timeout,
         install: install_options(&args.install, kubeconfigs)?,
         replace_cacerts: args.replace_cacerts,
+        replace_links: args.replace_links,
         input_problems,
         interrupt: mesh_core::Interrupt::default(),
     })
@@ -456,6 +466,9 @@ fn print_summary(summary: &JoinSummary) {
             "{:<12} cluster {:<12} network {:<12} {gw}",
             c.context, c.cluster_name, c.network
         );
+    }
+    for a in &summary.adopted {
+        println!("adopted {a}");
     }
     if summary.changes.is_empty() {
         println!("Everything was already in place: nothing changed.");

@@ -208,6 +208,40 @@ where
     }
 }
 
+/// Deletes the object `meta` describes (`what`, for messages) only while it is still the
+/// one read: its UID and `resourceVersion` are preconditions (check-then-act). Gone
+/// already counts as deleted; changed meanwhile (409) is an error saying to run again.
+pub(crate) async fn delete_checked<K>(
+    api: &Api<K>,
+    context: &str,
+    what: &str,
+    meta: &kube::api::ObjectMeta,
+) -> Result<()>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let name = meta.name.clone().unwrap_or_default();
+    let dp = kube::api::DeleteParams {
+        preconditions: Some(kube::api::Preconditions {
+            resource_version: meta.resource_version.clone(),
+            uid: meta.uid.clone(),
+        }),
+        ..kube::api::DeleteParams::default()
+    };
+    match api.delete(&name, &dp).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 409 => Err(Error::Kube {
+            cluster: context.to_owned(),
+            action: format!("deleting {what}"),
+            reason: "it changed meanwhile; run the command again".into(),
+            status: Some(409),
+            source: Some(Box::new(kube::Error::Api(s))),
+        }),
+        Err(e) => Err(kube(context, format!("deleting {what}"), e)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

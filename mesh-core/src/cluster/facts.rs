@@ -448,12 +448,22 @@ pub async fn find_gateway(
 }
 
 fn gateway_service(svc: &Service) -> Option<GatewayService> {
-    let spec = svc.spec.as_ref()?;
-    let ports = spec.ports.as_ref()?;
+    let ports = svc.spec.as_ref()?.ports.as_ref()?;
     let port = ["tls", "https"]
         .iter()
         .find_map(|n| ports.iter().find(|p| p.name.as_deref() == Some(n)))
         .or_else(|| ports.iter().find(|p| p.port == 15443))?;
+    gateway_service_on(svc, u16::try_from(port.port).ok()?)
+}
+
+/// The gateway Service `svc` serving on `port`, if that is one of its ports.
+pub(crate) fn gateway_service_on(svc: &Service, port: u16) -> Option<GatewayService> {
+    let spec = svc.spec.as_ref()?;
+    let port = spec
+        .ports
+        .as_ref()?
+        .iter()
+        .find(|p| p.port == i32::from(port))?;
     Some(GatewayService {
         name: svc.metadata.name.clone()?,
         selector: spec.selector.clone().unwrap_or_default(),

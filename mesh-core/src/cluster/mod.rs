@@ -27,10 +27,12 @@ pub(crate) mod mock;
 pub(crate) mod names;
 pub(crate) mod objects;
 
-pub(crate) use api::{Attempt, create_namespace, retry_conflicts, update, update_from};
+pub(crate) use api::{
+    Attempt, create_namespace, delete_checked, retry_conflicts, update, update_from,
+};
 pub(crate) use api::{apply, poll};
 pub use facts::{ClusterFacts, GatewayService, Permissions, find_gateway, read_facts};
-pub(crate) use facts::{IstiodService, gateway_crd_version, istiod_service};
+pub(crate) use facts::{IstiodService, gateway_crd_version, gateway_service_on, istiod_service};
 pub(crate) use names::owned_selector;
 pub use names::{
     CACERTS, CONTROL_PLANE_CLUSTERS_ANNOTATION, CROSS_NETWORK_GATEWAY, FIELD_MANAGER,

@@ -7,12 +7,14 @@ use std::collections::BTreeMap;
 use mesh_certs::{RootSet, ValidationOptions};
 
 use super::JoinOptions;
+use super::adopt::{self, AdoptedGateway, LinkPlan};
 use super::read::{ClusterRead, Read};
 use super::releases::planned_gateway;
 use crate::cluster::{self, CACERTS, MESH_CONFIG_MAP};
 use crate::error::{Error, Problem, ProblemKind};
 use crate::install::{self, EASTWEST_RELEASE, ReleaseStatus};
 use crate::names::is_label_value;
+use crate::networks::MeshNetworks;
 
 /// What preflight decided: per cluster (primary first) its name and network, and every
 /// problem. The names and networks mean something only when there is no problem.
@@ -22,6 +24,10 @@ pub(super) struct Judgement {
     pub names: Vec<String>,
     /// Each cluster's network.
     pub networks: Vec<String>,
+    /// Each remote's link: kubectl-mesh's own, a hand-made one kept, or replaced.
+    pub links: Vec<LinkPlan>,
+    /// Each cluster's cross-network Gateway made by somebody else that does the job.
+    pub gateways: Vec<Option<AdoptedGateway>>,
     /// Every problem found.
     pub problems: Vec<Problem>,
 }
@@ -56,10 +62,10 @@ pub(super) fn judge(read: &Read, opts: &JoinOptions) -> Judgement {
             Err(e) => problems.add(ctx, unreadable_kind(e), e.to_string()),
         }
     }
-    let (names, networks) = if problems.0.is_empty() {
+    let judged = if problems.0.is_empty() {
         judge_clusters(&readable, read, opts, &mut problems)
     } else {
-        (Vec::new(), Vec::new())
+        Clusters::default()
     };
     problems.0.extend(opts.input_problems.iter().cloned());
     for (remote, checked) in opts.remotes.iter().zip(&read.credentials) {
@@ -68,8 +74,10 @@ pub(super) fn judge(read: &Read, opts: &JoinOptions) -> Judgement {
         }
     }
     Judgement {
-        names,
-        networks,
+        names: judged.names,
+        networks: judged.networks,
+        links: judged.links,
+        gateways: judged.gateways,
         problems: problems.0,
     }
 }
@@ -96,16 +104,32 @@ fn credentials_kind(e: &mesh_kubeconfig::Error) -> ProblemKind {
     }
 }
 
+/// Per cluster (primary first): names, networks, links and adopted Gateways.
+#[derive(Default)]
+struct Clusters {
+    names: Vec<String>,
+    networks: Vec<String>,
+    links: Vec<LinkPlan>,
+    gateways: Vec<Option<AdoptedGateway>>,
+}
+
 /// The judgement of clusters that were all read: each one's name and network.
 fn judge_clusters(
     clusters: &[&ClusterRead],
     read: &Read,
     opts: &JoinOptions,
     problems: &mut Problems,
-) -> (Vec<String>, Vec<String>) {
+) -> Clusters {
     let ns = &opts.namespace;
     let (mut names, mut networks) = (Vec::new(), Vec::new());
+    let (mut links, mut gateways) = (Vec::new(), Vec::new());
     let specs: Vec<_> = opts.specs().collect();
+    // The networks meshNetworks already names (the guide's names are kept).
+    let mesh_networks = clusters[0]
+        .facts
+        .mesh_config
+        .as_ref()
+        .and_then(|cm| MeshNetworks::from_config_map(cm).ok());
     for (i, (spec, cluster)) in specs.iter().zip(clusters).enumerate() {
         let ctx = spec.context.as_str();
         let primary = i == 0;
@@ -158,6 +182,30 @@ fn judge_clusters(
             }
             None => default_name,
         };
+        // A link to a remote that is there already (ours, or made by hand) decides its name.
+        let name = if primary {
+            name
+        } else {
+            let found = read.links.get(i - 1).map(Vec::as_slice).unwrap_or_default();
+            match adopt::plan_link(
+                found,
+                spec.cluster_name.as_deref(),
+                &name,
+                opts.replace_links,
+                ns,
+                ctx,
+            ) {
+                Ok((plan, name)) => {
+                    links.push(plan);
+                    name
+                }
+                Err(problem) => {
+                    problems.add(ctx, problem.kind, problem.message);
+                    links.push(LinkPlan::Own { secret: None });
+                    name
+                }
+            }
+        };
         // The network.
         if let Some(given) = &spec.network
             && !is_label_value(given)
@@ -183,11 +231,20 @@ fn judge_clusters(
             }
             (Some(given), _) => given.clone(),
             (None, Some((declared, _))) => declared,
-            (None, None) => format!("network-{name}"),
+            // The network meshNetworks lists it under (the guide's names), else ours.
+            (None, None) => mesh_networks
+                .as_ref()
+                .and_then(|m| m.network_of(&name))
+                .unwrap_or_else(|| format!("network-{name}")),
         };
-        foreign_objects(ctx, cluster, &network, opts, problems);
+        let adopted = cluster
+            .passthrough
+            .as_ref()
+            .and_then(|(gws, svcs)| adopt::adopt_gateway(gws, svcs, f.gateway.as_ref()));
+        foreign_objects(ctx, cluster, &network, adopted.is_some(), opts, problems);
         names.push(name);
         networks.push(network);
+        gateways.push(adopted);
     }
 
     // Names and networks across clusters.
@@ -247,10 +304,17 @@ fn judge_clusters(
                     .secret_name
                     .clone()
                     .unwrap_or_else(|| mesh_kubeconfig::remote_secret_name(name));
+                // A Secret whose link reaches this remote is its link, not another's.
+                let its_link = |secret: &str| {
+                    read.links
+                        .iter()
+                        .flatten()
+                        .any(|l| l.secret == secret && l.key == *name)
+                };
                 for s in secrets {
                     let secret = s.metadata.name.clone().unwrap_or_default();
                     let has_key = s.data.as_ref().is_some_and(|d| d.contains_key(name));
-                    if secret != ours && has_key {
+                    if secret != ours && has_key && !its_link(&secret) {
                         problems.add(
                             primary_ctx,
                             ProblemKind::NameTaken,
@@ -277,7 +341,12 @@ fn judge_clusters(
     }
 
     certificates(&specs, clusters, opts, problems);
-    (names, networks)
+    Clusters {
+        names,
+        networks,
+        links,
+        gateways,
+    }
 }
 
 /// Istio present where it must be (unless it is to be installed).
@@ -375,6 +444,7 @@ fn foreign_objects(
     ctx: &str,
     cluster: &ClusterRead,
     network: &str,
+    gateway_adopted: bool,
     opts: &JoinOptions,
     problems: &mut Problems,
 ) {
@@ -402,6 +472,9 @@ fn foreign_objects(
         }
         let is_gateway =
             object.name == cluster::CROSS_NETWORK_GATEWAY && object.resource.kind == "Gateway";
+        if is_gateway && gateway_adopted {
+            continue; // join uses the Gateway it adopts and makes none of its own
+        }
         let fine = match &gateway {
             Some(gw) if is_gateway => cluster::gateway_does_the_job(existing, gw),
             _ => expose
@@ -544,6 +617,7 @@ mod tests {
     use super::*;
     use crate::cluster::{ClusterFacts, GatewayService};
     use crate::install::{InstallOptions, Listed};
+    use crate::join::adopt::{FoundLink, LinkCheck, LinkMatch};
     use crate::join::read::{FoundObject, InstallRead};
     use crate::{Remote, ValuesFor};
 
@@ -614,6 +688,7 @@ mod tests {
             facts: facts(context, primary),
             releases: BTreeMap::new(),
             istio_objects: Vec::new(),
+            passthrough: None,
         })
     }
 
@@ -626,6 +701,7 @@ mod tests {
             clusters: vec![cluster("cluster1", true), cluster("cluster2", false)],
             remote_secrets: Ok(Vec::new()),
             credentials: vec![Ok(())],
+            links: vec![Vec::new()],
         };
         (opts, read)
     }
@@ -667,6 +743,16 @@ mod tests {
             },
             data: Some(BTreeMap::from([(key.to_owned(), ByteString(Vec::new()))])),
             ..Secret::default()
+        }
+    }
+
+    fn found_link(secret: &str, key: &str, check: LinkCheck) -> FoundLink {
+        FoundLink {
+            secret: secret.into(),
+            key: key.into(),
+            ours: false,
+            matched: LinkMatch::Server,
+            check,
         }
     }
 
@@ -835,6 +921,55 @@ mod tests {
                     read.remote_secrets = Ok(vec![remote_secret("hand-made", "cluster2")])
                 },
                 expect: Problem("cluster1", NameTaken),
+            },
+            // --- links made by hand --------------------------------------------------
+            Case {
+                name: "healthy: the guide's link is kept under its cluster ID and network",
+                change: |_, read| {
+                    read.links = vec![vec![found_link(
+                        "n2-k8s-secret",
+                        "n2-k8s-config",
+                        LinkCheck::Works,
+                    )]];
+                    read.remote_secrets = Ok(vec![remote_secret("n2-k8s-secret", "n2-k8s-config")]);
+                    let mut networks = MeshNetworks::default();
+                    networks.upsert("network2", "n2-k8s-config", None);
+                    facts_of(read, 0).mesh_config = Some(networks.to_config_map("istio-system"));
+                },
+                expect: Clean(
+                    ["cluster1", "n2-k8s-config"],
+                    ["network-cluster1", "network2"],
+                ),
+            },
+            Case {
+                name: "two links reach the remote",
+                change: |_, read| {
+                    read.links = vec![vec![
+                        found_link("n2-k8s-secret", "n2-k8s-config", LinkCheck::Works),
+                        found_link("istio-remote-secret-c2", "c2", LinkCheck::Works),
+                    ]];
+                },
+                expect: Problem("cluster2", DuplicateLinks),
+            },
+            Case {
+                name: "a hand-made link that does not work",
+                change: |_, read| {
+                    let broken = LinkCheck::Broken("Unauthorized".into());
+                    read.links = vec![vec![found_link("n2-k8s-secret", "n2-k8s-config", broken)]];
+                },
+                expect: Problem("cluster2", LinkBroken),
+            },
+            Case {
+                name: "a name given that the hand-made link does not have",
+                change: |opts, read| {
+                    opts.remotes[0] = Remote::new("cluster2").with_cluster_name("cluster2");
+                    read.links = vec![vec![found_link(
+                        "n2-k8s-secret",
+                        "n2-k8s-config",
+                        LinkCheck::Works,
+                    )]];
+                },
+                expect: Problem("cluster2", LinkNamedOtherwise),
             },
             Case {
                 name: "a primary name istiod does not run with",
@@ -1160,7 +1295,10 @@ mod tests {
             | ProblemKind::RemoteSecretsUnreadable
             | ProblemKind::PlainHttp
             | ProblemKind::UnverifiedCa
-            | ProblemKind::CredentialsInvalid => true,
+            | ProblemKind::CredentialsInvalid
+            | ProblemKind::DuplicateLinks
+            | ProblemKind::LinkBroken
+            | ProblemKind::LinkNamedOtherwise => true,
         };
         let ids: Vec<&str> = covered.iter().map(|k| k.id()).collect();
         for kind in ALL {
@@ -1216,5 +1354,8 @@ mod tests {
         ProblemKind::CredentialsInvalid,
         ProblemKind::LinkedUnderOtherName,
         ProblemKind::NotLinked,
+        ProblemKind::DuplicateLinks,
+        ProblemKind::LinkBroken,
+        ProblemKind::LinkNamedOtherwise,
     ];
 }

@@ -8,8 +8,11 @@
 //!   name and network and every [`Problem`] — no I/O, tested with a table of cases;
 //! - [`steps`]: the per-cluster steps (network label, `cacerts`, cross-network Gateway,
 //!   gateway address), `meshNetworks` in the primary and the remote secrets;
-//! - [`releases`]: when installing Istio, Istio's helm releases where they are missing.
+//! - [`releases`]: when installing Istio, Istio's helm releases where they are missing;
+//! - [`adopt`]: what was built by hand (the guide's or istioctl's links, a cross-network
+//!   Gateway) and is taken over instead of doubled.
 
+mod adopt;
 mod judge;
 mod read;
 mod releases;
@@ -165,6 +168,12 @@ pub struct JoinOptions {
     /// ([`ProblemKind::StoredCacertsUnreadable`](crate::ProblemKind::StoredCacertsUnreadable)),
     /// since nothing proves the given root is the one it had.
     pub replace_cacerts: bool,
+    /// Replace links to a remote that kubectl-mesh did not make (the guide's
+    /// `n2-k8s-secret`, istioctl's remote secret) with kubectl-mesh's own, under the
+    /// remote's cluster name: the new link is written first, then the old ones are
+    /// removed. Without it a working hand-made link is kept as it is, under its cluster
+    /// ID, and two links to one cluster are a preflight problem.
+    pub replace_links: bool,
     /// Problems the caller found in its own inputs (for example a gateway address that
     /// does not parse), reported with preflight's, so that the user sees every problem
     /// at once; with any, join changes nothing.
@@ -192,6 +201,7 @@ impl JoinOptions {
             request_timeout: None,
             install: None,
             replace_cacerts: false,
+            replace_links: false,
             input_problems: Vec::new(),
             interrupt: crate::Interrupt::default(),
         }
@@ -227,6 +237,9 @@ pub struct JoinSummary {
     pub changes: Vec<Change>,
     /// Things the user should know.
     pub warnings: Vec<String>,
+    /// What somebody else made and join uses as it is (a hand-made link, a
+    /// cross-network Gateway), one sentence each, naming the cluster and the object.
+    pub adopted: Vec<String>,
     /// Whether this was a dry run.
     pub dry_run: bool,
 }
@@ -242,6 +255,13 @@ struct Target<'a> {
     network: String,
     /// The helm releases in the Istio namespace (when installing Istio).
     releases: BTreeMap<String, Listed>,
+    /// On a remote, what to do about its link (the primary's is `Own`, unused).
+    link: adopt::LinkPlan,
+    /// The east-west gateway Service and the port cross-network traffic uses: the one
+    /// an adopted Gateway serves, else the one found.
+    gateway: Option<crate::cluster::GatewayService>,
+    /// The cross-network Gateway somebody else made that join uses as it is.
+    adopted_gateway: Option<String>,
 }
 
 /// Joins the remotes to the primary: preflight (every problem, before any change),
@@ -309,14 +329,20 @@ async fn join_plan(kubeconfigs: &Kubeconfigs, run: &Run<'_>) -> Result<JoinSumma
         });
     }
     let mut targets = Vec::new();
-    for (((spec, client), cluster), (name, network)) in opts
+    let links = std::iter::once(adopt::LinkPlan::Own { secret: None }).chain(judged.links);
+    for ((((spec, client), cluster), (name, network)), (link, adopted)) in opts
         .specs()
         .zip(clients)
         .zip(read.clusters)
         .zip(judged.names.into_iter().zip(judged.networks))
+        .zip(links.zip(judged.gateways))
     {
         let (Some(client), Ok(cluster)) = (client, cluster) else {
             unreachable!("an unreadable cluster is a preflight problem");
+        };
+        let (gateway, adopted_gateway) = match adopted {
+            Some(a) => (Some(a.service), Some(a.name)),
+            None => (cluster.facts.gateway.clone(), None),
         };
         targets.push(Target {
             spec,
@@ -325,8 +351,12 @@ async fn join_plan(kubeconfigs: &Kubeconfigs, run: &Run<'_>) -> Result<JoinSumma
             name,
             network,
             releases: cluster.releases,
+            link,
+            gateway,
+            adopted_gateway,
         });
     }
+    let adopted = adoptions(&targets, &opts.namespace);
     let installer = installer.as_ref();
 
     // Per cluster: the namespace's network label (and, on remotes, the control-plane
@@ -376,6 +406,29 @@ async fn join_plan(kubeconfigs: &Kubeconfigs, run: &Run<'_>) -> Result<JoinSumma
             .collect(),
         changes,
         warnings,
+        adopted,
         dry_run: opts.dry_run,
     })
+}
+
+/// What join takes over, one sentence per object.
+fn adoptions(targets: &[Target<'_>], ns: &str) -> Vec<String> {
+    let primary = targets[0].spec.context.as_str();
+    let mut out = Vec::new();
+    for t in targets {
+        let ctx = t.spec.context.as_str();
+        if let (Some(name), Some(gw)) = (&t.adopted_gateway, &t.gateway) {
+            out.push(format!(
+                "{ctx}: Gateway {ns}/{name}, made by hand: TLS AUTO_PASSTHROUGH on port {} of Service {ns}/{}",
+                gw.port, gw.name
+            ));
+        }
+        if let adopt::LinkPlan::Adopt { link } = &t.link {
+            out.push(format!(
+                "{primary}: {}, made by hand: the link to {ctx}",
+                link.describe(ns)
+            ));
+        }
+    }
+    out
 }

@@ -5,12 +5,13 @@
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Secret, Service};
 use kube::api::{ApiResource, DynamicObject};
 use kube::{Api, Client};
 use mesh_kubeconfig::Kubeconfigs;
 
 use super::JoinOptions;
+use super::adopt::{self, FoundLink};
 use super::releases::Installer;
 use crate::cluster::{self, ClusterFacts, Permissions, Role};
 use crate::error::{Error, Problem, kube};
@@ -28,6 +29,8 @@ pub(super) struct Read {
     pub remote_secrets: Result<Vec<Secret>, Error>,
     /// Each remote's credential inputs, checked (`Ok` for a remote that could not be read).
     pub credentials: Vec<Result<(), mesh_kubeconfig::Error>>,
+    /// Each remote's links among the primary's remote secrets (whoever made them).
+    pub links: Vec<Vec<FoundLink>>,
 }
 
 impl Read {
@@ -57,6 +60,9 @@ pub(super) struct ClusterRead {
     pub releases: BTreeMap<String, Listed>,
     /// The Istio objects with the names join gives its own, as found.
     pub istio_objects: Vec<FoundObject>,
+    /// Every Gateway in the Istio namespace, when one does TLS `AUTO_PASSTHROUGH` (a
+    /// cross-network Gateway somebody made may do the job), with the namespace's Services.
+    pub passthrough: Option<(Vec<DynamicObject>, Vec<Service>)>,
 }
 
 /// An Istio object join would create, as found under its name.
@@ -97,12 +103,14 @@ pub(super) async fn read<'a>(
             None => BTreeMap::new(),
         };
         let istio_objects = istio_objects(&client, &facts, opts, i == 0).await;
+        let passthrough = passthrough_gateways(&client, &facts, ns).await?;
         Ok::<_, Error>((
             client,
             ClusterRead {
                 facts,
                 releases,
                 istio_objects,
+                passthrough,
             },
         ))
     });
@@ -139,12 +147,50 @@ pub(super) async fn read<'a>(
             request.check(kubeconfigs)
         })
         .collect();
+    let links = match &remote_secrets {
+        Ok(secrets) => {
+            // A remote is known by its API server URL(s) and its kube-system UID.
+            let servers: Vec<Vec<String>> = opts
+                .remotes
+                .iter()
+                .map(|r| {
+                    let mut urls: Vec<String> = kubeconfigs
+                        .resolve(r.context())
+                        .map(|c| c.server)
+                        .into_iter()
+                        .collect();
+                    urls.extend(r.credentials().server.clone());
+                    urls
+                })
+                .collect();
+            let uid = |c: &Result<ClusterRead, Error>| {
+                c.as_ref()
+                    .ok()
+                    .and_then(|c| c.facts.kube_system_uid.clone())
+            };
+            let uids: Vec<Option<String>> = clusters[1..].iter().map(uid).collect();
+            let primary_id = clusters[0]
+                .as_ref()
+                .ok()
+                .and_then(|c| c.facts.istiod_cluster_id.clone());
+            adopt::find_links(
+                secrets,
+                &servers,
+                &uids,
+                primary_id.as_deref(),
+                opts.request_timeout,
+            )
+            .await
+        }
+        Err(_) => vec![Vec::new(); opts.remotes.len()],
+    };
     let read = Read {
         at: SystemTime::now(),
         install,
         clusters,
         remote_secrets,
         credentials,
+        links,
     };
     (read, clients, installer)
 }
@@ -223,4 +269,40 @@ async fn istio_objects(
         });
     }
     found
+}
+
+/// Every Gateway in the Istio namespace and its Services, when a Gateway there does TLS
+/// `AUTO_PASSTHROUGH` (`None` without the CRD or without such a Gateway).
+async fn passthrough_gateways(
+    client: &Client,
+    facts: &ClusterFacts,
+    ns: &str,
+) -> Result<Option<(Vec<DynamicObject>, Vec<Service>)>, Error> {
+    let Some(version) = &facts.gateway_crd_version else {
+        return Ok(None);
+    };
+    let resource = cluster::gateway_resource(version);
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &resource);
+    let gateways = api
+        .list(&Default::default())
+        .await
+        .map_err(|e| kube(&facts.context, format!("listing Gateways in {ns}"), e))?
+        .items;
+    let passthrough = gateways.iter().any(|g| {
+        g.data["spec"]["servers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|s| s["tls"]["mode"].as_str() == Some("AUTO_PASSTHROUGH"))
+    });
+    if !passthrough {
+        return Ok(None);
+    }
+    let services: Api<Service> = Api::namespaced(client.clone(), ns);
+    let services = services
+        .list(&Default::default())
+        .await
+        .map_err(|e| kube(&facts.context, format!("listing Services in {ns}"), e))?
+        .items;
+    Ok(Some((gateways, services)))
 }

@@ -11,6 +11,7 @@ use kube::Api;
 use kube::api::{DynamicObject, ObjectMeta};
 use mesh_kubeconfig::{Kubeconfigs, RemoteSecretRequest};
 
+use super::adopt::{FoundLink, LinkCheck, LinkPlan};
 use super::releases::{self, Installer};
 use super::{Run, Target};
 use crate::address::GatewayAddress;
@@ -104,7 +105,7 @@ async fn cluster_steps(
     // Installing: Istio's releases where they are missing, in the guide's order.
     let mut installed = releases::Installed {
         crd_version: t.facts.gateway_crd_version.clone(),
-        gateway: t.facts.gateway.clone(),
+        gateway: t.gateway.clone(),
         gateway_pending: false,
     };
     if let Some(inst) = installer {
@@ -127,6 +128,12 @@ async fn cluster_steps(
     };
     let version = installed.crd_version.as_deref().unwrap_or("v1");
     run.step(ctx, "cross-network gateway", async {
+        if let Some(name) = &t.adopted_gateway {
+            return Ok(Outcome::Found(format!(
+                "adopted Gateway {ns}/{name}, made by hand: it already does TLS AUTO_PASSTHROUGH for *.local on port {} of Service {ns}/{}; used as it is",
+                gateway.port, gateway.name
+            )));
+        }
         let desired = cluster::cross_network_gateway(ns, gateway, version);
         apply_if_changed(
             run,
@@ -436,43 +443,205 @@ pub(super) async fn mesh_networks_step(
                     });
                 }
             };
-            let mut changed = false;
+            let mut said = Vec::new();
             for (t, gw) in targets.iter().zip(gateways) {
                 // A registry listed under another network moves to this one.
                 if let Some(old) = networks.network_of(&t.name)
                     && old != t.network
+                    && networks.remove_registry(&t.name)
                 {
-                    changed |= networks.remove_registry(&t.name);
+                    said.push(format!("{old}: removed registry {} (its network is {})", t.name, t.network));
                 }
-                changed |= networks.upsert(&t.network, &t.name, gw.as_ref());
+                // The guide names the gateway by its Service (registryServiceName): kept.
+                let service = t.gateway.as_ref().map(|g| format!("{}.{ns}", g.name));
+                said.extend(networks.reconcile(&t.network, &t.name, gw.as_ref(), service.as_deref()));
             }
-            Ok(changed.then(|| (networks.to_config_map(ns), ())))
+            Ok((!said.is_empty()).then(|| (networks.to_config_map(ns), said)))
         },
     )
     .await?;
-    let Some((desired, ())) = written else {
+    let Some((desired, said)) = written else {
         return Ok(Outcome::Unchanged);
     };
     Ok(Outcome::Changed(
         format!(
             "updated meshNetworks in ConfigMap {ns}/{MESH_CONFIG_MAP}: {}",
-            targets
-                .iter()
-                .zip(gateways)
-                .map(|(t, g)| match g {
-                    Some(address) => format!("{} via {address}", t.network),
-                    None => t.network.clone(),
-                })
-                .collect::<Vec<_>>()
-                .join(", ")
+            said.join("; ")
         ),
         serde_json::to_value(&desired).ok(),
     ))
 }
 
-/// The remote's reader credentials (made in the remote) and its remote secret in the
-/// primary, applied only when its data, labels or annotation differ.
+/// The remote's link in the primary, as judged: a hand-made one kept (its reader account
+/// given the reads it lacks), kubectl-mesh's own made or refreshed, or hand-made ones
+/// replaced — ours written first, then the old ones removed, so that istiod never goes
+/// without a link to the remote.
 pub(super) async fn remote_secret_step(
+    run: &Run<'_>,
+    kubeconfigs: &Kubeconfigs,
+    primary: &Target<'_>,
+    remote: &Target<'_>,
+    request: &RemoteSecretRequest,
+) -> Result<Outcome> {
+    match &remote.link {
+        LinkPlan::Adopt { link } => adopted_link(run, remote, link).await,
+        LinkPlan::Own { secret } => {
+            let mut request = request.clone();
+            if request.secret_name.is_none() {
+                request.secret_name = secret.clone();
+            }
+            own_link(run, kubeconfigs, primary, remote, &request).await
+        }
+        LinkPlan::Replace { old } => {
+            let mut said = match own_link(run, kubeconfigs, primary, remote, request).await? {
+                Outcome::Changed(what, _) | Outcome::Found(what) => vec![what],
+                Outcome::Unchanged => Vec::new(),
+            };
+            let ours = request
+                .secret_name
+                .clone()
+                .unwrap_or_else(|| mesh_kubeconfig::remote_secret_name(&remote.name));
+            said.extend(remove_replaced_links(run, primary, remote, old, &ours).await?);
+            Ok(Outcome::from_changes(said))
+        }
+    }
+}
+
+/// A hand-made link kept as it is. When its ServiceAccount may not make every read
+/// istiod needs (the guide binds `view`: no nodes, no Secrets), that account is bound to
+/// the reader role — the account itself is never modified.
+async fn adopted_link(run: &Run<'_>, remote: &Target<'_>, link: &FoundLink) -> Result<Outcome> {
+    let ns = run.opts.namespace.as_str();
+    let ctx = remote.spec.context.as_str();
+    let kept = format!(
+        "adopted {}, made by hand: it reaches {ctx}",
+        link.describe(ns)
+    );
+    let LinkCheck::LacksReads { account, missing } = &link.check else {
+        return Ok(Outcome::Found(format!(
+            "{kept} and its credentials work; kept as it is"
+        )));
+    };
+    let changes = if run.opts.dry_run {
+        mesh_kubeconfig::check_reader_account(&remote.client, ctx, account).await?
+    } else {
+        mesh_kubeconfig::ensure_reader_account(&remote.client, ctx, account).await?
+    };
+    if changes.is_empty() {
+        run.warn(
+            ctx,
+            "remote secret",
+            format!("{kept}, but its ServiceAccount {account} may not {}, which istiod needs, though it is bound to the reader role", missing.join(", ")),
+        );
+        return Ok(Outcome::Found(format!("{kept}; kept as it is")));
+    }
+    Ok(Outcome::Changed(
+        format!(
+            "{kept}, but its ServiceAccount {account} could not {}, which istiod needs: {} in {ctx}",
+            missing.join(", "),
+            changes
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        None,
+    ))
+}
+
+/// Removes the hand-made links a replacement made redundant — each only while it still
+/// is what was read (a conditional delete, or a conditional removal of its key when its
+/// Secret holds other clusters too) — and their cluster IDs from `meshNetworks`. The
+/// Secret `ours` (kubectl-mesh's link, written over one of the same name) stays.
+async fn remove_replaced_links(
+    run: &Run<'_>,
+    primary: &Target<'_>,
+    remote: &Target<'_>,
+    old: &[FoundLink],
+    ours: &str,
+) -> Result<Vec<String>> {
+    let ns = run.opts.namespace.as_str();
+    let pctx = primary.spec.context.as_str();
+    let api: Api<Secret> = Api::namespaced(primary.client.clone(), ns);
+    let mut said = Vec::new();
+    for link in old.iter().filter(|l| l.secret != ours) {
+        let what = format!("Secret {ns}/{}", link.secret);
+        let Some(secret) = api
+            .get_opt(&link.secret)
+            .await
+            .map_err(|e| kube(pctx, format!("reading {what}"), e))?
+        else {
+            continue;
+        };
+        let keys: Vec<&String> = secret.data.iter().flat_map(|d| d.keys()).collect();
+        if !keys.iter().any(|k| **k == link.key) {
+            continue;
+        }
+        if keys.len() == 1 {
+            if !run.opts.dry_run {
+                cluster::delete_checked(&api, pctx, &what, &secret.metadata).await?;
+            }
+            said.push(format!(
+                "deleted remote {what} in {pctx} (made by hand, cluster ID {}): replaced",
+                link.key
+            ));
+        } else {
+            if !run.opts.dry_run {
+                links::remove_keys(
+                    &api,
+                    pctx,
+                    &secret,
+                    std::slice::from_ref(&link.key),
+                    &link.key,
+                )
+                .await?;
+            }
+            said.push(format!(
+                "removed key {} from remote {what} in {pctx} (made by hand; it keeps the other clusters' keys): replaced",
+                link.key
+            ));
+        }
+    }
+    // The old cluster IDs leave meshNetworks: the remote is listed under its new one.
+    let old_ids: Vec<&str> = old
+        .iter()
+        .map(|l| l.key.as_str())
+        .filter(|k| *k != remote.name)
+        .collect();
+    if old_ids.is_empty() {
+        return Ok(said);
+    }
+    let configs: Api<ConfigMap> = Api::namespaced(primary.client.clone(), ns);
+    let object = format!("ConfigMap {ns}/{MESH_CONFIG_MAP}");
+    let written = cluster::update(
+        &configs,
+        pctx,
+        &object,
+        MESH_CONFIG_MAP,
+        run.opts.dry_run,
+        |cm: Option<&ConfigMap>| {
+            let Some(cm) = cm else { return Ok(None) };
+            let mut networks = read_mesh_networks(cm, pctx, ns, "join")?;
+            let mut changed = false;
+            for id in &old_ids {
+                changed |= networks.remove_registry(id);
+            }
+            Ok(changed.then(|| (networks.to_config_map(ns), ())))
+        },
+    )
+    .await?;
+    if written.is_some() {
+        said.push(format!(
+            "removed registry {} from meshNetworks in {object}",
+            old_ids.join(", ")
+        ));
+    }
+    Ok(said)
+}
+
+/// The remote's reader credentials (made in the remote) and kubectl-mesh's remote secret
+/// in the primary, applied only when its data, labels or annotation differ.
+async fn own_link(
     run: &Run<'_>,
     kubeconfigs: &Kubeconfigs,
     primary: &Target<'_>,
