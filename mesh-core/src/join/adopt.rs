@@ -213,6 +213,21 @@ pub(super) fn plan_link(
 ) -> Result<(LinkPlan, String), LinkProblem> {
     let ours_name = mesh_kubeconfig::remote_secret_name(name);
     if replace && found.iter().any(|l| !l.ours) {
+        // istiod ignores a second Secret with a cluster ID it already reads, and drops the
+        // cluster when the first goes: a link under the same ID in another Secret cannot
+        // be replaced without istiod losing the cluster until it restarts.
+        if let Some(same) = found
+            .iter()
+            .find(|l| !l.ours && l.key == name && l.secret != ours_name)
+        {
+            return Err(LinkProblem {
+                kind: ProblemKind::NameTaken,
+                message: format!(
+                    "{} links {ctx} under the cluster ID kubectl-mesh's own link would have; istiod ignores a second Secret with an ID it already reads and drops the cluster when the first goes, so it cannot be replaced in place: give {ctx} another cluster name",
+                    same.describe(ns)
+                ),
+            });
+        }
         // Everything that reaches the remote but the link join makes now goes.
         let old = found
             .iter()
@@ -450,6 +465,25 @@ mod tests {
                 },
                 "cluster2".into()
             )
+        );
+        // Replacing a hand-made link with our ID in another Secret would drop the cluster.
+        let same_id = link("hand-made", "cluster2", false, LinkCheck::Works);
+        assert_eq!(
+            plan(&[same_id], None, true).unwrap_err().kind,
+            ProblemKind::NameTaken
+        );
+        // istioctl's Secret has our name: written over in place (istiod updates it).
+        let istioctl = link(
+            "istio-remote-secret-cluster2",
+            "cluster2",
+            false,
+            LinkCheck::Works,
+        );
+        assert_eq!(
+            plan(std::slice::from_ref(&istioctl), None, true).unwrap().0,
+            LinkPlan::Replace {
+                old: vec![istioctl]
+            }
         );
         // Replace with nothing hand-made: nothing to replace.
         assert_eq!(
