@@ -33,8 +33,9 @@ pub(super) enum LinkMatch {
 pub(super) enum LinkCheck {
     /// kubectl-mesh's own link: not checked (join renews it).
     Ours,
-    /// It authenticates, may read what istiod reads and may write nothing.
-    Works,
+    /// It authenticates (as `account`, when that is a ServiceAccount), may read what
+    /// istiod reads and may write nothing.
+    Works { account: Option<ReaderAccount> },
     /// It authenticates as `account` and may write nothing, but may not make `missing`
     /// reads istiod needs (the guide binds `view`, which has no nodes and no Secrets).
     LacksReads {
@@ -84,26 +85,26 @@ async fn link_cluster_uid(kubeconfig: &SecretString, timeout: Option<Duration>) 
 
 /// What a hand-made link's credentials prove (never logged: the kubeconfig holds a token).
 async fn check_link(kubeconfig: &SecretString, timeout: Option<Duration>) -> LinkCheck {
+    let account_of = |user: &str| {
+        user.strip_prefix("system:serviceaccount:")
+            .and_then(|rest| rest.split_once(':'))
+            .map(|(ns, name)| ReaderAccount::new(ns, name))
+    };
     match mesh_kubeconfig::verify_remote_kubeconfig(kubeconfig, None, timeout).await {
-        Ok(v) if v.is_ok() => LinkCheck::Works,
-        Ok(v) if v.allowed_writes.is_empty() => {
-            let account = v
-                .user
-                .strip_prefix("system:serviceaccount:")
-                .and_then(|rest| rest.split_once(':'))
-                .map(|(ns, name)| ReaderAccount::new(ns, name));
-            match account {
-                Some(account) => LinkCheck::LacksReads {
-                    account,
-                    missing: v.denied_reads.iter().map(ToString::to_string).collect(),
-                },
-                None => LinkCheck::Broken(format!(
-                    "it authenticates as {}, not as a ServiceAccount, and {}",
-                    v.user,
-                    v.problems().join("; ")
-                )),
-            }
-        }
+        Ok(v) if v.is_ok() => LinkCheck::Works {
+            account: account_of(&v.user),
+        },
+        Ok(v) if v.allowed_writes.is_empty() => match account_of(&v.user) {
+            Some(account) => LinkCheck::LacksReads {
+                account,
+                missing: v.denied_reads.iter().map(ToString::to_string).collect(),
+            },
+            None => LinkCheck::Broken(format!(
+                "it authenticates as {}, not as a ServiceAccount, and {}",
+                v.user,
+                v.problems().join("; ")
+            )),
+        },
         Ok(v) => LinkCheck::Broken(format!(
             "it authenticates as {} but {}",
             v.user,
@@ -378,7 +379,12 @@ mod tests {
 
     #[test]
     fn links_are_kept_replaced_or_refused() {
-        let guide = link("n2-k8s-secret", "n2-k8s-config", false, LinkCheck::Works);
+        let guide = link(
+            "n2-k8s-secret",
+            "n2-k8s-config",
+            false,
+            LinkCheck::Works { account: None },
+        );
         let ours = link(
             "istio-remote-secret-cluster2",
             "cluster2",
@@ -467,7 +473,12 @@ mod tests {
             )
         );
         // Replacing a hand-made link with our ID in another Secret would drop the cluster.
-        let same_id = link("hand-made", "cluster2", false, LinkCheck::Works);
+        let same_id = link(
+            "hand-made",
+            "cluster2",
+            false,
+            LinkCheck::Works { account: None },
+        );
         assert_eq!(
             plan(&[same_id], None, true).unwrap_err().kind,
             ProblemKind::NameTaken
@@ -477,7 +488,7 @@ mod tests {
             "istio-remote-secret-cluster2",
             "cluster2",
             false,
-            LinkCheck::Works,
+            LinkCheck::Works { account: None },
         );
         assert_eq!(
             plan(std::slice::from_ref(&istioctl), None, true).unwrap().0,

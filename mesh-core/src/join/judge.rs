@@ -929,7 +929,7 @@ mod tests {
                     read.links = vec![vec![found_link(
                         "n2-k8s-secret",
                         "n2-k8s-config",
-                        LinkCheck::Works,
+                        LinkCheck::Works { account: None },
                     )]];
                     read.remote_secrets = Ok(vec![remote_secret("n2-k8s-secret", "n2-k8s-config")]);
                     let mut networks = MeshNetworks::default();
@@ -945,8 +945,16 @@ mod tests {
                 name: "two links reach the remote",
                 change: |_, read| {
                     read.links = vec![vec![
-                        found_link("n2-k8s-secret", "n2-k8s-config", LinkCheck::Works),
-                        found_link("istio-remote-secret-c2", "c2", LinkCheck::Works),
+                        found_link(
+                            "n2-k8s-secret",
+                            "n2-k8s-config",
+                            LinkCheck::Works { account: None },
+                        ),
+                        found_link(
+                            "istio-remote-secret-c2",
+                            "c2",
+                            LinkCheck::Works { account: None },
+                        ),
                     ]];
                 },
                 expect: Problem("cluster2", DuplicateLinks),
@@ -966,7 +974,7 @@ mod tests {
                     read.links = vec![vec![found_link(
                         "n2-k8s-secret",
                         "n2-k8s-config",
-                        LinkCheck::Works,
+                        LinkCheck::Works { account: None },
                     )]];
                 },
                 expect: Problem("cluster2", LinkNamedOtherwise),

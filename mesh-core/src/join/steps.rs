@@ -493,6 +493,25 @@ pub(super) async fn remote_secret_step(
             own_link(run, kubeconfigs, primary, remote, &request).await
         }
         LinkPlan::Replace { old } => {
+            // The hand-made link's reader account, when it may read what istiod needs
+            // (istioctl's istio-reader-service-account, the guide's istio-multi), is reused.
+            let mut request = request.clone();
+            let ns = run.opts.namespace.as_str();
+            let reused = old.iter().find_map(|l| match &l.check {
+                LinkCheck::Works { account: Some(a) }
+                | LinkCheck::LacksReads { account: a, .. }
+                    if a.namespace == ns =>
+                {
+                    Some(a.name.clone())
+                }
+                _ => None,
+            });
+            if request.service_account == mesh_kubeconfig::DEFAULT_READER_SERVICE_ACCOUNT
+                && let Some(name) = reused
+            {
+                request.service_account = name;
+            }
+            let request = &request;
             let mut said = match own_link(run, kubeconfigs, primary, remote, request).await? {
                 Outcome::Changed(what, _) | Outcome::Found(what) => vec![what],
                 Outcome::Unchanged => Vec::new(),
