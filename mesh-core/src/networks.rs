@@ -113,6 +113,37 @@ impl MeshNetworks {
             .unwrap_or_default()
     }
 
+    /// The `registryServiceName` gateways of `network`, with their ports: gateways named
+    /// by their Service's host name (`NAME.NAMESPACE.svc.<domain>`), which Istio resolves.
+    ///
+    /// ```
+    /// use mesh_core::networks::MeshNetworks;
+    /// let networks = MeshNetworks::parse(
+    ///     "networks:\n  network1:\n    endpoints:\n    - fromRegistry: cluster1\n    gateways:\n    - registryServiceName: istio-ingressgateway.istio-system.svc.cluster.local\n      port: 443\n",
+    /// )?;
+    /// assert_eq!(
+    ///     networks.service_gateways("network1"),
+    ///     [("istio-ingressgateway.istio-system.svc.cluster.local".to_owned(), 443)]
+    /// );
+    /// # Ok::<(), mesh_core::Error>(())
+    /// ```
+    pub fn service_gateways(&self, network: &str) -> Vec<(String, u16)> {
+        self.networks()
+            .get(network)
+            .and_then(|n| n.get("gateways"))
+            .and_then(Value::as_array)
+            .map(|gws| {
+                gws.iter()
+                    .filter_map(|g| {
+                        let name = g.get("registryServiceName")?.as_str()?;
+                        let port = u16::try_from(g.get("port")?.as_u64()?).ok()?;
+                        Some((name.to_owned(), port))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Makes `network` list `registry` among its endpoints and, when given, use
     /// `gateway` as its address-based gateway (replacing other address gateways,
     /// keeping `registryServiceName` ones). Returns whether anything changed; see
@@ -149,6 +180,12 @@ impl MeshNetworks {
         gateway: Option<&GatewayAddress>,
         service: Option<&str>,
     ) -> Vec<String> {
+        let by_service = service.is_some_and(|service| {
+            let prefix = format!("{service}.svc.");
+            self.service_gateways(network).iter().any(|(name, port)| {
+                name.starts_with(&prefix) && *port == gateway.map_or(0, GatewayAddress::port)
+            })
+        });
         let mut said = Vec::new();
         if !self.networks().contains_key(network) {
             said.push(format!("added network {network}"));
@@ -188,15 +225,6 @@ impl MeshNetworks {
             *gateways = json!([]);
         }
         let gateways = gateways.as_array_mut().expect("array");
-        let by_service = service.is_some_and(|service| {
-            let prefix = format!("{service}.svc.");
-            gateways.iter().any(|g| {
-                g.get("registryServiceName")
-                    .and_then(Value::as_str)
-                    .is_some_and(|n| n.starts_with(&prefix))
-                    && g.get("port").and_then(Value::as_u64) == Some(u64::from(gateway.port()))
-            })
-        });
         if by_service {
             return said;
         }
@@ -396,6 +424,55 @@ networks:
             gws.len(),
             2,
             "the registryServiceName gateway is kept: {gws:?}"
+        );
+    }
+
+    #[test]
+    fn a_gateway_named_by_its_service_is_kept_and_changes_are_said() {
+        let mut n = MeshNetworks::parse(GUIDE).unwrap();
+        let before = n.clone();
+        // The guide's registryServiceName gateway on the Service's port reaches the network.
+        let service = Some("istio-ingressgateway.istio-system");
+        assert!(
+            n.reconcile(
+                "elsewhere",
+                "cluster9",
+                Some(&gw("198.18.1.100:443")),
+                service
+            ) == ["elsewhere: added registry cluster9"]
+        );
+        assert_eq!(n.gateways("elsewhere"), Vec::<GatewayAddress>::new());
+        // On another port it does not: an address gateway is added beside it.
+        let mut m = before.clone();
+        assert_eq!(
+            m.reconcile(
+                "elsewhere",
+                "cluster9",
+                Some(&gw("198.18.1.100:15443")),
+                service
+            ),
+            [
+                "elsewhere: added registry cluster9",
+                "elsewhere: added gateway 198.18.1.100:15443"
+            ]
+        );
+        // A moved address is said, old and new.
+        let mut m = before;
+        assert_eq!(
+            m.reconcile(
+                "network1",
+                "Kubernetes",
+                Some(&gw("198.18.1.100:443")),
+                None
+            ),
+            ["network1: gateway 0.0.0.0:443 is now 198.18.1.100:443"]
+        );
+        assert_eq!(
+            m.reconcile("network3", "cluster3", None, None),
+            [
+                "added network network3",
+                "network3: added registry cluster3"
+            ]
         );
     }
 

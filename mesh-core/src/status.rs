@@ -361,7 +361,8 @@ async fn see(client: &Client, ctx: &str, ns: &str) -> Result<Seen> {
         .get_opt(CACERTS)
         .await
         .map_err(|e| kube(ctx, format!("reading Secret {ns}/{CACERTS}"), e))?;
-    let gateway = cluster::find_gateway(client, ctx, ns).await?;
+    // The gateway join uses: one a hand-made cross-network Gateway serves, else the east-west one.
+    let gateway = crate::join::adopt::cluster_gateway(client, ctx, ns).await?;
     let address = address_now(client, ctx, ns, gateway.as_ref()).await?;
     Ok(Seen::new(
         namespace.as_ref(),
@@ -435,11 +436,22 @@ pub async fn status(kubeconfigs: &Kubeconfigs, opts: &StatusOptions) -> Result<M
     let facts = cluster::read_facts(&primary, pctx, ns, Permissions::ReadOnly).await?;
     facts.require_readable()?;
     let primary_id = default_cluster_id(Role::Primary, pctx, facts.istiod_cluster_id.as_deref());
-    let address = address_now(&primary, pctx, ns, facts.gateway.as_ref()).await?;
+    // The gateway join uses: one a hand-made cross-network Gateway serves, else the east-west one.
+    let adopted = match &facts.gateway_crd_version {
+        Some(version) => crate::join::adopt::passthrough_gateways(&primary, pctx, ns, version)
+            .await?
+            .and_then(|(gws, svcs)| {
+                crate::join::adopt::adopt_gateway(&gws, &svcs, facts.gateway.as_ref())
+            })
+            .map(|a| a.service),
+        None => None,
+    };
+    let primary_gateway = adopted.or_else(|| facts.gateway.clone());
+    let address = address_now(&primary, pctx, ns, primary_gateway.as_ref()).await?;
     let seen = Seen::new(
         facts.istio_namespace.as_ref(),
         facts.cacerts.as_ref(),
-        facts.gateway.clone(),
+        primary_gateway,
         address,
     );
     let networks = facts
@@ -525,6 +537,7 @@ pub async fn status(kubeconfigs: &Kubeconfigs, opts: &StatusOptions) -> Result<M
         check_network(
             &mut checks,
             &seen,
+            ns,
             &primary_id,
             mesh_networks.as_ref(),
             &Remedy::Rejoin(Rejoin::new(pctx)),
@@ -826,6 +839,7 @@ async fn check_link(cx: &Cx<'_>, link: &links::Link) -> (ClusterRow, Vec<Check>)
     check_network(
         &mut checks,
         &remote_seen,
+        ns,
         id,
         mesh_networks,
         &Remedy::Rejoin(hint.clone()),
@@ -875,6 +889,7 @@ fn led(lead: &str, join: Rejoin) -> Remedy {
 fn check_network(
     checks: &mut Checks<'_>,
     seen: &Seen,
+    ns: &str,
     id: &str,
     networks: Option<&MeshNetworks>,
     hint: &Remedy,
@@ -885,6 +900,17 @@ fn check_network(
         .as_deref()
         .map(|n| networks.gateways(n))
         .unwrap_or_default();
+    // The guide names its gateway by Service (registryServiceName): Istio resolves it.
+    let by_service = match (&seen.gateway, listed.as_deref()) {
+        (Some(gw), Some(n)) => networks
+            .service_gateways(n)
+            .into_iter()
+            .find(|(name, port)| {
+                name.starts_with(&format!("{}.{ns}.svc.", gw.name)) && *port == gw.port
+            })
+            .map(|(name, port)| format!("{name}:{port}")),
+        _ => None,
+    };
     match (&seen.network, &listed) {
         (None, _) => checks.fail(
             CheckKind::Network,
@@ -901,7 +927,7 @@ fn check_network(
             format!("its namespace says network {label}, but meshNetworks lists it under {listed}"),
             hint.clone(),
         ),
-        (Some(label), Some(_)) if gateways.is_empty() => checks.fail(
+        (Some(label), Some(_)) if gateways.is_empty() && by_service.is_none() => checks.fail(
             CheckKind::Network,
             format!("meshNetworks network {label} has no gateway: other networks cannot reach it"),
             hint.clone(),
@@ -910,7 +936,9 @@ fn check_network(
             CheckKind::Network,
             format!(
                 "network {label}, listed in meshNetworks with gateway {}",
-                join_addresses(&gateways)
+                by_service
+                    .clone()
+                    .unwrap_or_else(|| join_addresses(&gateways))
             ),
         ),
     }
@@ -948,7 +976,7 @@ fn check_network(
             }
         }
         (Some(gw), Some(address)) => {
-            if listed.is_none() || gateways.contains(address) {
+            if listed.is_none() || gateways.contains(address) || by_service.is_some() {
                 checks.pass(
                     CheckKind::Gateway,
                     format!("Service {} has address {address}", gw.name),
@@ -997,7 +1025,7 @@ pub(crate) mod tests {
         let n = MeshNetworks::parse(networks).unwrap();
         let mut c = Checks::new("c2", Role::Remote);
         let hint = Remedy::Rejoin(Rejoin::new("cluster1"));
-        check_network(&mut c, seen, "c2", Some(&n), &hint);
+        check_network(&mut c, seen, "istio-system", "c2", Some(&n), &hint);
         for check in &c.out {
             assert_flag_free(&check.message);
             if let Some(Remedy::Text(t)) = &check.remedy {

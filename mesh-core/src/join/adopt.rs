@@ -9,13 +9,13 @@
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
-use kube::Api;
 use kube::api::DynamicObject;
+use kube::{Api, Client};
 use mesh_kubeconfig::{Kubeconfigs, ReaderAccount};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::cluster::GatewayService;
-use crate::error::ProblemKind;
+use crate::error::{ProblemKind, Result, kube};
 use crate::links::{self, Link, link_server, same_server};
 
 /// How a link in the primary was recognised as one to a remote.
@@ -285,7 +285,7 @@ pub(super) fn plan_link(
 
 /// A cross-network Gateway somebody else made that already does the job.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct AdoptedGateway {
+pub(crate) struct AdoptedGateway {
     /// The Gateway's name.
     pub name: String,
     /// The gateway Service it serves, with the port it serves on.
@@ -298,7 +298,7 @@ pub(super) struct AdoptedGateway {
 /// sample `cross-network-gateway` on 15443. One that serves `preferred` (the east-west
 /// gateway join found) wins; else the first by name. None while a Gateway of
 /// kubectl-mesh's own is there: join keeps what it made.
-pub(super) fn adopt_gateway(
+pub(crate) fn adopt_gateway(
     gateways: &[DynamicObject],
     services: &[Service],
     preferred: Option<&GatewayService>,
@@ -345,6 +345,52 @@ fn passthrough_ports(gateway: &DynamicObject) -> Vec<u16> {
         .filter(|s| s["tls"]["mode"].as_str() == Some("AUTO_PASSTHROUGH"))
         .filter_map(|s| u16::try_from(s["port"]["number"].as_u64()?).ok())
         .collect()
+}
+
+/// Every Gateway in the Istio namespace and its Services, when a Gateway there does TLS
+/// `AUTO_PASSTHROUGH` (`None` without such a Gateway): what [`adopt_gateway`] looks at.
+pub(crate) async fn passthrough_gateways(
+    client: &Client,
+    context: &str,
+    ns: &str,
+    crd_version: &str,
+) -> Result<Option<(Vec<DynamicObject>, Vec<Service>)>> {
+    let resource = crate::cluster::gateway_resource(crd_version);
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &resource);
+    let gateways = api
+        .list(&Default::default())
+        .await
+        .map_err(|e| kube(context, format!("listing Gateways in {ns}"), e))?
+        .items;
+    if !gateways.iter().any(|g| !passthrough_ports(g).is_empty()) {
+        return Ok(None);
+    }
+    let services: Api<Service> = Api::namespaced(client.clone(), ns);
+    let services = services
+        .list(&Default::default())
+        .await
+        .map_err(|e| kube(context, format!("listing Services in {ns}"), e))?
+        .items;
+    Ok(Some((gateways, services)))
+}
+
+/// The gateway Service (and port) a cluster's cross-network traffic uses: the one a
+/// cross-network Gateway somebody made serves ([`adopt_gateway`]), else the east-west
+/// gateway [`find_gateway`](crate::cluster::find_gateway) finds. What join decides in
+/// preflight, read the same way for status.
+pub(crate) async fn cluster_gateway(
+    client: &Client,
+    context: &str,
+    ns: &str,
+) -> Result<Option<GatewayService>> {
+    let found = crate::cluster::find_gateway(client, context, ns).await?;
+    let Some(version) = crate::cluster::gateway_crd_version(client, context).await? else {
+        return Ok(found);
+    };
+    let adopted = passthrough_gateways(client, context, ns, &version)
+        .await?
+        .and_then(|(gws, svcs)| adopt_gateway(&gws, &svcs, found.as_ref()));
+    Ok(adopted.map(|a| a.service).or(found))
 }
 
 #[cfg(test)]

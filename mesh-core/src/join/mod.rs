@@ -12,7 +12,7 @@
 //! - [`adopt`]: what was built by hand (the guide's or istioctl's links, a cross-network
 //!   Gateway) and is taken over instead of doubled.
 
-mod adopt;
+pub(crate) mod adopt;
 mod judge;
 mod read;
 mod releases;

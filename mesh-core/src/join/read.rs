@@ -103,7 +103,12 @@ pub(super) async fn read<'a>(
             None => BTreeMap::new(),
         };
         let istio_objects = istio_objects(&client, &facts, opts, i == 0).await;
-        let passthrough = passthrough_gateways(&client, &facts, ns).await?;
+        let passthrough = match &facts.gateway_crd_version {
+            Some(version) => {
+                adopt::passthrough_gateways(&client, &spec.context, ns, version).await?
+            }
+            None => None,
+        };
         Ok::<_, Error>((
             client,
             ClusterRead {
@@ -269,40 +274,4 @@ async fn istio_objects(
         });
     }
     found
-}
-
-/// Every Gateway in the Istio namespace and its Services, when a Gateway there does TLS
-/// `AUTO_PASSTHROUGH` (`None` without the CRD or without such a Gateway).
-async fn passthrough_gateways(
-    client: &Client,
-    facts: &ClusterFacts,
-    ns: &str,
-) -> Result<Option<(Vec<DynamicObject>, Vec<Service>)>, Error> {
-    let Some(version) = &facts.gateway_crd_version else {
-        return Ok(None);
-    };
-    let resource = cluster::gateway_resource(version);
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &resource);
-    let gateways = api
-        .list(&Default::default())
-        .await
-        .map_err(|e| kube(&facts.context, format!("listing Gateways in {ns}"), e))?
-        .items;
-    let passthrough = gateways.iter().any(|g| {
-        g.data["spec"]["servers"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|s| s["tls"]["mode"].as_str() == Some("AUTO_PASSTHROUGH"))
-    });
-    if !passthrough {
-        return Ok(None);
-    }
-    let services: Api<Service> = Api::namespaced(client.clone(), ns);
-    let services = services
-        .list(&Default::default())
-        .await
-        .map_err(|e| kube(&facts.context, format!("listing Services in {ns}"), e))?
-        .items;
-    Ok(Some((gateways, services)))
 }
