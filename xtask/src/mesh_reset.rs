@@ -14,7 +14,8 @@ pub const MESH_CLUSTERS: [&str; 3] = ["cluster1", "cluster2", "cluster3"];
 /// guide's kubectl commands — so that a user's view is Istio installed and nothing else:
 /// no `cacerts`, no remote secrets, no reader credentials (kubectl-mesh's
 /// `istio-reader-service-account` or the guide's `istio-multi`), no cross-network
-/// Gateway, no network label or `controlPlaneClusters` annotation on `istio-system`, and
+/// Gateway (join's `cross-network-gateway`, the guide's `cluster-aware-gateway`), no
+/// guide's `istio-ingressgateway` Service, no network label or `controlPlaneClusters` annotation on `istio-system`, and
 /// an empty `meshNetworks` on cluster1 (when its `istio` ConfigMap exists).
 ///
 /// `env` is added to kubectl's environment (the test bed's `KUBECONFIG` and `PATH`, see
@@ -72,6 +73,26 @@ pub fn reset_mesh(env: &[(String, String)]) -> Result<()> {
             "delete",
             "gateways.networking.istio.io",
             "cross-network-gateway",
+            "cluster-aware-gateway",
+            "--ignore-not-found",
+        ])?;
+        // The guide's ingress gateway Service (the test bed installs only the east-west
+        // gateway; a hand-built mesh in the tests adds this one) and its remote secret,
+        // should its label have been taken off.
+        k(&[
+            c,
+            ns,
+            "delete",
+            "service",
+            "istio-ingressgateway",
+            "--ignore-not-found",
+        ])?;
+        k(&[
+            c,
+            ns,
+            "delete",
+            "secret",
+            "n2-k8s-secret",
             "--ignore-not-found",
         ])?;
         k(&[

@@ -1,6 +1,7 @@
 //! Helpers shared by the tests that run on the test bed (`cargo xtask test`).
 #![allow(dead_code)]
 
+pub mod guide;
 pub mod istiod;
 
 use std::fs::File;
