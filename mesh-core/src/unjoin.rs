@@ -580,6 +580,20 @@ pub async fn unjoin(
     } else if opts.purge {
         tracing::info!("other remotes remain in {pctx}: its own mesh setup stays");
     }
+    // A link made by hand (one join adopted): say what else was made by hand and stays.
+    let by_hand = ours
+        .iter()
+        .any(|m| (m.whole || !m.keys.is_empty()) && !links::managed_by_us(&m.secret.metadata));
+    if by_hand {
+        let mut clusters = vec![(pctx, &primary)];
+        clusters.extend(remote.as_ref().map(|r| (rctx, r)));
+        for (ctx, client) in clusters {
+            let account = (ctx == rctx).then_some(&account);
+            for kept in made_by_hand(client, ctx, ns, account, opts.purge).await? {
+                run.warn(ctx, "made by hand", kept);
+            }
+        }
+    }
 
     let (changes, warnings) = run.steps.finish();
     Ok(UnjoinSummary {
@@ -591,6 +605,59 @@ pub async fn unjoin(
         warnings,
         dry_run: opts.dry_run,
     })
+}
+
+/// What somebody made by hand in `ctx` for a mesh link and unjoin keeps, also with
+/// `--purge` (which removes only what carries kubectl-mesh's label), one sentence each
+/// with the command that removes it: cross-network Gateways of any name, a `cacerts`, and
+/// (in the remote) the link's reader ServiceAccount. With `purge`, what purge already
+/// reports as kept (`cacerts`, the account, a Gateway of join's name) is left out.
+async fn made_by_hand(
+    client: &Client,
+    ctx: &str,
+    ns: &str,
+    account: Option<&ReaderAccount>,
+    purge: bool,
+) -> Result<Vec<String>> {
+    let mut kept = Vec::new();
+    if let Some(version) = cluster::gateway_crd_version(client, ctx).await?
+        && let Some((gateways, _)) =
+            crate::join::adopt::passthrough_gateways(client, ctx, ns, &version).await?
+    {
+        for g in gateways
+            .iter()
+            .filter(|g| !links::managed_by_us(&g.metadata))
+        {
+            let name = g.metadata.name.clone().unwrap_or_default();
+            if purge && name == CROSS_NETWORK_GATEWAY {
+                continue;
+            }
+            kept.push(format!(
+                "kept Gateway {ns}/{name} (made by hand; other links may use it): kubectl --context {ctx} -n {ns} delete gateways.networking.istio.io {name}"
+            ));
+        }
+    }
+    if !purge {
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+        if let Found::Foreign =
+            find(&secrets, ctx, &format!("Secret {ns}/{CACERTS}"), CACERTS).await?
+        {
+            kept.push(format!(
+                "kept Secret {ns}/{CACERTS} (made by hand): kubectl --context {ctx} -n {ns} delete secret {CACERTS}"
+            ));
+        }
+        if let Some(account) = account {
+            let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &account.namespace);
+            let what = format!("ServiceAccount {account}");
+            if let Found::Foreign = find(&accounts, ctx, &what, &account.name).await? {
+                kept.push(format!(
+                    "kept {what} (made by hand; the link's token was its): kubectl --context {ctx} -n {} delete serviceaccount {}",
+                    account.namespace, account.name
+                ));
+            }
+        }
+    }
+    Ok(kept)
 }
 
 /// A client for `context` that has answered one request: the Istio namespace `ns`
