@@ -288,6 +288,144 @@ fn certificates_with_different_roots_are_refused_before_any_change() {
     }
 }
 
+/// Istio's `samples/certs`: the four files of one bundle in one directory.
+fn istio_sample_certs() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/istio-sample-certs/seed")
+}
+
+const BUNDLE_FILES: [&str; 4] = [
+    "ca-cert.pem",
+    "ca-key.pem",
+    "root-cert.pem",
+    "cert-chain.pem",
+];
+
+#[test]
+#[ignore = "needs the test bed: cargo xtask test"]
+fn the_guides_sample_certs_in_one_directory_are_one_bundle_for_every_cluster() {
+    let _lock = mesh_lock();
+    reset_mesh();
+    let seed = istio_sample_certs();
+    let out = join(&seed, &[]);
+    let err = text(&out.stderr);
+    assert!(
+        out.status.success(),
+        "join failed:\n{}\n{err}",
+        text(&out.stdout)
+    );
+    // The warning says what sharing one intermediate means, and what to do instead.
+    let warning = err
+        .lines()
+        .find(|l| l.starts_with("warning: ") && l.contains("one CA bundle"))
+        .unwrap_or_else(|| panic!("no warning about the shared bundle:\n{err}"));
+    assert!(
+        warning.contains("used for every cluster (cluster1, cluster2)"),
+        "{warning}"
+    );
+    assert!(
+        warning.contains(
+            "one intermediate CA shared by all clusters is what Istio's multicluster guide does"
+        ),
+        "{warning}"
+    );
+    assert!(
+        warning.contains("kubectl mesh certs generate")
+            && warning.contains("limits what a leaked key exposes"),
+        "{warning}"
+    );
+    // Both clusters' cacerts hold exactly the sample files, all four.
+    for ctx in ["cluster1", "cluster2"] {
+        let keys = get(
+            ctx,
+            &[
+                "secret",
+                "cacerts",
+                "-o",
+                "go-template={{range $k, $v := .data}}{{$k}} {{end}}",
+            ],
+        );
+        assert_eq!(
+            keys, "ca-cert.pem ca-key.pem cert-chain.pem root-cert.pem",
+            "{ctx}"
+        );
+        for file in BUNDLE_FILES {
+            let given = std::fs::read(seed.join(file)).unwrap();
+            assert!(
+                secret_file(ctx, file) == given,
+                "{ctx}'s cacerts {file} is not the sample's"
+            );
+        }
+    }
+}
+
+/// A copy of Istio's sample bundle in a temp dir, with `dirs` as per-cluster directories.
+fn sample_certs_with_dirs(dirs: &[&str]) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    for file in BUNDLE_FILES {
+        std::fs::copy(istio_sample_certs().join(file), tmp.path().join(file)).unwrap();
+    }
+    for d in dirs {
+        std::fs::create_dir(tmp.path().join(d)).unwrap();
+    }
+    tmp
+}
+
+#[test]
+fn a_certs_directory_with_both_layouts_is_refused_naming_both() {
+    let kubeconfig = offline_kubeconfig();
+    let certs = sample_certs_with_dirs(&["west"]);
+    let out = offline_join(
+        kubeconfig.path(),
+        &["--certs", certs.path().to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("holds both layouts"), "{err}");
+    assert!(
+        err.contains("ca-cert.pem, ca-key.pem, cert-chain.pem")
+            && err.contains(&certs.path().join("west").display().to_string()),
+        "{err}"
+    );
+    // No warning about a layout it did not pick.
+    assert!(!err.contains("warning:"), "{err}");
+}
+
+#[test]
+fn a_certs_directory_with_neither_layout_names_what_it_expects() {
+    let kubeconfig = offline_kubeconfig();
+    let certs = tempfile::tempdir().unwrap();
+    std::fs::create_dir(certs.path().join("east")).unwrap();
+    let out = offline_join(
+        kubeconfig.path(),
+        &["--certs", certs.path().to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "{} is not a directory",
+            certs.path().join("west").display()
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("kubectl mesh certs generate --out") && err.contains("ca-cert.pem"),
+        "{err}"
+    );
+}
+
+#[test]
+fn join_help_teaches_both_certs_layouts() {
+    let out = mesh(&["join", "--help"]);
+    // As one line: clap wraps help at the terminal's width.
+    let help = text(&out.stdout)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(help.contains("DIR/<cluster name>/"), "{help}");
+    assert!(help.contains("samples/certs"), "{help}");
+}
+
 #[test]
 #[ignore = "needs the test bed: cargo xtask test"]
 fn a_join_killed_halfway_completes_when_run_again() {

@@ -27,6 +27,9 @@ use crate::duration::parse_duration;
   kubectl mesh certs generate --out certs cluster1 cluster2
   kubectl mesh join cluster2 --primary cluster1 --certs certs
 
+  # The guide's one bundle for every cluster (Istio's samples/certs; join warns)
+  kubectl mesh join cluster2 --primary cluster1 --certs istio-1.28.0/samples/certs
+
   # See what would change, as objects for GitOps, without changing anything
   kubectl mesh join cluster2 --primary cluster1 --certs certs --dry-run -o yaml
 
@@ -48,8 +51,12 @@ pub struct JoinArgs {
     #[arg(long, value_name = "CONTEXT")]
     pub primary: Option<String>,
 
-    /// A directory from `kubectl mesh certs generate`: the bundle of each cluster is
-    /// DIR/<cluster name>/ (ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem).
+    /// The CA bundles (ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem), in one of
+    /// two layouts: DIR/<cluster name>/ for each cluster, as `kubectl mesh certs generate`
+    /// writes them (one intermediate CA per cluster), or the four files in DIR itself
+    /// (Istio's samples/certs), one bundle shared by every cluster of the join (with a
+    /// warning: every cluster then holds the one intermediate's key). A DIR holding both
+    /// layouts is refused.
     #[arg(long, value_name = "DIR", conflicts_with_all = ["primary_certs", "remote_certs"])]
     pub certs: Option<PathBuf>,
 
@@ -206,7 +213,10 @@ pub fn run(global: &GlobalArgs, args: &JoinArgs) -> anyhow::Result<ExitCode> {
             bail!("{flag} names one remote's setting; join the remotes one at a time to use it");
         }
     }
-    let join_options = options(global, args, &primary, &remotes, &kubeconfigs)?;
+    let (join_options, warnings) = options(global, args, &primary, &remotes, &kubeconfigs)?;
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
     let runtime = super::runtime()?;
 
     // On a terminal, show the plan and ask before changing anything.
@@ -217,7 +227,7 @@ pub fn run(global: &GlobalArgs, args: &JoinArgs) -> anyhow::Result<ExitCode> {
                 remotes.join(", ")
             );
         }
-        let mut preview = options(global, args, &primary, &remotes, &kubeconfigs)?;
+        let (mut preview, _) = options(global, args, &primary, &remotes, &kubeconfigs)?;
         preview.dry_run = true;
         let plan = runtime
             .block_on(mesh_core::join(
@@ -254,21 +264,44 @@ pub fn run(global: &GlobalArgs, args: &JoinArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The join's options, and the warnings about them to show once.
 fn options(
     global: &GlobalArgs,
     args: &JoinArgs,
     primary: &str,
     remotes: &[String],
     kubeconfigs: &Kubeconfigs,
-) -> anyhow::Result<JoinOptions> {
+) -> anyhow::Result<(JoinOptions, Vec<String>)> {
     let wait = args.timeout;
     let request_timeout = global.request_timeout();
+    let mut warnings = Vec::new();
     let primary_name = args
         .primary_cluster_name
         .clone()
         .unwrap_or_else(|| mesh_kubeconfig::dns1123_label(primary));
-    let primary_certs = match (&args.certs, &args.primary_certs) {
-        (Some(dir), _) => Some(load(&dir.join(&primary_name), "--certs", &primary_name)?),
+    let remote_name = |remote: &str| {
+        args.cluster_name
+            .clone()
+            .unwrap_or_else(|| mesh_kubeconfig::dns1123_label(remote))
+    };
+    let certs_dir = match &args.certs {
+        Some(dir) => {
+            let mut names = vec![primary_name.clone()];
+            names.extend(remotes.iter().map(|r| remote_name(r)));
+            let layout = certs_layout_of(dir, &names)?;
+            if layout == CertsLayout::Shared {
+                warnings.push(shared_bundle_warning(dir, &names));
+            }
+            Some((dir.as_path(), layout))
+        }
+        None => None,
+    };
+    let primary_certs = match (certs_dir, &args.primary_certs) {
+        (Some((dir, layout)), _) => Some(load(
+            &layout.dir_of(dir, &primary_name),
+            "--certs",
+            &primary_name,
+        )?),
         (None, Some(dir)) => Some(load(dir, "--primary-certs", primary)?),
         (None, None) => None,
     };
@@ -290,12 +323,9 @@ fn options(
     );
     let mut remote_specs = Vec::new();
     for remote in remotes {
-        let name = args
-            .cluster_name
-            .clone()
-            .unwrap_or_else(|| mesh_kubeconfig::dns1123_label(remote));
-        let certs = match (&args.certs, &args.remote_certs) {
-            (Some(dir), _) => Some(load(&dir.join(&name), "--certs", &name)?),
+        let name = remote_name(remote);
+        let certs = match (certs_dir, &args.remote_certs) {
+            (Some((dir, layout)), _) => Some(load(&layout.dir_of(dir, &name), "--certs", &name)?),
             (None, Some(dir)) => Some(load(dir, "--remote-certs", remote)?),
             (None, None) => None,
         };
@@ -317,7 +347,7 @@ fn options(
         }
         remote_specs.push(spec);
     }
-    Ok(JoinOptions {
+    let options = JoinOptions {
         namespace: global.namespace.clone(),
         primary: ClusterSpec {
             context: primary.to_owned(),
@@ -339,7 +369,133 @@ fn options(
         replace_links: args.replace_links,
         input_problems,
         interrupt: mesh_core::Interrupt::default(),
+    };
+    Ok((options, warnings))
+}
+
+/// Where `--certs DIR` holds each cluster's CA bundle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CertsLayout {
+    /// DIR/<cluster name>/, one bundle per cluster (`kubectl mesh certs generate`).
+    PerCluster,
+    /// The four files in DIR itself: one bundle for every cluster (Istio's samples/certs).
+    Shared,
+}
+
+impl CertsLayout {
+    /// The directory holding `cluster`'s bundle.
+    fn dir_of(self, dir: &Path, cluster: &str) -> PathBuf {
+        match self {
+            CertsLayout::PerCluster => dir.join(cluster),
+            CertsLayout::Shared => dir.to_owned(),
+        }
+    }
+}
+
+/// Why `--certs DIR` gives no layout for the clusters of a join.
+#[derive(Debug, PartialEq, Eq)]
+enum CertsLayoutError {
+    /// DIR holds bundle files and directories of clusters of this join: which bundle a
+    /// cluster gets would depend on which directories happen to exist.
+    Both {
+        /// The bundle files in DIR.
+        files: Vec<&'static str>,
+        /// The clusters with a directory DIR/<cluster>/.
+        clusters: Vec<String>,
+    },
+    /// Neither layout gives `cluster` a bundle.
+    Missing {
+        /// The first cluster without a directory.
+        cluster: String,
+    },
+}
+
+/// The files that mark DIR itself as a bundle. Not `root-cert.pem`: `certs generate`
+/// writes it (and `root-key.pem`) at the top of its per-cluster layout.
+const SHARED_MARKERS: [mesh_certs::BundleFile; 3] = [
+    mesh_certs::BundleFile::CaCert,
+    mesh_certs::BundleFile::CaKey,
+    mesh_certs::BundleFile::CertChain,
+];
+
+/// Decides the layout from what DIR holds: `files`, the bundle files in DIR itself, and
+/// each cluster of the join with whether DIR/<cluster>/ is a directory. A missing file of
+/// the layout chosen is not decided here: preflight's bundle validation names it.
+fn certs_layout(
+    files: &[&'static str],
+    clusters: &[(&str, bool)],
+) -> Result<CertsLayout, CertsLayoutError> {
+    let with_dir: Vec<String> = clusters
+        .iter()
+        .filter(|(_, has_dir)| *has_dir)
+        .map(|(name, _)| (*name).to_owned())
+        .collect();
+    match (files.is_empty(), with_dir.is_empty()) {
+        (false, true) => Ok(CertsLayout::Shared),
+        (false, false) => Err(CertsLayoutError::Both {
+            files: files.to_vec(),
+            clusters: with_dir,
+        }),
+        (true, _) => match clusters.iter().find(|(_, has_dir)| !has_dir) {
+            Some((name, _)) => Err(CertsLayoutError::Missing {
+                cluster: (*name).to_owned(),
+            }),
+            None => Ok(CertsLayout::PerCluster),
+        },
+    }
+}
+
+/// [`certs_layout`] of the directory `dir` for the clusters `names`, as a user-facing error.
+fn certs_layout_of(dir: &Path, names: &[String]) -> anyhow::Result<CertsLayout> {
+    if !dir.is_dir() {
+        bail!(
+            "--certs: {} is not a directory; it should hold DIR/<cluster>/ for each cluster (`kubectl mesh certs generate --out DIR {}`) or the four files of one bundle shared by every cluster (ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem)",
+            dir.display(),
+            names.join(" ")
+        );
+    }
+    // symlink_metadata: a file that exists in any form marks the layout; loading it
+    // later refuses what is not a small regular file.
+    let files: Vec<&'static str> = SHARED_MARKERS
+        .iter()
+        .map(|f| f.file_name())
+        .filter(|f| dir.join(f).symlink_metadata().is_ok())
+        .collect();
+    let clusters: Vec<(&str, bool)> = names
+        .iter()
+        .map(|n| (n.as_str(), dir.join(n).is_dir()))
+        .collect();
+    certs_layout(&files, &clusters).map_err(|e| match e {
+        CertsLayoutError::Both { files, clusters } => anyhow::anyhow!(
+            "--certs: {} holds both layouts, one bundle for every cluster ({}) and a bundle per cluster ({}); keep one: move those directories out to use the one bundle, or move the files out of {} itself to use a bundle per cluster",
+            dir.display(),
+            files.join(", "),
+            clusters
+                .iter()
+                .map(|c| format!("{}", dir.join(c).display()))
+                .collect::<Vec<_>>()
+                .join(", "),
+            dir.display(),
+        ),
+        CertsLayoutError::Missing { cluster } => anyhow::anyhow!(
+            "--certs: {} is not a directory, and {} holds no bundle of its own (ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem); create one per cluster with `kubectl mesh certs generate --out {} {}`, or put the four files of one bundle shared by every cluster in {}",
+            dir.join(&cluster).display(),
+            dir.display(),
+            dir.display(),
+            names.join(" "),
+            dir.display(),
+        ),
     })
+}
+
+/// The warning for [`CertsLayout::Shared`].
+fn shared_bundle_warning(dir: &Path, names: &[String]) -> String {
+    format!(
+        "--certs {} holds one CA bundle, used for every cluster ({}): one intermediate CA shared by all clusters is what Istio's multicluster guide does, and then every cluster holds its key; one intermediate per cluster (`kubectl mesh certs generate --out DIR {}`, then --certs DIR) limits what a leaked key exposes: each cluster holds only its own, and replacing a leaked one re-keys that cluster alone",
+        dir.display(),
+        names.join(", "),
+        names.join(" "),
+    )
 }
 
 /// A gateway address flag that does not parse, as a problem preflight reports with its own.
@@ -480,5 +636,110 @@ fn print_summary(summary: &JoinSummary) {
     }
     for w in &summary.warnings {
         eprintln!("warning: {w}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `--certs DIR` holds, and the layout (or the refusal) it means.
+    struct Case {
+        name: &'static str,
+        /// The bundle files in DIR itself.
+        files: &'static [&'static str],
+        /// Each cluster of the join, and whether DIR/<cluster>/ is a directory.
+        clusters: &'static [(&'static str, bool)],
+        expect: Result<CertsLayout, CertsLayoutError>,
+    }
+
+    const FILES: &[&str] = &["ca-cert.pem", "ca-key.pem", "cert-chain.pem"];
+
+    fn both(clusters: &[&str]) -> Result<CertsLayout, CertsLayoutError> {
+        Err(CertsLayoutError::Both {
+            files: FILES.to_vec(),
+            clusters: clusters.iter().map(|c| (*c).to_owned()).collect(),
+        })
+    }
+
+    fn missing(cluster: &str) -> Result<CertsLayout, CertsLayoutError> {
+        Err(CertsLayoutError::Missing {
+            cluster: cluster.to_owned(),
+        })
+    }
+
+    #[test]
+    fn certs_layout_by_what_the_directory_holds() {
+        let cases = [
+            Case {
+                name: "Istio's samples/certs: the files, no cluster directory",
+                files: FILES,
+                clusters: &[("cluster1", false), ("cluster2", false)],
+                expect: Ok(CertsLayout::Shared),
+            },
+            Case {
+                name: "some of the files mean one bundle (validation names the rest)",
+                files: &["ca-cert.pem"],
+                clusters: &[("cluster1", false), ("cluster2", false)],
+                expect: Ok(CertsLayout::Shared),
+            },
+            Case {
+                name: "certs generate: a directory per cluster (root-cert.pem at the top is no bundle)",
+                files: &[],
+                clusters: &[("cluster1", true), ("cluster2", true), ("cluster3", true)],
+                expect: Ok(CertsLayout::PerCluster),
+            },
+            Case {
+                name: "both layouts for every cluster",
+                files: FILES,
+                clusters: &[("cluster1", true), ("cluster2", true)],
+                expect: both(&["cluster1", "cluster2"]),
+            },
+            Case {
+                name: "both layouts, a directory for one cluster only",
+                files: FILES,
+                clusters: &[("cluster1", false), ("cluster2", true)],
+                expect: both(&["cluster2"]),
+            },
+            Case {
+                name: "a directory per cluster, but not for every cluster",
+                files: &[],
+                clusters: &[("cluster1", true), ("cluster2", false), ("cluster3", false)],
+                expect: missing("cluster2"),
+            },
+            Case {
+                name: "neither layout",
+                files: &[],
+                clusters: &[("cluster1", false), ("cluster2", false)],
+                expect: missing("cluster1"),
+            },
+        ];
+        for c in cases {
+            assert_eq!(certs_layout(c.files, c.clusters), c.expect, "{}", c.name);
+        }
+    }
+
+    #[test]
+    fn the_shared_layout_reads_every_cluster_from_dir_itself() {
+        let dir = Path::new("certs");
+        assert_eq!(CertsLayout::Shared.dir_of(dir, "cluster2"), dir);
+        assert_eq!(
+            CertsLayout::PerCluster.dir_of(dir, "cluster2"),
+            dir.join("cluster2")
+        );
+    }
+
+    #[test]
+    fn the_shared_bundle_warning_says_what_each_layout_means() {
+        let names = ["cluster1".to_owned(), "cluster2".to_owned()];
+        let w = shared_bundle_warning(Path::new("samples/certs"), &names);
+        assert!(w.contains("cluster1, cluster2"), "{w}");
+        assert!(
+            w.contains("one intermediate CA shared by all clusters"),
+            "{w}"
+        );
+        assert!(w.contains("Istio's multicluster guide"), "{w}");
+        assert!(w.contains("kubectl mesh certs generate"), "{w}");
+        assert!(w.contains("limits what a leaked key exposes"), "{w}");
     }
 }
