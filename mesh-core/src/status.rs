@@ -1025,7 +1025,7 @@ fn duplicate_links(ns: &str, pctx: &str, links: &[Linked<'_>]) -> Vec<Option<Che
         };
         let remedy = match (ours.as_slice(), theirs.as_slice()) {
             ([kept], others) => format!(
-                "keep {} (kubectl-mesh made it) and remove {}: {}",
+                "keep {}, which kubectl-mesh made, and remove {}: {}",
                 name(kept),
                 if others.len() == 1 {
                     "the other"
@@ -1392,7 +1392,7 @@ pub(crate) mod tests {
         assert_eq!(
             remedy,
             format!(
-                "keep istio-system/istio-remote-secret-cluster2 (cluster ID cluster2) (kubectl-mesh made it) and remove the other: {DELETE_N2}"
+                "keep istio-system/istio-remote-secret-cluster2 (cluster ID cluster2), which kubectl-mesh made, and remove the other: {DELETE_N2}"
             )
         );
         assert_eq!(out[2].as_ref().unwrap().0, CheckState::Pass);
