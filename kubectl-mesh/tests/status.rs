@@ -1,19 +1,26 @@
 //! `kubectl mesh status` on the test bed: it passes on a mesh join made, and fails with
-//! a hint saying what to run when the link's token Secret is deleted or a cluster's
-//! `cacerts` gets another root. Run with `cargo xtask test`; plain `cargo test` skips it.
+//! a hint saying what to run when the link's token Secret is deleted, a cluster's
+//! `cacerts` gets another root, or a hand-made remote secret links a cluster that is
+//! linked already. Run with `cargo xtask test`; plain `cargo test` skips it.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
 use common::{
-    generate_certs, joined, kubectl, lb_address, mesh, mesh_lock, reset_mesh, text, token_secrets,
-    unjoin,
+    generate_certs, get, joined, kubectl, kubectl_ok, lb_address, mesh, mesh_lock, reset_mesh,
+    text, token_secrets, unjoin,
 };
 
 const NAME: &str = "status-test";
 
 fn status() -> (bool, String, serde_json::Value) {
+    status_of(NAME)
+}
+
+/// Status as text and JSON, which must agree and must not show the token of the link
+/// `istio-remote-secret-<name>` (key `<name>`).
+fn status_of(name: &str) -> (bool, String, serde_json::Value) {
     // Text and JSON must agree; two runs may straddle a change (a token being revoked
     // takes the API server a few seconds), so a disagreement is retried a few times.
     let mut tries = 0;
@@ -35,7 +42,7 @@ fn status() -> (bool, String, serde_json::Value) {
         text(&json.stdout),
         text(&json.stderr)
     );
-    let token = remote_token();
+    let token = remote_token(name);
     assert!(
         token.is_empty() || !all.contains(&token),
         "status printed the token"
@@ -44,7 +51,7 @@ fn status() -> (bool, String, serde_json::Value) {
 }
 
 /// The token inside the remote secret, to prove it never reaches status's output.
-fn remote_token() -> String {
+fn remote_token(name: &str) -> String {
     let out = std::process::Command::new("kubectl")
         .args([
             "--context=cluster1",
@@ -52,9 +59,9 @@ fn remote_token() -> String {
             "istio-system",
             "get",
             "secret",
-            &format!("istio-remote-secret-{NAME}"),
+            &format!("istio-remote-secret-{name}"),
             "-o",
-            &format!("jsonpath={{.data.{NAME}}}"),
+            &format!("jsonpath={{.data.{name}}}"),
         ])
         .output()
         .unwrap();
@@ -246,4 +253,153 @@ fn status_without_a_terminal_needs_no_confirmation_and_changes_nothing() {
             m.mutations()
         );
     }
+}
+
+/// A Secret in cluster1's `istio-system` that the test made with kubectl, deleted when
+/// dropped — also when the test fails half-way (`reset_mesh` deletes it too: it carries
+/// `istio/multiCluster=true`).
+struct HandMade(&'static str);
+
+impl Drop for HandMade {
+    fn drop(&mut self) {
+        kubectl_ok(&[
+            "--context=cluster1",
+            "-n",
+            "istio-system",
+            "delete",
+            "secret",
+            self.0,
+            "--ignore-not-found",
+        ]);
+    }
+}
+
+#[test]
+#[ignore = "needs the test bed: cargo xtask test"]
+fn status_fails_when_a_hand_made_link_reaches_a_linked_cluster_and_names_both() {
+    let _lock = mesh_lock();
+    reset_mesh();
+    let certs = generate_certs(&["cluster1", "cluster2"]);
+    joined(certs.path(), &[]);
+    let (ok, out, _) = status_of("cluster2");
+    assert!(ok, "status fails on a good mesh:\n{out}");
+
+    // As a user following the guide would: the same kubeconfig, by kubectl only, in the
+    // guide's n2-k8s-secret under its cluster ID n2-k8s-config.
+    let b64 = get(
+        "cluster1",
+        &[
+            "secret",
+            "istio-remote-secret-cluster2",
+            "-o",
+            "jsonpath={.data.cluster2}",
+        ],
+    );
+    use base64::Engine as _;
+    let kubeconfig = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .expect("the link's kubeconfig is base64");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("n2-k8s-config");
+    std::fs::write(&file, &kubeconfig).unwrap();
+    let _hand_made = HandMade("n2-k8s-secret");
+    kubectl(&[
+        "--context=cluster1",
+        "-n",
+        "istio-system",
+        "create",
+        "secret",
+        "generic",
+        "n2-k8s-secret",
+        &format!("--from-file=n2-k8s-config={}", file.display()),
+    ]);
+    kubectl(&[
+        "--context=cluster1",
+        "-n",
+        "istio-system",
+        "label",
+        "secret",
+        "n2-k8s-secret",
+        "istio/multiCluster=true",
+    ]);
+
+    // Status fails on both links, each naming both and the cluster they reach.
+    let (ok, out, report) = status_of("cluster2");
+    assert!(!ok, "status passes with two links to cluster2:\n{out}");
+    let server = report["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["cluster_id"] == "cluster2")
+        .and_then(|r| r["server"].as_str())
+        .expect("cluster2's row names its server")
+        .to_owned();
+    let uid = kubectl(&[
+        "--context=cluster2",
+        "get",
+        "namespace",
+        "kube-system",
+        "-o",
+        "jsonpath={.metadata.uid}",
+    ]);
+    let duplicates: Vec<_> = failed_checks(&report)
+        .into_iter()
+        .filter(|(c, _, _)| c.ends_with("/duplicate-link"))
+        .collect();
+    assert_eq!(
+        duplicates
+            .iter()
+            .map(|(c, _, _)| c.as_str())
+            .collect::<Vec<_>>(),
+        ["cluster2/duplicate-link", "n2-k8s-config/duplicate-link"],
+        "{out}"
+    );
+    for (_, message, hint) in &duplicates {
+        for name in [
+            "istio-system/istio-remote-secret-cluster2 (cluster ID cluster2)",
+            "istio-system/n2-k8s-secret (cluster ID n2-k8s-config)",
+            server.trim_end_matches('/'),
+            &format!("kube-system UID {}", uid.trim()),
+        ] {
+            assert!(message.contains(name), "{name} not in: {message}");
+        }
+        // The one to remove is the one kubectl-mesh did not make.
+        assert!(
+            hint.contains("kubectl delete secret n2-k8s-secret -n istio-system --context cluster1"),
+            "{hint}"
+        );
+        assert!(
+            !hint.contains("delete secret istio-remote-secret-cluster2"),
+            "{hint}"
+        );
+    }
+    for id in ["cluster2", "n2-k8s-config"] {
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with('✗') && l.contains(id) && l.contains("duplicate link")),
+            "no ✗ duplicate link for {id}:\n{out}"
+        );
+    }
+
+    // What the hint says: the hand-made Secret goes, and status passes again.
+    kubectl(&[
+        "--context=cluster1",
+        "-n",
+        "istio-system",
+        "delete",
+        "secret",
+        "n2-k8s-secret",
+    ]);
+    let (ok, out, report) = status_of("cluster2");
+    assert!(
+        ok,
+        "status still fails after the hand-made link went:\n{out}"
+    );
+    assert!(
+        report["checks"].as_array().unwrap().iter().any(|c| {
+            c["cluster"] == "cluster2" && c["check"] == "duplicate-link" && c["state"] == "pass"
+        }),
+        "{out}"
+    );
+    reset_mesh();
 }

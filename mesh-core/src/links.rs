@@ -52,11 +52,9 @@ pub(crate) fn links(secrets: &[Secret]) -> Vec<Link> {
     out
 }
 
-/// Two API server URLs name the same server: scheme, host and port compared without
-/// case, a trailing slash ignored.
+/// Two API server URLs name the same server once normalised ([`normalized_server`]).
 pub(crate) fn same_server(a: &str, b: &str) -> bool {
-    a.trim_end_matches('/')
-        .eq_ignore_ascii_case(b.trim_end_matches('/'))
+    normalized_server(a) == normalized_server(b)
 }
 
 /// The API server URL a stored kubeconfig names, if it parses. It came from a cluster:
@@ -65,6 +63,87 @@ pub(crate) fn link_server(kubeconfig: &SecretString) -> Option<String> {
     let kc = mesh_kubeconfig::Kubeconfigs::from_yaml(kubeconfig.expose_secret()).ok()?;
     let context = kc.context_or_current(None).ok()?;
     Some(kc.resolve(&context).ok()?.server)
+}
+
+/// An API server URL as compared between kubeconfigs: scheme and host lowercased, the
+/// scheme's default port made explicit, no user info, no trailing slash (a path, as a
+/// proxy in front of several clusters has, is kept). A URL without a scheme is https, as
+/// kubectl reads it.
+pub(crate) fn normalized_server(url: &str) -> String {
+    let url = url.trim();
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (scheme.to_ascii_lowercase(), rest),
+        None => ("https".to_owned(), url),
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host)
+        .to_ascii_lowercase();
+    let has_port = match host.rfind(']') {
+        // [v6]:port
+        Some(i) => host[i..].contains(':'),
+        None => host.contains(':'),
+    };
+    let port = match (has_port, scheme.as_str()) {
+        (false, "https") => ":443",
+        (false, "http") => ":80",
+        _ => "",
+    };
+    format!("{scheme}://{host}{port}{}", path.trim_end_matches('/'))
+}
+
+/// What tells which cluster a link reaches: the API server its kubeconfig names (none
+/// when `from_yaml` refused the kubeconfig: nothing of it is used) and, when the cluster
+/// was read, `kube-system`'s UID (what Istio itself tells clusters apart by).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Reach {
+    /// The server URL, as the kubeconfig writes it.
+    pub server: Option<String>,
+    /// The UID of the cluster's `kube-system` namespace.
+    pub kube_system_uid: Option<String>,
+}
+
+/// The links that reach one cluster, as groups of indexes into `reaches` (each group of
+/// two or more, in order): links whose servers are the same once normalised
+/// ([`normalized_server`]) or whose `kube-system` UIDs are the same, and so on
+/// transitively. A link with neither is in no group.
+pub(crate) fn same_cluster(reaches: &[Reach]) -> Vec<Vec<usize>> {
+    // Union-find over "same server or same UID".
+    let mut parent: Vec<usize> = (0..reaches.len()).collect();
+    fn root(parent: &mut [usize], mut i: usize) -> usize {
+        while parent[i] != i {
+            parent[i] = parent[parent[i]];
+            i = parent[i];
+        }
+        i
+    }
+    let servers: Vec<Option<String>> = reaches
+        .iter()
+        .map(|r| r.server.as_deref().map(normalized_server))
+        .collect();
+    for i in 0..reaches.len() {
+        for j in i + 1..reaches.len() {
+            let same_server = servers[i].is_some() && servers[i] == servers[j];
+            let uid = &reaches[i].kube_system_uid;
+            let same_uid = uid.is_some() && *uid == reaches[j].kube_system_uid;
+            if same_server || same_uid {
+                let (a, b) = (root(&mut parent, i), root(&mut parent, j));
+                parent[a.max(b)] = a.min(b);
+            }
+        }
+    }
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    for i in 0..reaches.len() {
+        let r = root(&mut parent, i);
+        match groups.iter_mut().find(|g| g[0] == r) {
+            Some(g) => g.push(i),
+            None => groups.push(vec![i]),
+        }
+    }
+    groups.retain(|g| g.len() > 1);
+    groups
 }
 
 /// The bearer token of a kubeconfig's current (or only) user, if it has one.
@@ -350,6 +429,120 @@ mod tests {
             ..ObjectMeta::default()
         };
         assert!(managed_by_us(&labelled));
+    }
+
+    #[test]
+    fn servers_normalise_to_scheme_host_and_port() {
+        for (a, b) in [
+            ("https://127.0.2.1:6443/", "https://127.0.2.1:6443"),
+            ("HTTPS://API.Example.COM", "https://api.example.com:443"),
+            ("api.example.com:6443", "https://api.example.com:6443"),
+            ("http://h", "http://h:80"),
+            ("https://[FD00::1]", "https://[fd00::1]:443"),
+            (
+                "https://proxy/k8s/clusters/c-1/",
+                "https://proxy:443/k8s/clusters/c-1",
+            ),
+        ] {
+            assert_eq!(normalized_server(a), normalized_server(b), "{a} vs {b}");
+        }
+        for (a, b) in [
+            ("https://127.0.2.1:6443", "https://127.0.1.1:6443"),
+            ("https://h:6443", "https://h:443"),
+            ("https://h", "http://h"),
+            (
+                "https://proxy/k8s/clusters/c-1",
+                "https://proxy/k8s/clusters/c-2",
+            ),
+        ] {
+            assert_ne!(normalized_server(a), normalized_server(b), "{a} vs {b}");
+        }
+        assert_eq!(
+            normalized_server("https://127.0.2.1:6443/"),
+            "https://127.0.2.1:6443"
+        );
+    }
+
+    /// A link's [`Reach`] as status builds it: the server of a kubeconfig `from_yaml`
+    /// accepts, and the UID read from the cluster.
+    fn reach(server: &str, exec: bool, uid: Option<&str>) -> Reach {
+        let user = if exec {
+            "exec: {apiVersion: client.authentication.k8s.io/v1, command: /bin/sh}"
+        } else {
+            "token: t"
+        };
+        let yaml = format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters:\n- name: c\n  cluster: {{server: '{server}'}}\nusers:\n- name: u\n  user: {{{user}}}\ncontexts:\n- name: c\n  context: {{cluster: c, user: u}}\n"
+        );
+        let kc = mesh_kubeconfig::Kubeconfigs::from_yaml(&yaml);
+        assert_eq!(
+            matches!(kc, Err(mesh_kubeconfig::Error::UntrustedKubeconfig { .. })),
+            exec,
+            "only the exec plugin is refused"
+        );
+        let server = kc
+            .ok()
+            .and_then(|kc| kc.resolve(&kc.context_or_current(None).ok()?).ok())
+            .map(|r| r.server);
+        Reach {
+            server,
+            kube_system_uid: uid.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn links_reach_one_cluster_by_server_or_by_kube_system_uid() {
+        let s1 = "https://127.0.2.1:6443";
+        let s1_written_otherwise = "https://127.0.2.1:6443/";
+        let s1_by_name = "https://cluster2.example:6443";
+        let s2 = "https://127.0.3.1:6443";
+        type Groups = Vec<Vec<usize>>;
+        let cases: &[(&str, Vec<Reach>, Groups)] = &[
+            (
+                "same server, written differently, cluster not read",
+                vec![
+                    reach(s1, false, None),
+                    reach(s1_written_otherwise, false, None),
+                ],
+                vec![vec![0, 1]],
+            ),
+            (
+                "same kube-system UID through two servers",
+                vec![
+                    reach(s1, false, Some("u1")),
+                    reach(s1_by_name, false, Some("u1")),
+                ],
+                vec![vec![0, 1]],
+            ),
+            (
+                "different clusters",
+                vec![reach(s1, false, Some("u1")), reach(s2, false, Some("u2"))],
+                vec![],
+            ),
+            (
+                "a refused kubeconfig naming the same server is not used",
+                vec![reach(s1, false, Some("u1")), reach(s1, true, None)],
+                vec![],
+            ),
+            (
+                "transitively: by server, then by UID; another cluster stays out",
+                vec![
+                    reach(s1, false, None),
+                    reach(s2, false, Some("u2")),
+                    reach(s1_written_otherwise, false, Some("u1")),
+                    reach(s1_by_name, false, Some("u1")),
+                ],
+                vec![vec![0, 2, 3]],
+            ),
+            (
+                "nothing known",
+                vec![Reach::default(), Reach::default()],
+                vec![],
+            ),
+        ];
+        for (what, reaches, groups) in cases {
+            assert_eq!(same_cluster(reaches), *groups, "{what}");
+        }
     }
 
     #[test]

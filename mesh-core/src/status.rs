@@ -12,7 +12,9 @@
 //!   lists the cluster ID in that network, with a gateway;
 //! - **gateway**: its east-west gateway Service has an address, the one `meshNetworks` lists;
 //! - **control plane** (remotes installed with Istio's remote profile): its `istiod`
-//!   Service leads to the primary's east-west gateway, where its proxies reach istiod.
+//!   Service leads to the primary's east-west gateway, where its proxies reach istiod;
+//! - **duplicate link**: no other link reaches the same cluster (the same API server, or
+//!   the same `kube-system` UID), which istiod would read twice under two cluster IDs.
 //!
 //! The remote is read through the user's kubeconfig context for the same API server,
 //! if there is one, else through the remote secret's own (reader) credentials.
@@ -137,11 +139,14 @@ pub enum CheckKind {
     Gateway,
     /// A remote-profile cluster's `istiod` Service leads to the primary's east-west gateway.
     ControlPlane,
+    /// No other link (data key of a remote secret) reaches the same cluster — by its
+    /// kubeconfig's server or by `kube-system`'s UID — else istiod reads it twice.
+    DuplicateLink,
 }
 
 impl CheckKind {
     /// Every check, in the order status makes them for a cluster.
-    pub const ALL: [CheckKind; 11] = [
+    pub const ALL: [CheckKind; 12] = [
         CheckKind::Istiod,
         CheckKind::MeshNetworks,
         CheckKind::Remotes,
@@ -153,6 +158,7 @@ impl CheckKind {
         CheckKind::Network,
         CheckKind::Gateway,
         CheckKind::ControlPlane,
+        CheckKind::DuplicateLink,
     ];
 
     /// The stable id, e.g. `token-expiry`.
@@ -169,6 +175,7 @@ impl CheckKind {
             CheckKind::Network => "network",
             CheckKind::Gateway => "gateway",
             CheckKind::ControlPlane => "control-plane",
+            CheckKind::DuplicateLink => "duplicate-link",
         }
     }
 
@@ -179,6 +186,7 @@ impl CheckKind {
             CheckKind::TokenExpiry => "token expiry",
             CheckKind::RemoteRead => "read",
             CheckKind::ControlPlane => "control plane",
+            CheckKind::DuplicateLink => "duplicate link",
             other => other.id(),
         }
     }
@@ -309,6 +317,8 @@ struct Seen {
     has_cacerts: bool,
     gateway: Option<cluster::GatewayService>,
     address: Option<GatewayAddress>,
+    /// The UID of `kube-system` (what tells clusters apart), if it could be read.
+    kube_system_uid: Option<String>,
 }
 
 impl Seen {
@@ -331,6 +341,7 @@ impl Seen {
                 .and_then(|pem| RootSet::from_pem(&pem.0).ok()),
             gateway,
             address,
+            kube_system_uid: None,
         }
     }
 }
@@ -351,9 +362,17 @@ async fn address_now(
     }
 }
 
-/// Reads what status needs of a remote's Istio namespace.
+/// Reads what status needs of a remote's Istio namespace, and `kube-system`'s UID (one
+/// cluster linked twice under two servers has one UID; a user who may not read
+/// `kube-system` leaves it unknown).
 async fn see(client: &Client, ctx: &str, ns: &str) -> Result<Seen> {
-    let namespace = Api::<Namespace>::all(client.clone())
+    let namespaces = Api::<Namespace>::all(client.clone());
+    let kube_system_uid = match namespaces.get_opt("kube-system").await {
+        Ok(found) => found.and_then(|n| n.metadata.uid),
+        Err(kube::Error::Api(e)) if e.code == 403 => None,
+        Err(e) => return Err(kube(ctx, "reading namespace kube-system", e)),
+    };
+    let namespace = namespaces
         .get_opt(ns)
         .await
         .map_err(|e| kube(ctx, format!("reading namespace {ns}"), e))?;
@@ -364,17 +383,10 @@ async fn see(client: &Client, ctx: &str, ns: &str) -> Result<Seen> {
     // The gateway join uses: one a hand-made cross-network Gateway serves, else the east-west one.
     let gateway = crate::join::adopt::cluster_gateway(client, ctx, ns).await?;
     let address = address_now(client, ctx, ns, gateway.as_ref()).await?;
-    Ok(Seen::new(
-        namespace.as_ref(),
-        cacerts.as_ref(),
-        gateway,
-        address,
-    ))
-}
-
-fn same_server(a: &str, b: &str) -> bool {
-    a.trim_end_matches('/')
-        .eq_ignore_ascii_case(b.trim_end_matches('/'))
+    Ok(Seen {
+        kube_system_uid,
+        ..Seen::new(namespace.as_ref(), cacerts.as_ref(), gateway, address)
+    })
 }
 
 /// The checks of one cluster, as they are made.
@@ -448,12 +460,15 @@ pub async fn status(kubeconfigs: &Kubeconfigs, opts: &StatusOptions) -> Result<M
     };
     let primary_gateway = adopted.or_else(|| facts.gateway.clone());
     let address = address_now(&primary, pctx, ns, primary_gateway.as_ref()).await?;
-    let seen = Seen::new(
-        facts.istio_namespace.as_ref(),
-        facts.cacerts.as_ref(),
-        primary_gateway,
-        address,
-    );
+    let seen = Seen {
+        kube_system_uid: facts.kube_system_uid.clone(),
+        ..Seen::new(
+            facts.istio_namespace.as_ref(),
+            facts.cacerts.as_ref(),
+            primary_gateway,
+            address,
+        )
+    };
     let networks = facts
         .mesh_config
         .as_ref()
@@ -566,9 +581,34 @@ pub async fn status(kubeconfigs: &Kubeconfigs, opts: &StatusOptions) -> Result<M
         now: Timestamp::now(),
     };
     let per_link = all_links.iter().map(|link| check_link(&cx, link));
-    for (row, checks) in futures::future::join_all(per_link).await {
+    let results = futures::future::join_all(per_link).await;
+    // Then, between links: two that reach one cluster (by the server each names, by the
+    // kube-system UID read just now — no second read).
+    let linked: Vec<Linked<'_>> = all_links
+        .iter()
+        .zip(&results)
+        .map(|(link, (row, _, uid))| {
+            let secret = secrets
+                .iter()
+                .find(|s| s.metadata.name.as_deref() == Some(link.secret.as_str()));
+            Linked {
+                secret: &link.secret,
+                key: &link.key,
+                ours: secret.is_some_and(|s| links::managed_by_us(&s.metadata)),
+                keys_in_secret: secret.and_then(|s| s.data.as_ref()).map_or(1, |d| d.len()),
+                context: row.context.clone(),
+                reach: links::Reach {
+                    server: row.server.clone(),
+                    kube_system_uid: uid.clone(),
+                },
+            }
+        })
+        .collect();
+    let duplicates = duplicate_links(ns, pctx, &linked);
+    for ((row, checks, _), duplicate) in results.into_iter().zip(duplicates) {
         rows.push(row);
         all_checks.extend(checks);
+        all_checks.extend(duplicate);
     }
     Ok(MeshStatus {
         primary_context: pctx.to_owned(),
@@ -593,7 +633,7 @@ impl Cx<'_> {
     fn context_for(&self, server: &str) -> Option<String> {
         self.contexts
             .iter()
-            .find(|(_, s)| same_server(s, server))
+            .find(|(_, s)| links::same_server(s, server))
             .map(|(c, _)| c.clone())
     }
 
@@ -607,8 +647,8 @@ impl Cx<'_> {
     }
 }
 
-/// The row and checks of one link.
-async fn check_link(cx: &Cx<'_>, link: &links::Link) -> (ClusterRow, Vec<Check>) {
+/// The row and checks of one link, and the `kube-system` UID of its cluster if read.
+async fn check_link(cx: &Cx<'_>, link: &links::Link) -> (ClusterRow, Vec<Check>, Option<String>) {
     let ns = cx.opts.namespace.as_str();
     let pctx = cx.opts.primary.as_str();
     let opts = cx.opts;
@@ -639,7 +679,7 @@ async fn check_link(cx: &Cx<'_>, link: &links::Link) -> (ClusterRow, Vec<Check>)
             format!("remote Secret {ns}/{} is keyed with the primary's own cluster ID; istiod ignores it", link.secret),
             Some(Remedy::Text(format!("kubectl delete secret {} -n {ns} --context {pctx}", link.secret))),
         );
-        return (row, checks.out);
+        return (row, checks.out, None);
     }
     // The stored kubeconfig is untrusted input: from_yaml refuses anything but inline
     // credentials (no exec plugin, no local file) before any client exists.
@@ -659,7 +699,7 @@ async fn check_link(cx: &Cx<'_>, link: &links::Link) -> (ClusterRow, Vec<Check>)
                     join_hint(None, id),
                 ),
             );
-            return (row, checks.out);
+            return (row, checks.out, None);
         }
     };
     let resolved = kc.context_or_current(None).and_then(|c| kc.resolve(&c));
@@ -679,7 +719,7 @@ async fn check_link(cx: &Cx<'_>, link: &links::Link) -> (ClusterRow, Vec<Check>)
             ),
             led("recreate it with the https:// URL", hint),
         );
-        return (row, checks.out);
+        return (row, checks.out, None);
     }
     if resolved.as_ref().is_ok_and(|r| r.insecure_skip_tls_verify) {
         checks.add(
@@ -786,7 +826,7 @@ async fn check_link(cx: &Cx<'_>, link: &links::Link) -> (ClusterRow, Vec<Check>)
                     ),
                 },
             );
-            return (row, checks.out);
+            return (row, checks.out, None);
         }
     };
     row.network = remote_seen
@@ -874,7 +914,153 @@ async fn check_link(cx: &Cx<'_>, link: &links::Link) -> (ClusterRow, Vec<Check>)
             );
         }
     }
-    (row, checks.out)
+    (row, checks.out, remote_seen.kube_system_uid)
+}
+
+/// One link as the `duplicate-link` check sees it.
+struct Linked<'a> {
+    /// The remote Secret's name.
+    secret: &'a str,
+    /// The data key (the cluster ID).
+    key: &'a str,
+    /// Whether kubectl-mesh made the Secret.
+    ours: bool,
+    /// How many data keys (links) the Secret holds.
+    keys_in_secret: usize,
+    /// The user's context for the link's server, if any.
+    context: Option<String>,
+    /// Which cluster it reaches.
+    reach: links::Reach,
+}
+
+/// The `duplicate-link` check of each link (in order; none for a link whose cluster is
+/// unknown: its kubeconfig was refused, and its credentials check says so). Links that
+/// reach one cluster ([`links::same_cluster`]) fail, each naming all of them: istiod
+/// would read that cluster once per cluster ID (duplicate endpoints). The remedy keeps
+/// one: kubectl-mesh's, if exactly one is, else any.
+fn duplicate_links(ns: &str, pctx: &str, links: &[Linked<'_>]) -> Vec<Option<Check>> {
+    let reaches: Vec<links::Reach> = links.iter().map(|l| l.reach.clone()).collect();
+    let groups = links::same_cluster(&reaches);
+    let check = |l: &Linked<'_>, state, message, remedy| Check {
+        cluster: l.key.to_owned(),
+        role: Role::Remote,
+        kind: CheckKind::DuplicateLink,
+        state,
+        message,
+        remedy,
+    };
+    let mut out: Vec<Option<Check>> = links
+        .iter()
+        .map(|l| {
+            let links::Reach {
+                server: Some(server),
+                kube_system_uid,
+            } = &l.reach
+            else {
+                return None;
+            };
+            let message = match kube_system_uid {
+                Some(uid) => format!(
+                    "no other link reaches its cluster (server {server}, kube-system UID {uid})"
+                ),
+                None => format!("no other link names its server {server}"),
+            };
+            Some(check(l, CheckState::Pass, message, None))
+        })
+        .collect();
+    let name = |l: &Linked<'_>| format!("{ns}/{} (cluster ID {})", l.secret, l.key);
+    let remove = |l: &Linked<'_>| {
+        if l.keys_in_secret <= 1 {
+            format!(
+                "kubectl delete secret {} -n {ns} --context {pctx}",
+                l.secret
+            )
+        } else {
+            // The Secret links other clusters too: only this key goes.
+            format!(
+                "kubectl patch secret {} -n {ns} --context {pctx} --type=json -p '[{{\"op\":\"remove\",\"path\":\"/data/{}\"}}]'",
+                l.secret, l.key
+            )
+        }
+    };
+    for group in groups {
+        let members: Vec<&Linked<'_>> = group.iter().map(|&i| &links[i]).collect();
+        let names: Vec<String> = members.iter().map(|l| name(l)).collect();
+        let names = match names.split_last() {
+            Some((last, [])) => last.clone(),
+            Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+            None => continue,
+        };
+        // The cluster: each server named (once), its context, its kube-system UID.
+        let mut servers: Vec<&str> = Vec::new();
+        for l in &members {
+            if let Some(s) = l.reach.server.as_deref()
+                && !servers.iter().any(|k| links::same_server(k, s))
+            {
+                servers.push(s);
+            }
+        }
+        let mut about = Vec::new();
+        if let Some(c) = members.iter().find_map(|l| l.context.as_deref()) {
+            about.push(format!("context {c}"));
+        }
+        if let Some(uid) = members
+            .iter()
+            .find_map(|l| l.reach.kube_system_uid.as_deref())
+        {
+            about.push(format!("kube-system UID {uid}"));
+        }
+        let cluster = format!(
+            "{}{}",
+            servers.join(" and "),
+            if about.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", about.join(", "))
+            }
+        );
+        let message = format!(
+            "remote Secrets {names} reach one cluster, {cluster}: istiod reads it once per cluster ID (duplicate endpoints)"
+        );
+        // Keep one: kubectl-mesh's if exactly one is; remove what it did not make first.
+        let (ours, theirs): (Vec<&Linked<'_>>, Vec<&Linked<'_>>) =
+            members.iter().partition(|l| l.ours);
+        let cmds = |ls: &[&Linked<'_>]| ls.iter().map(|l| remove(l)).collect::<Vec<_>>();
+        let keep_one = |ls: &[&Linked<'_>]| match cmds(ls).as_slice() {
+            [a, b] => format!("keep one and remove the other: {a}, or {b}"),
+            all => format!(
+                "keep one and remove the others, each by: {}",
+                all.join("; ")
+            ),
+        };
+        let remedy = match (ours.as_slice(), theirs.as_slice()) {
+            ([kept], others) => format!(
+                "keep {}, which kubectl-mesh made, and remove {}: {}",
+                name(kept),
+                if others.len() == 1 {
+                    "the other"
+                } else {
+                    "the others"
+                },
+                cmds(others).join("; ")
+            ),
+            ([], all) | (all, []) => keep_one(all),
+            (ours, theirs) => format!(
+                "remove what kubectl-mesh did not make: {}; then {}",
+                cmds(theirs).join("; "),
+                keep_one(ours)
+            ),
+        };
+        for &i in &group {
+            out[i] = Some(check(
+                &links[i],
+                CheckState::Fail,
+                message.clone(),
+                Some(Remedy::Text(remedy.clone())),
+            ));
+        }
+    }
+    out
 }
 
 /// `join` with `lead` said before it.
@@ -1018,6 +1204,7 @@ pub(crate) mod tests {
                 network_label: None,
             }),
             address: address.map(|(a, p)| GatewayAddress::new(a, p).expect("a valid address")),
+            kube_system_uid: None,
         }
     }
 
@@ -1039,7 +1226,7 @@ pub(crate) mod tests {
     /// not kubectl's or helm's.
     pub(crate) fn assert_flag_free(text: &str) {
         assert!(!text.contains("kubectl mesh"), "{text}");
-        let theirs = ["context", "kube-context", "reuse-values", "set"];
+        let theirs = ["context", "kube-context", "reuse-values", "set", "type"];
         for (i, _) in text.match_indices("--") {
             let rest = &text[i + 2..];
             if !rest.starts_with(|c: char| c.is_ascii_alphabetic()) {
@@ -1146,13 +1333,150 @@ pub(crate) mod tests {
         assert_eq!(serde_json::to_value(Role::Remote).unwrap(), "remote");
     }
 
+    fn linked<'a>(
+        secret: &'a str,
+        key: &'a str,
+        ours: bool,
+        server: Option<&str>,
+        uid: Option<&str>,
+    ) -> Linked<'a> {
+        Linked {
+            secret,
+            key,
+            ours,
+            keys_in_secret: 1,
+            context: server.map(|_| "cluster2".to_owned()),
+            reach: links::Reach {
+                server: server.map(str::to_owned),
+                kube_system_uid: uid.map(str::to_owned),
+            },
+        }
+    }
+
+    /// Each link's `duplicate-link` check: (state, message, remedy text).
+    fn duplicates(links: &[Linked<'_>]) -> Vec<Option<(CheckState, String, String)>> {
+        duplicate_links("istio-system", "cluster1", links)
+            .into_iter()
+            .map(|c| {
+                let c = c?;
+                assert_eq!(c.kind, CheckKind::DuplicateLink);
+                assert_flag_free(&c.message);
+                let remedy = match c.remedy {
+                    Some(Remedy::Text(t)) => t,
+                    None => String::new(),
+                    other => panic!("{other:?}"),
+                };
+                assert_flag_free(&remedy);
+                Some((c.state, c.message, remedy))
+            })
+            .collect()
+    }
+
+    const S2: &str = "https://127.0.2.1:6443";
+    const DELETE_N2: &str =
+        "kubectl delete secret n2-k8s-secret -n istio-system --context cluster1";
+    const DELETE_OURS: &str =
+        "kubectl delete secret istio-remote-secret-cluster2 -n istio-system --context cluster1";
+
+    #[test]
+    fn two_links_to_one_cluster_fail_and_the_hand_made_one_is_to_go() {
+        let ours = linked(
+            "istio-remote-secret-cluster2",
+            "cluster2",
+            true,
+            Some(S2),
+            Some("u2"),
+        );
+        let guide = linked(
+            "n2-k8s-secret",
+            "n2-k8s-config",
+            false,
+            Some("https://127.0.2.1:6443/"),
+            Some("u2"),
+        );
+        let other = linked(
+            "istio-remote-secret-cluster3",
+            "cluster3",
+            true,
+            Some("https://127.0.3.1:6443"),
+            Some("u3"),
+        );
+        let refused = linked("bad", "bad", false, None, None);
+        let out = duplicates(&[ours, guide, other, refused]);
+        let (state, message, remedy) = out[0].clone().unwrap();
+        assert_eq!(state, CheckState::Fail);
+        assert_eq!(out[1].as_ref().unwrap().1, message, "both name both");
+        for name in [
+            "istio-system/istio-remote-secret-cluster2 (cluster ID cluster2)",
+            "istio-system/n2-k8s-secret (cluster ID n2-k8s-config)",
+            "https://127.0.2.1:6443 (context cluster2, kube-system UID u2)",
+        ] {
+            assert!(message.contains(name), "{message}");
+        }
+        assert_eq!(
+            remedy,
+            format!(
+                "keep istio-system/istio-remote-secret-cluster2 (cluster ID cluster2), which kubectl-mesh made, and remove the other: {DELETE_N2}"
+            )
+        );
+        assert_eq!(out[2].as_ref().unwrap().0, CheckState::Pass);
+        assert!(out[2].as_ref().unwrap().1.contains("kube-system UID u3"));
+        assert!(out[3].is_none(), "a refused kubeconfig: no such check");
+    }
+
+    #[test]
+    fn two_hand_made_links_offer_either_removal() {
+        let mut a = linked(
+            "istio-remote-secret-cluster2",
+            "cluster2",
+            false,
+            Some(S2),
+            None,
+        );
+        let b = linked(
+            "n2-k8s-secret",
+            "n2-k8s-config",
+            false,
+            Some("https://c2.example:6443"),
+            Some("u2"),
+        );
+        // The same kube-system UID, read through another server name.
+        a.reach.kube_system_uid = Some("u2".into());
+        let out = duplicates(&[a, b]);
+        let (_, message, remedy) = out[0].clone().unwrap();
+        assert!(
+            message.contains("https://127.0.2.1:6443 and https://c2.example:6443"),
+            "{message}"
+        );
+        assert_eq!(
+            remedy,
+            format!("keep one and remove the other: {DELETE_OURS}, or {DELETE_N2}")
+        );
+
+        // A Secret that links other clusters too loses only its key.
+        let mut shared = linked(
+            "istio-remote-secret-cluster2",
+            "cluster2",
+            false,
+            Some(S2),
+            None,
+        );
+        shared.keys_in_secret = 2;
+        let ours = linked("mine", "c2", true, Some(S2), None);
+        let (_, _, remedy) = duplicates(&[shared, ours])[0].clone().unwrap();
+        assert!(
+            remedy.ends_with(r#"kubectl patch secret istio-remote-secret-cluster2 -n istio-system --context cluster1 --type=json -p '[{"op":"remove","path":"/data/cluster2"}]'"#),
+            "{remedy}"
+        );
+    }
+
     #[test]
     fn servers_compare_without_trailing_slash_or_case() {
-        assert!(same_server(
+        assert!(links::same_server(
             "https://127.0.2.1:6443/",
             "https://127.0.2.1:6443"
         ));
-        assert!(!same_server(
+        assert!(!links::same_server(
             "https://127.0.2.1:6443",
             "https://127.0.1.1:6443"
         ));

@@ -125,6 +125,11 @@ fn print_text(mesh: &MeshStatus) {
         .map(|c| c.cluster.len())
         .max()
         .unwrap_or(0);
+    let kind_width = CheckKind::ALL
+        .iter()
+        .map(|k| k.name().len())
+        .max()
+        .unwrap_or(0);
     for c in &mesh.checks {
         let mark = match c.state {
             CheckState::Pass => style.ok(),
@@ -132,7 +137,7 @@ fn print_text(mesh: &MeshStatus) {
             CheckState::Fail => style.failed(),
         };
         println!(
-            "{mark} {:<id_width$}  {:<13} {}",
+            "{mark} {:<id_width$}  {:<kind_width$} {}",
             c.cluster,
             c.kind.name(),
             c.message
@@ -140,7 +145,7 @@ fn print_text(mesh: &MeshStatus) {
         if let Some(hint) = c.remedy.as_ref().map(render)
             && c.state != CheckState::Pass
         {
-            println!("  {:<id_width$}  {:<13} → {hint}", "", "");
+            println!("  {:<id_width$}  {:<kind_width$} → {hint}", "", "");
         }
     }
     let failed = mesh
