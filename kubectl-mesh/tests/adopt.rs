@@ -173,13 +173,33 @@ fn assert_one_link(secret: &str, key: &str) {
     assert_eq!(all.len(), 1, "links in cluster1: {all:#?}");
 }
 
-/// A Secret in `ctx`'s istio-system as a user compares it: data, labels, annotations.
+/// A fingerprint of `value`, to compare secret material without printing it.
+fn fingerprint(value: &Value) -> Value {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    value.to_string().hash(&mut h);
+    Value::from(format!("<{:016x}>", h.finish()))
+}
+
+/// A Secret in `ctx`'s istio-system as a user compares it: its data (fingerprinted: it
+/// holds a token), labels, annotations (kubectl's last-applied copy fingerprinted too) and
+/// type.
 fn secret_view(ctx: &str, name: &str) -> Value {
     let s: Value = serde_json::from_str(&get(ctx, &["secret", name, "-o", "json"])).unwrap();
+    let data: serde_json::Map<String, Value> = s["data"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), fingerprint(v)))
+        .collect();
+    let mut annotations = s["metadata"]["annotations"].clone();
+    if let Some(last) = annotations.get_mut("kubectl.kubernetes.io/last-applied-configuration") {
+        *last = fingerprint(last);
+    }
     serde_json::json!({
-        "data": s["data"],
+        "data": data,
         "labels": s["metadata"]["labels"],
-        "annotations": s["metadata"]["annotations"],
+        "annotations": annotations,
         "type": s["type"],
     })
 }

@@ -40,13 +40,15 @@ pub fn reset_mesh(env: &[(String, String)]) -> Result<()> {
                 "--ignore-not-found",
             ])?;
         }
-        // The guide's token Secret, made without kubectl-mesh's label.
+        // The guide's token Secret, made without kubectl-mesh's label, and the one
+        // `istioctl create-remote-secret` makes for its reader account.
         k(&[
             c,
             ns,
             "delete",
             "secret",
             "istio-multi-token",
+            "istio-reader-service-account-istio-remote-secret-token",
             "--ignore-not-found",
         ])?;
         k(&[
