@@ -620,10 +620,20 @@ async fn made_by_hand(
     purge: bool,
 ) -> Result<Vec<String>> {
     let mut kept = Vec::new();
-    if let Some(version) = cluster::gateway_crd_version(client, ctx).await?
-        && let Some((gateways, _)) =
-            crate::join::adopt::passthrough_gateways(client, ctx, ns, &version).await?
-    {
+    // What may not be read is not listed: this only informs.
+    let listed = match cluster::gateway_crd_version(client, ctx).await? {
+        Some(version) => {
+            match crate::join::adopt::passthrough_gateways(client, ctx, ns, &version).await {
+                Ok(listed) => listed,
+                Err(Error::Kube {
+                    status: Some(403), ..
+                }) => None,
+                Err(e) => return Err(e),
+            }
+        }
+        None => None,
+    };
+    if let Some((gateways, _)) = listed {
         for g in gateways
             .iter()
             .filter(|g| !links::managed_by_us(&g.metadata))

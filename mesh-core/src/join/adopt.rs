@@ -384,12 +384,27 @@ pub(crate) async fn cluster_gateway(
     ns: &str,
 ) -> Result<Option<GatewayService>> {
     let found = crate::cluster::find_gateway(client, context, ns).await?;
-    let Some(version) = crate::cluster::gateway_crd_version(client, context).await? else {
-        return Ok(found);
+    // Credentials that may not read Istio's Gateways (a link's, say) see the east-west one.
+    let denied = |e: &crate::Error| {
+        matches!(
+            e,
+            crate::Error::Kube {
+                status: Some(403),
+                ..
+            }
+        )
     };
-    let adopted = passthrough_gateways(client, context, ns, &version)
-        .await?
-        .and_then(|(gws, svcs)| adopt_gateway(&gws, &svcs, found.as_ref()));
+    let version = match crate::cluster::gateway_crd_version(client, context).await {
+        Ok(Some(version)) => version,
+        Ok(None) => return Ok(found),
+        Err(e) if denied(&e) => return Ok(found),
+        Err(e) => return Err(e),
+    };
+    let adopted = match passthrough_gateways(client, context, ns, &version).await {
+        Ok(listed) => listed.and_then(|(gws, svcs)| adopt_gateway(&gws, &svcs, found.as_ref())),
+        Err(e) if denied(&e) => None,
+        Err(e) => return Err(e),
+    };
     Ok(adopted.map(|a| a.service).or(found))
 }
 

@@ -96,16 +96,28 @@ pub(super) async fn read<'a>(
             .client(&spec.context, opts.request_timeout)
             .await?;
         let role = if i == 0 { Role::Primary } else { Role::Remote };
-        let facts =
+        let mut facts =
             cluster::read_facts(&client, &spec.context, ns, Permissions::Join(role)).await?;
         let releases = match helm {
             Some(helm) => helm.releases(&spec.context).await?,
             None => BTreeMap::new(),
         };
         let istio_objects = istio_objects(&client, &facts, opts, i == 0).await;
+        // A refused list is one more denial, reported with the others.
         let passthrough = match &facts.gateway_crd_version {
             Some(version) => {
-                adopt::passthrough_gateways(&client, &spec.context, ns, version).await?
+                match adopt::passthrough_gateways(&client, &spec.context, ns, version).await {
+                    Ok(found) => found,
+                    Err(Error::Kube {
+                        status: Some(403), ..
+                    }) => {
+                        facts.denied.push(format!(
+                            "list gateways.networking.istio.io and services in namespace {ns}"
+                        ));
+                        None
+                    }
+                    Err(e) => return Err(e),
+                }
             }
             None => None,
         };
