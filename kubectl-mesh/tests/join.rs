@@ -356,6 +356,18 @@ fn the_guides_sample_certs_in_one_directory_are_one_bundle_for_every_cluster() {
             );
         }
     }
+    // The report as data carries the warning too.
+    let again = join(&seed, &["-o", "json"]);
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert!(
+        report["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w.as_str().is_some_and(|w| w.contains("one CA bundle"))),
+        "{report:#}"
+    );
 }
 
 /// A copy of Istio's sample bundle in a temp dir, with `dirs` as per-cluster directories.

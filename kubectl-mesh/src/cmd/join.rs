@@ -248,13 +248,17 @@ pub fn run(global: &GlobalArgs, args: &JoinArgs) -> anyhow::Result<ExitCode> {
         }
     }
 
-    let summary = super::apply(
+    let mut summary = super::apply(
         &runtime,
         &args.plan,
         &join_options.interrupt,
         async |progress| mesh_core::join(&kubeconfigs, &join_options, progress).await,
     )
     .map_err(|e| crate::hints::explain(e, &primary))?;
+    if args.plan.output != OutputFormat::Text {
+        // Said on stderr already; the report as data carries them too.
+        summary.warnings.splice(0..0, warnings);
+    }
     match args.plan.output {
         OutputFormat::Text => print_summary(&summary),
         // The objects, ready for GitOps.
