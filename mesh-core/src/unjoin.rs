@@ -259,8 +259,8 @@ pub async fn unjoin(
     facts.require_readable()?;
     let secrets = links::remote_secrets(&primary, pctx, ns).await?;
     // No cluster name given and no link under the default one: the one link whose
-    // kubeconfig names the remote's API server is its link, whatever its name (a link
-    // made by hand that join adopted, like the guide's n2-k8s-secret).
+    // kubeconfig names the remote's API server is its link, whatever its name, when it
+    // was made by hand (one join adopted, like the guide's n2-k8s-secret).
     if opts.cluster_name.is_none()
         && !matching_secrets(&secrets, &name)
             .iter()
@@ -274,20 +274,23 @@ pub async fn unjoin(
                     .is_some_and(|s| links::same_server(&s, &remote_server))
             })
             .collect();
-        if let [link] = reaching.as_slice() {
-            let made_by = if secrets.iter().any(|s| {
+        let ours = |link: &links::Link| {
+            secrets.iter().any(|s| {
                 s.metadata.name.as_deref() == Some(link.secret.as_str())
                     && links::managed_by_us(&s.metadata)
-            }) {
-                "kubectl-mesh"
-            } else {
-                "hand"
-            };
+            })
+        };
+        // Only a link made by hand, and never for --purge: a cluster name given to
+        // kubectl-mesh, or a purge, must be named (a typo must not purge a mesh).
+        if let [link] = reaching.as_slice()
+            && !ours(link)
+            && !opts.purge
+        {
             run.warn(
                 pctx,
                 "preflight",
                 format!(
-                    "{rctx} is linked by remote Secret {ns}/{} under cluster ID {} (made by {made_by}): unjoining that link",
+                    "{rctx} is linked by remote Secret {ns}/{} under cluster ID {} (made by hand): unjoining that link",
                     link.secret, link.key
                 ),
             );
