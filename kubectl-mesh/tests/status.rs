@@ -150,6 +150,8 @@ fn status_passes_on_a_joined_mesh_and_names_the_fix_when_a_link_breaks() {
         remote["token_expiry"], "never",
         "a token Secret's token does not expire"
     );
+    assert_eq!(remote["token_kind"], "token-secret", "{out}");
+    assert!(remote["token_remaining_seconds"].is_null(), "{out}");
     for check in ["credentials", "token expiry", "roots", "network", "gateway"] {
         assert!(
             out.lines()
@@ -402,4 +404,33 @@ fn status_fails_when_a_hand_made_link_reaches_a_linked_cluster_and_names_both() 
         "{out}"
     );
     reset_mesh();
+}
+
+#[test]
+#[ignore = "needs the test bed: cargo xtask test"]
+fn status_shows_a_bound_tokens_kind_and_remaining_lifetime() {
+    let _lock = mesh_lock();
+    reset_mesh();
+    let certs = generate_certs(&["cluster1", NAME]);
+    joined(certs.path(), &["--cluster-name", NAME, "--token-ttl", "1h"]);
+    let (ok, out, report) = status();
+    assert!(ok, "status fails on a good mesh:\n{out}");
+    let remote = report["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["cluster_id"] == NAME)
+        .expect("a row for the remote")
+        .clone();
+    assert_eq!(remote["token_kind"], "bound", "{remote:#}");
+    let left = remote["token_remaining_seconds"]
+        .as_u64()
+        .expect("seconds left");
+    assert!(left > 0 && left <= 3600, "{left} s left of a 1h token");
+    // The table says so too: the kind, and the time left beside the expiry.
+    let row = out
+        .lines()
+        .find(|l| l.starts_with(NAME))
+        .unwrap_or_else(|| panic!("no row for {NAME}:\n{out}"));
+    assert!(row.contains(" bound ") && row.contains(" left)"), "{row}");
 }

@@ -90,7 +90,7 @@ pub use install::InstallOptions;
 pub use join::{Change, ClusterSpec, JoinOptions, JoinSummary, JoinedCluster, Remote, join};
 pub use status::{
     Check, CheckKind, CheckState, ClusterRow, MeshStatus, Rejoin, RejoinCerts, Remedy,
-    StatusOptions, status,
+    StatusOptions, TokenKind, status,
 };
 pub use unjoin::{UnjoinOptions, UnjoinSummary, unjoin};
 

@@ -180,13 +180,32 @@ pub(crate) struct TokenSubject {
     pub uid: Option<String>,
 }
 
-pub(crate) fn token_subject(token: &SecretString) -> Option<TokenSubject> {
+/// A JWT's (unverified) claims; never logged.
+fn token_claims(token: &SecretString) -> Option<serde_json::Value> {
     use base64::Engine as _;
     let payload = token.expose_secret().split('.').nth(1)?;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(payload.trim_end_matches('='))
         .ok()?;
-    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// Whether a ServiceAccount token is a token Secret's (legacy claims, naming the Secret)
+/// or a bound one from TokenRequest (the `kubernetes.io` claim), from its (unverified)
+/// claims; `None` for anything else.
+pub(crate) fn token_kind(token: &SecretString) -> Option<crate::status::TokenKind> {
+    let claims = token_claims(token)?;
+    if claims["kubernetes.io/serviceaccount/secret.name"].is_string() {
+        Some(crate::status::TokenKind::TokenSecret)
+    } else if claims["kubernetes.io"].is_object() {
+        Some(crate::status::TokenKind::Bound)
+    } else {
+        None
+    }
+}
+
+pub(crate) fn token_subject(token: &SecretString) -> Option<TokenSubject> {
+    let claims = token_claims(token)?;
     let sub = claims["sub"].as_str()?;
     let rest = sub.strip_prefix("system:serviceaccount:")?;
     let (namespace, name) = rest.split_once(':')?;
@@ -397,6 +416,16 @@ mod tests {
         }));
         assert_eq!(token_subject(&bound).unwrap().uid.as_deref(), Some("u2"));
         assert!(token_subject(&jwt(serde_json::json!({"sub": "alice"}))).is_none());
+        // A token Secret's token names its Secret; a TokenRequest token is bound.
+        use crate::status::TokenKind;
+        let legacy_secret = jwt(serde_json::json!({
+            "sub": "system:serviceaccount:istio-system:reader",
+            "kubernetes.io/serviceaccount/secret.name": "reader-token",
+        }));
+        assert_eq!(token_kind(&legacy_secret), Some(TokenKind::TokenSecret));
+        assert_eq!(token_kind(&bound), Some(TokenKind::Bound));
+        assert_eq!(token_kind(&jwt(serde_json::json!({"sub": "alice"}))), None);
+        assert_eq!(token_kind(&SecretString::from("opaque-token")), None);
         assert!(token_subject(&SecretString::from("opaque-token")).is_none());
     }
 

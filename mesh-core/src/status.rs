@@ -95,6 +95,37 @@ pub struct ClusterRow {
     pub server: Option<String>,
     /// When the link's token expires (RFC 3339), `never`, or `None` if unknown.
     pub token_expiry: Option<String>,
+    /// What kind of token the link holds, if it is a ServiceAccount token.
+    pub token_kind: Option<TokenKind>,
+    /// How long the link's token has left, in seconds (0 once expired); `None` when it
+    /// does not expire or is unknown.
+    pub token_remaining_seconds: Option<u64>,
+}
+
+/// The kind of ServiceAccount token a link holds (from its claims).
+///
+/// ```
+/// use mesh_core::TokenKind;
+/// assert_eq!(serde_json::to_value(TokenKind::TokenSecret).unwrap(), "token-secret");
+/// assert_eq!(TokenKind::Bound.to_string(), "bound");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TokenKind {
+    /// A token Secret's (`kubernetes.io/service-account-token`): it lives as long as the
+    /// Secret does, and never expires.
+    TokenSecret,
+    /// A bound token from TokenRequest: it expires, and is revoked with what it is bound to.
+    Bound,
+}
+
+impl std::fmt::Display for TokenKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TokenKind::TokenSecret => "token-secret",
+            TokenKind::Bound => "bound",
+        })
+    }
 }
 
 /// The outcome of one check.
@@ -567,6 +598,8 @@ pub async fn status(kubeconfigs: &Kubeconfigs, opts: &StatusOptions) -> Result<M
         gateway: seen.address.as_ref().map(GatewayAddress::to_string),
         server: primary_server,
         token_expiry: None,
+        token_kind: None,
+        token_remaining_seconds: None,
     }];
     let mut all_checks = checks.out;
 
@@ -671,6 +704,8 @@ async fn check_link(cx: &Cx<'_>, link: &links::Link) -> (ClusterRow, Vec<Check>,
         gateway: None,
         server: None,
         token_expiry: None,
+        token_kind: None,
+        token_remaining_seconds: None,
     };
     if id == primary_id {
         checks.add(
@@ -770,6 +805,11 @@ async fn check_link(cx: &Cx<'_>, link: &links::Link) -> (ClusterRow, Vec<Check>,
         None => "never".into(),
         Some(t) => t.to_string(),
     });
+    row.token_kind = links::kubeconfig_token(&link.kubeconfig)
+        .as_ref()
+        .and_then(links::token_kind);
+    row.token_remaining_seconds =
+        expiry.map(|t| u64::try_from(t.as_second() - now.as_second()).unwrap_or(0));
     match expiry {
         None => checks.pass(CheckKind::TokenExpiry, "the token does not expire".into()),
         Some(t) if t <= now => checks.fail(

@@ -73,20 +73,40 @@ pub fn run(global: &GlobalArgs, args: &StatusArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// A token's remaining lifetime as people read it: `2d3h`, `5h12m`, `42m`, `30s`.
+fn remaining(seconds: u64) -> String {
+    let (d, h, m) = (
+        seconds / 86_400,
+        seconds % 86_400 / 3600,
+        seconds % 3600 / 60,
+    );
+    match (d, h, m) {
+        (0, 0, 0) => format!("{seconds}s"),
+        (0, 0, m) => format!("{m}m"),
+        (0, h, m) => format!("{h}h{m}m"),
+        (d, h, _) => format!("{d}d{h}h"),
+    }
+}
+
 fn print_text(mesh: &MeshStatus) {
     let style = Style::stdout();
     let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
-    let rows: Vec<[String; 6]> = mesh
+    let rows: Vec<[String; 7]> = mesh
         .clusters
         .iter()
         .map(|c| {
+            let expires = match (&c.token_expiry, c.token_remaining_seconds) {
+                (Some(at), Some(left)) => format!("{at} ({} left)", remaining(left)),
+                (at, _) => dash(at),
+            };
             [
                 c.cluster_id.clone(),
                 c.role.to_string(),
                 dash(&c.network),
                 dash(&c.gateway),
                 dash(&c.server),
-                dash(&c.token_expiry),
+                dash(&c.token_kind.map(|k| k.to_string())),
+                expires,
             ]
         })
         .collect();
@@ -96,6 +116,7 @@ fn print_text(mesh: &MeshStatus) {
         "NETWORK",
         "GATEWAY",
         "API SERVER",
+        "TOKEN",
         "TOKEN EXPIRES",
     ];
     let mut widths = header.map(str::len);
@@ -259,6 +280,15 @@ fn render(remedy: &Remedy) -> String {
 mod tests {
     use super::*;
     use mesh_core::Rejoin;
+
+    #[test]
+    fn remaining_lifetimes_read_as_people_say_them() {
+        assert_eq!(remaining(0), "0s");
+        assert_eq!(remaining(59), "59s");
+        assert_eq!(remaining(3599), "59m");
+        assert_eq!(remaining(3600 + 12 * 60), "1h12m");
+        assert_eq!(remaining(2 * 86_400 + 3 * 3600 + 59), "2d3h");
+    }
 
     #[test]
     fn each_remedy_renders_as_its_command() {
