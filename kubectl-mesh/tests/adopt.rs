@@ -19,7 +19,8 @@ use common::guide::{
 };
 use common::istiod::Istiod;
 use common::{
-    audit_mark, get, kubectl, kubectl_ok, mesh, mesh_command, mesh_lock, mesh_networks, text,
+    AuditMark, audit_mark, get, kubectl, kubectl_ok, mesh, mesh_command, mesh_lock, mesh_networks,
+    text,
 };
 use serde_json::Value;
 
@@ -362,17 +363,28 @@ fn assert_istiod_syncs_once(id: &str) {
     }
 }
 
-/// Another join makes no mutating request in either cluster.
-fn assert_second_join_changes_nothing() {
-    let marks = [audit_mark("cluster1"), audit_mark("cluster2")];
-    let out = joined(&[]);
+/// Whether `kind/name` exists in `ctx`'s `istio-system`, as kubectl sees it.
+fn exists(ctx: &str, kind: &str, name: &str) -> bool {
+    kubectl_ok(&["--context", ctx, "-n", "istio-system", "get", kind, name])
+}
+
+/// Neither cluster got a mutating request from kubectl-mesh since `marks` were taken
+/// (`[cluster1, cluster2]`); `what` says what ran.
+fn assert_no_writes(marks: [AuditMark; 2], what: &str) {
     for (ctx, mark) in ["cluster1", "cluster2"].iter().zip(marks) {
         assert_eq!(
             mark.mutations(),
             Vec::<String>::new(),
-            "the second join wrote in {ctx}:\n{out}"
+            "{what} wrote in {ctx}"
         );
     }
+}
+
+/// Another join makes no mutating request in either cluster.
+fn assert_second_join_changes_nothing() {
+    let marks = [audit_mark("cluster1"), audit_mark("cluster2")];
+    let out = joined(&[]);
+    assert_no_writes(marks, &format!("the second join (output:\n{out})"));
 }
 
 #[test]
@@ -392,14 +404,7 @@ fn join_adopts_the_guides_mesh_one_link_one_gateway_each_network_once() {
         "n2-k8s-secret was rewritten"
     );
     assert!(
-        !kubectl_ok(&[
-            "--context=cluster1",
-            "-n",
-            "istio-system",
-            "get",
-            "secret",
-            ISTIO_REMOTE_SECRET
-        ]),
+        !exists("cluster1", "secret", ISTIO_REMOTE_SECRET),
         "join added {ISTIO_REMOTE_SECRET} next to n2-k8s-secret"
     );
     // One AUTO_PASSTHROUGH Gateway per gateway: the guide's on the ingress gateway.
@@ -586,14 +591,7 @@ fn replace_links_moves_the_guides_link_to_our_name_without_istiod_missing_or_dou
         "{ours:#}"
     );
     assert!(
-        !kubectl_ok(&[
-            "--context=cluster1",
-            "-n",
-            "istio-system",
-            "get",
-            "secret",
-            N2_SECRET
-        ]),
+        !exists("cluster1", "secret", N2_SECRET),
         "n2-k8s-secret is still there"
     );
     assert_networks("cluster2", N2_CONFIG);
@@ -682,13 +680,7 @@ fn dry_run_over_the_guides_mesh_lists_what_it_adopts_and_writes_nothing() {
         );
     }
 
-    for (ctx, mark) in ["cluster1", "cluster2"].iter().zip(marks) {
-        assert_eq!(
-            mark.mutations(),
-            Vec::<String>::new(),
-            "a dry run wrote in {ctx}"
-        );
-    }
+    assert_no_writes(marks, "a dry run");
 }
 
 #[test]
@@ -709,14 +701,7 @@ fn unjoin_of_an_adopted_link_removes_the_link_and_keeps_what_was_made_by_hand() 
         links_to_cluster2()
     );
     assert!(
-        !kubectl_ok(&[
-            "--context=cluster1",
-            "-n",
-            "istio-system",
-            "get",
-            "secret",
-            N2_SECRET
-        ]),
+        !exists("cluster1", "secret", N2_SECRET),
         "n2-k8s-secret is still there"
     );
     let networks = networks();
@@ -725,9 +710,6 @@ fn unjoin_of_an_adopted_link_removes_the_link_and_keeps_what_was_made_by_hand() 
         "network2 is still in meshNetworks: {networks:#}"
     );
     // What the user made by hand stays without --purge.
-    let exists = |ctx: &str, kind: &str, name: &str| {
-        kubectl_ok(&["--context", ctx, "-n", "istio-system", "get", kind, name])
-    };
     assert!(exists("cluster2", "serviceaccount", ISTIO_MULTI));
     assert!(exists("cluster2", "secret", ISTIO_MULTI_TOKEN));
     assert!(kubectl_ok(&[

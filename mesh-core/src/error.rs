@@ -3,6 +3,31 @@
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+impl Error {
+    /// Whether a cluster refused the request with 403 Forbidden: the user (or a link's
+    /// credentials) may not do it.
+    ///
+    /// ```
+    /// let e = mesh_core::Error::Kube {
+    ///     cluster: "cluster2".into(),
+    ///     action: "listing Gateways in istio-system".into(),
+    ///     reason: "forbidden".into(),
+    ///     status: Some(403),
+    ///     source: None,
+    /// };
+    /// assert!(e.is_forbidden());
+    /// ```
+    pub fn is_forbidden(&self) -> bool {
+        matches!(
+            self,
+            Error::Kube {
+                status: Some(403),
+                ..
+            }
+        )
+    }
+}
+
 /// What can stop a join, unjoin or status. Every message names the cluster or object
 /// and says what to do; none contains a token or a private key.
 #[derive(Debug, thiserror::Error)]

@@ -206,16 +206,14 @@ pub(crate) fn token_kind(token: &SecretString) -> Option<crate::status::TokenKin
 
 pub(crate) fn token_subject(token: &SecretString) -> Option<TokenSubject> {
     let claims = token_claims(token)?;
-    let sub = claims["sub"].as_str()?;
-    let rest = sub.strip_prefix("system:serviceaccount:")?;
-    let (namespace, name) = rest.split_once(':')?;
+    let account = mesh_kubeconfig::ReaderAccount::from_username(claims["sub"].as_str()?)?;
     let uid = claims["kubernetes.io"]["serviceaccount"]["uid"]
         .as_str()
         .or_else(|| claims["kubernetes.io/serviceaccount/service-account.uid"].as_str())
         .map(str::to_owned);
     Some(TokenSubject {
-        namespace: namespace.to_owned(),
-        name: name.to_owned(),
+        namespace: account.namespace,
+        name: account.name,
         uid,
     })
 }

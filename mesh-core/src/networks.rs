@@ -97,20 +97,29 @@ impl MeshNetworks {
     /// The address gateways of `network` (one that is no host and port is left out:
     /// Istio could not use it either).
     pub fn gateways(&self, network: &str) -> Vec<GatewayAddress> {
+        self.gateway_entries(network, "address")
+            .filter_map(|(host, port)| GatewayAddress::new(host, port).ok())
+            .collect()
+    }
+
+    /// The `(name, port)` of each gateway of `network` named by `key` (`address` or
+    /// `registryServiceName`); one without a valid port is left out.
+    fn gateway_entries<'a>(
+        &'a self,
+        network: &str,
+        key: &'a str,
+    ) -> impl Iterator<Item = (&'a str, u16)> + 'a {
         self.networks()
             .get(network)
             .and_then(|n| n.get("gateways"))
             .and_then(Value::as_array)
-            .map(|gws| {
-                gws.iter()
-                    .filter_map(|g| {
-                        let host = g.get("address")?.as_str()?;
-                        let port = u16::try_from(g.get("port")?.as_u64()?).ok()?;
-                        GatewayAddress::new(host, port).ok()
-                    })
-                    .collect()
+            .into_iter()
+            .flatten()
+            .filter_map(move |g| {
+                let name = g.get(key)?.as_str()?;
+                let port = u16::try_from(g.get("port")?.as_u64()?).ok()?;
+                Some((name, port))
             })
-            .unwrap_or_default()
     }
 
     /// The `registryServiceName` gateways of `network`, with their ports: gateways named
@@ -128,20 +137,9 @@ impl MeshNetworks {
     /// # Ok::<(), mesh_core::Error>(())
     /// ```
     pub fn service_gateways(&self, network: &str) -> Vec<(String, u16)> {
-        self.networks()
-            .get(network)
-            .and_then(|n| n.get("gateways"))
-            .and_then(Value::as_array)
-            .map(|gws| {
-                gws.iter()
-                    .filter_map(|g| {
-                        let name = g.get("registryServiceName")?.as_str()?;
-                        let port = u16::try_from(g.get("port")?.as_u64()?).ok()?;
-                        Some((name.to_owned(), port))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
+        self.gateway_entries(network, "registryServiceName")
+            .map(|(name, port)| (name.to_owned(), port))
+            .collect()
     }
 
     /// Makes `network` list `registry` among its endpoints and, when given, use

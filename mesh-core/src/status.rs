@@ -397,12 +397,12 @@ async fn address_now(
 /// cluster linked twice under two servers has one UID; a user who may not read
 /// `kube-system` leaves it unknown).
 async fn see(client: &Client, ctx: &str, ns: &str) -> Result<Seen> {
-    let namespaces = Api::<Namespace>::all(client.clone());
-    let kube_system_uid = match namespaces.get_opt("kube-system").await {
-        Ok(found) => found.and_then(|n| n.metadata.uid),
-        Err(kube::Error::Api(e)) if e.code == 403 => None,
-        Err(e) => return Err(kube(ctx, "reading namespace kube-system", e)),
+    let kube_system_uid = match cluster::kube_system_uid(client, ctx).await {
+        Ok(uid) => uid,
+        Err(e) if e.is_forbidden() => None,
+        Err(e) => return Err(e),
     };
+    let namespaces = Api::<Namespace>::all(client.clone());
     let namespace = namespaces
         .get_opt(ns)
         .await
@@ -412,7 +412,10 @@ async fn see(client: &Client, ctx: &str, ns: &str) -> Result<Seen> {
         .await
         .map_err(|e| kube(ctx, format!("reading Secret {ns}/{CACERTS}"), e))?;
     // The gateway join uses: one a hand-made cross-network Gateway serves, else the east-west one.
-    let gateway = crate::join::adopt::cluster_gateway(client, ctx, ns).await?;
+    let found = cluster::find_gateway(client, ctx, ns).await?;
+    let version = cluster::gateway_crd_version(client, ctx).await?;
+    let gateway =
+        crate::join::adopt::gateway_in_use(client, ctx, ns, version.as_deref(), found).await?;
     let address = address_now(client, ctx, ns, gateway.as_ref()).await?;
     Ok(Seen {
         kube_system_uid,
@@ -480,16 +483,14 @@ pub async fn status(kubeconfigs: &Kubeconfigs, opts: &StatusOptions) -> Result<M
     facts.require_readable()?;
     let primary_id = default_cluster_id(Role::Primary, pctx, facts.istiod_cluster_id.as_deref());
     // The gateway join uses: one a hand-made cross-network Gateway serves, else the east-west one.
-    let adopted = match &facts.gateway_crd_version {
-        Some(version) => crate::join::adopt::passthrough_gateways(&primary, pctx, ns, version)
-            .await?
-            .and_then(|(gws, svcs)| {
-                crate::join::adopt::adopt_gateway(&gws, &svcs, facts.gateway.as_ref())
-            })
-            .map(|a| a.service),
-        None => None,
-    };
-    let primary_gateway = adopted.or_else(|| facts.gateway.clone());
+    let primary_gateway = crate::join::adopt::gateway_in_use(
+        &primary,
+        pctx,
+        ns,
+        facts.gateway_crd_version.as_deref(),
+        facts.gateway.clone(),
+    )
+    .await?;
     let address = address_now(&primary, pctx, ns, primary_gateway.as_ref()).await?;
     let seen = Seen {
         kube_system_uid: facts.kube_system_uid.clone(),
@@ -770,9 +771,8 @@ async fn check_link(cx: &Cx<'_>, link: &links::Link) -> (ClusterRow, Vec<Check>,
     }
 
     // Credentials and expiry.
-    let expiry = links::kubeconfig_token(&link.kubeconfig)
-        .as_ref()
-        .and_then(mesh_kubeconfig::jwt_expiry);
+    let token = links::kubeconfig_token(&link.kubeconfig);
+    let expiry = token.as_ref().and_then(mesh_kubeconfig::jwt_expiry);
     match mesh_kubeconfig::verify_remote_kubeconfig(&link.kubeconfig, None, opts.request_timeout)
         .await
     {
@@ -805,9 +805,7 @@ async fn check_link(cx: &Cx<'_>, link: &links::Link) -> (ClusterRow, Vec<Check>,
         None => "never".into(),
         Some(t) => t.to_string(),
     });
-    row.token_kind = links::kubeconfig_token(&link.kubeconfig)
-        .as_ref()
-        .and_then(links::token_kind);
+    row.token_kind = token.as_ref().and_then(links::token_kind);
     row.token_remaining_seconds =
         expiry.map(|t| u64::try_from(t.as_second() - now.as_second()).unwrap_or(0));
     match expiry {

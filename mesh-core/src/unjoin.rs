@@ -626,29 +626,22 @@ async fn made_by_hand(
     // What may not be read is not listed: this only informs.
     let listed = match cluster::gateway_crd_version(client, ctx).await? {
         Some(version) => {
-            match crate::join::adopt::passthrough_gateways(client, ctx, ns, &version).await {
+            match crate::join::adopt::hand_made_passthrough(client, ctx, ns, &version).await {
                 Ok(listed) => listed,
-                Err(Error::Kube {
-                    status: Some(403), ..
-                }) => None,
+                Err(e) if e.is_forbidden() => Vec::new(),
                 Err(e) => return Err(e),
             }
         }
-        None => None,
+        None => Vec::new(),
     };
-    if let Some((gateways, _)) = listed {
-        for g in gateways
-            .iter()
-            .filter(|g| !links::managed_by_us(&g.metadata))
-        {
-            let name = g.metadata.name.clone().unwrap_or_default();
-            if purge && name == CROSS_NETWORK_GATEWAY {
-                continue;
-            }
-            kept.push(format!(
-                "kept Gateway {ns}/{name} (made by hand; other links may use it): kubectl --context {ctx} -n {ns} delete gateways.networking.istio.io {name}"
-            ));
+    for g in &listed {
+        let name = g.metadata.name.clone().unwrap_or_default();
+        if purge && name == CROSS_NETWORK_GATEWAY {
+            continue;
         }
+        kept.push(format!(
+            "kept Gateway {ns}/{name} (made by hand; other links may use it): kubectl --context {ctx} -n {ns} delete gateways.networking.istio.io {name}"
+        ));
     }
     if !purge {
         let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);

@@ -48,6 +48,21 @@ pub struct RemoteSecretRequest {
 }
 
 impl RemoteSecretRequest {
+    /// The remote Secret's name for the cluster ID `cluster_name`: [`Self::secret_name`]
+    /// when given, else `istio-remote-secret-<cluster_name>`.
+    ///
+    /// ```
+    /// let mut request = mesh_kubeconfig::RemoteSecretRequest::new("cluster2");
+    /// assert_eq!(request.secret_name_for("cluster2"), "istio-remote-secret-cluster2");
+    /// request.secret_name = Some("n2-k8s-secret".into());
+    /// assert_eq!(request.secret_name_for("cluster2"), "n2-k8s-secret");
+    /// ```
+    pub fn secret_name_for(&self, cluster_name: &str) -> String {
+        self.secret_name
+            .clone()
+            .unwrap_or_else(|| crate::remote_secret_name(cluster_name))
+    }
+
     /// Defaults for `context`: Istio's reader account in `istio-system`, token by (a)→(b)→(c).
     pub fn new(context: impl Into<String>) -> Self {
         Self {

@@ -49,6 +49,22 @@ impl ReaderAccount {
         format!("system:serviceaccount:{}:{}", self.namespace, self.name)
     }
 
+    /// The account a user name `system:serviceaccount:NS:NAME` names, if it names one
+    /// (the inverse of [`ReaderAccount::username`]).
+    ///
+    /// ```
+    /// use mesh_kubeconfig::ReaderAccount;
+    /// let account = ReaderAccount::from_username("system:serviceaccount:istio-system:istio-multi");
+    /// assert_eq!(account, Some(ReaderAccount::new("istio-system", "istio-multi")));
+    /// assert_eq!(ReaderAccount::from_username("kubernetes-admin"), None);
+    /// ```
+    pub fn from_username(username: &str) -> Option<Self> {
+        let (namespace, name) = username
+            .strip_prefix("system:serviceaccount:")?
+            .split_once(':')?;
+        Some(Self::new(namespace, name))
+    }
+
     /// The name of the ClusterRoleBinding that grants it [`READER_CLUSTER_ROLE`].
     pub fn binding_name(&self) -> String {
         format!("{READER_CLUSTER_ROLE}:{}:{}", self.namespace, self.name)

@@ -150,6 +150,18 @@ fn needed_access(role: Role) -> Vec<(&'static str, &'static str, &'static str, b
     needs
 }
 
+/// The UID of `kube-system`, what tells one cluster from another (Istio itself uses it):
+/// two contexts, or two links, that see one UID reach one cluster. Usually the first
+/// request to a cluster, so its error says the API server was not reached.
+pub(crate) async fn kube_system_uid(client: &Client, context: &str) -> Result<Option<String>> {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    Ok(namespaces
+        .get_opt("kube-system")
+        .await
+        .map_err(|e| kube(context, "reaching the API server", e))?
+        .and_then(|ns| ns.metadata.uid))
+}
+
 /// Reads the facts of a cluster in one pass, each fact by one request: `kube-system`'s
 /// UID, the Istio `namespace`, the Gateway CRD's served version, the east-west gateway
 /// Service, `cacerts`, istiod's `CLUSTER_ID` and `global.network`, and the mesh-config
@@ -173,11 +185,8 @@ pub async fn read_facts(
     namespace: &str,
     permissions: Permissions,
 ) -> Result<ClusterFacts> {
+    let kube_system_uid = kube_system_uid(client, context).await?;
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    let kube_system = namespaces
-        .get_opt("kube-system")
-        .await
-        .map_err(|e| kube(context, "reaching the API server", e))?;
     let istio_namespace = namespaces
         .get_opt(namespace)
         .await
@@ -185,7 +194,7 @@ pub async fn read_facts(
     let gateway_crd_version = gateway_crd_version(client, context).await?;
     let mut facts = ClusterFacts {
         context: context.to_owned(),
-        kube_system_uid: kube_system.and_then(|ns| ns.metadata.uid),
+        kube_system_uid,
         istio_namespace,
         gateway_crd_version,
         gateway: None,
@@ -271,9 +280,7 @@ impl Reads<'_> {
     /// `result` of reading `what`, with 403 Forbidden listed as denied and read as nothing.
     fn allowed<T>(&mut self, what: String, result: Result<Option<T>>) -> Result<Option<T>> {
         match result {
-            Err(Error::Kube {
-                status: Some(403), ..
-            }) => {
+            Err(e) if e.is_forbidden() => {
                 self.denied.push(format!("read {what}"));
                 Ok(None)
             }

@@ -32,7 +32,9 @@ pub(crate) use api::{
 };
 pub(crate) use api::{apply, poll};
 pub use facts::{ClusterFacts, GatewayService, Permissions, find_gateway, read_facts};
-pub(crate) use facts::{IstiodService, gateway_crd_version, gateway_service_on, istiod_service};
+pub(crate) use facts::{
+    IstiodService, gateway_crd_version, gateway_service_on, istiod_service, kube_system_uid,
+};
 pub(crate) use names::owned_selector;
 pub use names::{
     CACERTS, CONTROL_PLANE_CLUSTERS_ANNOTATION, CROSS_NETWORK_GATEWAY, FIELD_MANAGER,

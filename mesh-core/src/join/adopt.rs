@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
+use k8s_openapi::api::core::v1::{Secret, Service};
 use kube::api::DynamicObject;
 use kube::{Api, Client};
 use mesh_kubeconfig::{Kubeconfigs, ReaderAccount};
@@ -18,20 +18,11 @@ use crate::cluster::GatewayService;
 use crate::error::{ProblemKind, Result, kube};
 use crate::links::{self, Link, link_server, same_server};
 
-/// How a link in the primary was recognised as one to a remote.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum LinkMatch {
-    /// Its kubeconfig names the remote's API server URL.
-    Server,
-    /// Its credentials reach a cluster whose `kube-system` namespace has the remote's UID
-    /// (the identity Istio itself tells clusters apart by).
-    ClusterIdentity,
-}
-
 /// What a hand-made link's credentials proved against the remote.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum LinkCheck {
-    /// kubectl-mesh's own link: not checked (join renews it).
+    /// kubectl-mesh's own link (its Secret carries the ownership label): not checked,
+    /// join renews it.
     Ours,
     /// It authenticates (as `account`, when that is a ServiceAccount), may read what
     /// istiod reads and may write nothing.
@@ -53,15 +44,16 @@ pub(super) struct FoundLink {
     pub secret: String,
     /// The data key: istiod's cluster ID for the remote.
     pub key: String,
-    /// The Secret carries kubectl-mesh's ownership label.
-    pub ours: bool,
-    /// How it was recognised.
-    pub matched: LinkMatch,
-    /// What its credentials proved.
+    /// What its credentials proved ([`LinkCheck::Ours`] for kubectl-mesh's own).
     pub check: LinkCheck,
 }
 
 impl FoundLink {
+    /// Whether kubectl-mesh made it.
+    pub fn ours(&self) -> bool {
+        self.check == LinkCheck::Ours
+    }
+
     /// `Secret NS/NAME key KEY`, for messages.
     pub fn describe(&self, ns: &str) -> String {
         format!(
@@ -74,22 +66,25 @@ impl FoundLink {
 /// The UID of `kube-system` in the cluster a link's own credentials reach, if they
 /// reach one (over https only: a token is not sent in the clear).
 async fn link_cluster_uid(kubeconfig: &SecretString, timeout: Option<Duration>) -> Option<String> {
+    mesh_kubeconfig::require_https(&link_server(kubeconfig)?, false).ok()?;
     let kc = Kubeconfigs::from_yaml(kubeconfig.expose_secret()).ok()?;
     let context = kc.context_or_current(None).ok()?;
-    let server = kc.resolve(&context).ok()?.server;
-    mesh_kubeconfig::require_https(&server, false).ok()?;
     let client = kc.client(&context, timeout).await.ok()?;
-    let namespaces: Api<Namespace> = Api::all(client);
-    namespaces.get("kube-system").await.ok()?.metadata.uid
+    crate::cluster::kube_system_uid(&client, &context)
+        .await
+        .ok()
+        .flatten()
 }
 
 /// What a hand-made link's credentials prove (never logged: the kubeconfig holds a token).
 async fn check_link(kubeconfig: &SecretString, timeout: Option<Duration>) -> LinkCheck {
-    let account_of = |user: &str| {
-        user.strip_prefix("system:serviceaccount:")
-            .and_then(|rest| rest.split_once(':'))
-            .map(|(ns, name)| ReaderAccount::new(ns, name))
-    };
+    // Its token goes to its server only over https, as for every link read.
+    if let Some(server) = link_server(kubeconfig)
+        && let Err(e) = mesh_kubeconfig::require_https(&server, false)
+    {
+        return LinkCheck::Broken(e.to_string());
+    }
+    let account_of = ReaderAccount::from_username;
     match mesh_kubeconfig::verify_remote_kubeconfig(kubeconfig, None, timeout).await {
         Ok(v) if v.is_ok() => LinkCheck::Works {
             account: account_of(&v.user),
@@ -142,37 +137,33 @@ pub(super) async fn find_links(
             .iter()
             .position(|urls| urls.iter().any(|u| same_server(u, &server)))
     };
-    // Links that name no remote's server: asked for their cluster's identity, concurrently.
-    let matched = futures::future::join_all(candidates.iter().map(|l| async move {
-        if let Some(i) = by_server(l) {
-            return Some((i, LinkMatch::Server));
-        }
-        if uids.iter().all(Option::is_none) {
-            return None;
-        }
-        let uid = link_cluster_uid(&l.kubeconfig, timeout).await?;
-        uids.iter()
-            .position(|u| u.as_deref() == Some(uid.as_str()))
-            .map(|i| (i, LinkMatch::ClusterIdentity))
+    // Links that name no remote's server are asked for their cluster's identity; all
+    // concurrently.
+    // Each link: which remote it reaches, then (made by hand) what its credentials prove.
+    let reached = futures::future::join_all(candidates.iter().map(|l| async move {
+        let i = match by_server(l) {
+            Some(i) => i,
+            None if uids.iter().all(Option::is_none) => return None,
+            None => {
+                let uid = link_cluster_uid(&l.kubeconfig, timeout).await?;
+                uids.iter()
+                    .position(|u| u.as_deref() == Some(uid.as_str()))?
+            }
+        };
+        let check = if ours(&l.secret) {
+            LinkCheck::Ours
+        } else {
+            check_link(&l.kubeconfig, timeout).await
+        };
+        Some((i, check))
     }))
     .await;
-    let checks =
-        futures::future::join_all(candidates.iter().zip(&matched).map(|(l, m)| async move {
-            match m {
-                Some(_) if ours(&l.secret) => Some(LinkCheck::Ours),
-                Some(_) => Some(check_link(&l.kubeconfig, timeout).await),
-                None => None,
-            }
-        }))
-        .await;
     let mut found = vec![Vec::new(); servers.len()];
-    for ((l, m), check) in candidates.iter().zip(matched).zip(checks) {
-        if let (Some((i, matched)), Some(check)) = (m, check) {
+    for (l, reached) in candidates.iter().zip(reached) {
+        if let Some((i, check)) = reached {
             found[i].push(FoundLink {
                 secret: l.secret.clone(),
                 key: l.key.clone(),
-                ours: ours(&l.secret),
-                matched,
                 check,
             });
         }
@@ -186,8 +177,9 @@ pub(super) enum LinkPlan {
     /// kubectl-mesh's own link: made, or refreshed in `secret` (an existing link of
     /// ours under its own name).
     Own { secret: Option<String> },
-    /// A hand-made link that works: kept as it is, under its cluster ID; `grant`: its
-    /// ServiceAccount lacks reads istiod needs, and is bound to the reader role.
+    /// A hand-made link that works: kept as it is, under its cluster ID (when its
+    /// ServiceAccount lacks reads istiod needs, [`LinkCheck::LacksReads`], that account
+    /// is bound to the reader role).
     Adopt { link: FoundLink },
     /// Hand-made links replaced by kubectl-mesh's own: ours first, then these removed.
     Replace { old: Vec<FoundLink> },
@@ -201,25 +193,26 @@ pub(super) struct LinkProblem {
 }
 
 /// Decides what to do about the links that reach one remote: `given` is the cluster
-/// name the user gave, `name` the one join would use without links, `replace` whether
+/// name the user gave, `name` the one join would use without links, `ours_name` the
+/// Secret kubectl-mesh's link would be (under `name`), `replace` whether
 /// the user asked for kubectl-mesh's own link in place of hand-made ones. Returns the
 /// plan and the cluster name join uses (a kept link keeps its cluster ID), or a problem.
 pub(super) fn plan_link(
     found: &[FoundLink],
     given: Option<&str>,
     name: &str,
+    ours_name: &str,
     replace: bool,
     ns: &str,
     ctx: &str,
 ) -> Result<(LinkPlan, String), LinkProblem> {
-    let ours_name = mesh_kubeconfig::remote_secret_name(name);
-    if replace && found.iter().any(|l| !l.ours) {
+    if replace && found.iter().any(|l| !l.ours()) {
         // istiod ignores a second Secret with a cluster ID it already reads, and drops the
         // cluster when the first goes: a link under the same ID in another Secret cannot
         // be replaced without istiod losing the cluster until it restarts.
         if let Some(same) = found
             .iter()
-            .find(|l| !l.ours && l.key == name && l.secret != ours_name)
+            .find(|l| !l.ours() && l.key == name && l.secret != ours_name)
         {
             return Err(LinkProblem {
                 kind: ProblemKind::NameTaken,
@@ -232,7 +225,7 @@ pub(super) fn plan_link(
         // Everything that reaches the remote but the link join makes now goes.
         let old = found
             .iter()
-            .filter(|l| !(l.ours && l.secret == ours_name && l.key == name))
+            .filter(|l| !(l.ours() && l.secret == ours_name && l.key == name))
             .cloned()
             .collect();
         return Ok((LinkPlan::Replace { old }, name.to_owned()));
@@ -252,7 +245,8 @@ pub(super) fn plan_link(
                     ),
                 });
             }
-            if link.ours {
+            if link.ours() {
+                // Refreshed where it is, unless that is the name it would have anyway.
                 let secret = (link.secret != mesh_kubeconfig::remote_secret_name(&link.key))
                     .then(|| link.secret.clone());
                 return Ok((LinkPlan::Own { secret }, link.key.clone()));
@@ -347,22 +341,49 @@ fn passthrough_ports(gateway: &DynamicObject) -> Vec<u16> {
         .collect()
 }
 
-/// Every Gateway in the Istio namespace and its Services, when a Gateway there does TLS
-/// `AUTO_PASSTHROUGH` (`None` without such a Gateway): what [`adopt_gateway`] looks at.
+/// The Gateways somebody other than kubectl-mesh made in the Istio namespace with a TLS
+/// `AUTO_PASSTHROUGH` server (one list request).
+pub(crate) async fn hand_made_passthrough(
+    client: &Client,
+    context: &str,
+    ns: &str,
+    crd_version: &str,
+) -> Result<Vec<DynamicObject>> {
+    Ok(list_gateways(client, context, ns, crd_version)
+        .await?
+        .into_iter()
+        .filter(|g| !links::managed_by_us(&g.metadata) && !passthrough_ports(g).is_empty())
+        .collect())
+}
+
+async fn list_gateways(
+    client: &Client,
+    context: &str,
+    ns: &str,
+    crd_version: &str,
+) -> Result<Vec<DynamicObject>> {
+    let resource = crate::cluster::gateway_resource(crd_version);
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &resource);
+    Ok(api
+        .list(&Default::default())
+        .await
+        .map_err(|e| kube(context, format!("listing Gateways in {ns}"), e))?
+        .items)
+}
+
+/// What [`adopt_gateway`] looks at — every Gateway in the Istio namespace, and its
+/// Services — when it can adopt one: a hand-made Gateway does TLS `AUTO_PASSTHROUGH` and
+/// none of kubectl-mesh's is there (`None` otherwise, and the Services are not listed).
 pub(crate) async fn passthrough_gateways(
     client: &Client,
     context: &str,
     ns: &str,
     crd_version: &str,
 ) -> Result<Option<(Vec<DynamicObject>, Vec<Service>)>> {
-    let resource = crate::cluster::gateway_resource(crd_version);
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &resource);
-    let gateways = api
-        .list(&Default::default())
-        .await
-        .map_err(|e| kube(context, format!("listing Gateways in {ns}"), e))?
-        .items;
-    if !gateways.iter().any(|g| !passthrough_ports(g).is_empty()) {
+    let gateways = list_gateways(client, context, ns, crd_version).await?;
+    let adoptable = !gateways.iter().any(|g| links::managed_by_us(&g.metadata))
+        && gateways.iter().any(|g| !passthrough_ports(g).is_empty());
+    if !adoptable {
         return Ok(None);
     }
     let services: Api<Service> = Api::namespaced(client.clone(), ns);
@@ -375,34 +396,24 @@ pub(crate) async fn passthrough_gateways(
 }
 
 /// The gateway Service (and port) a cluster's cross-network traffic uses: the one a
-/// cross-network Gateway somebody made serves ([`adopt_gateway`]), else the east-west
-/// gateway [`find_gateway`](crate::cluster::find_gateway) finds. What join decides in
-/// preflight, read the same way for status.
-pub(crate) async fn cluster_gateway(
+/// cross-network Gateway somebody made serves ([`adopt_gateway`]), else `found`, the
+/// east-west gateway [`find_gateway`](crate::cluster::find_gateway) found. What join
+/// decides in preflight, read the same way for status. `crd_version`: the Gateway CRD's
+/// served version, `None` without the CRD.
+pub(crate) async fn gateway_in_use(
     client: &Client,
     context: &str,
     ns: &str,
+    crd_version: Option<&str>,
+    found: Option<GatewayService>,
 ) -> Result<Option<GatewayService>> {
-    let found = crate::cluster::find_gateway(client, context, ns).await?;
+    let Some(version) = crd_version else {
+        return Ok(found);
+    };
     // Credentials that may not read Istio's Gateways (a link's, say) see the east-west one.
-    let denied = |e: &crate::Error| {
-        matches!(
-            e,
-            crate::Error::Kube {
-                status: Some(403),
-                ..
-            }
-        )
-    };
-    let version = match crate::cluster::gateway_crd_version(client, context).await {
-        Ok(Some(version)) => version,
-        Ok(None) => return Ok(found),
-        Err(e) if denied(&e) => return Ok(found),
-        Err(e) => return Err(e),
-    };
-    let adopted = match passthrough_gateways(client, context, ns, &version).await {
+    let adopted = match passthrough_gateways(client, context, ns, version).await {
         Ok(listed) => listed.and_then(|(gws, svcs)| adopt_gateway(&gws, &svcs, found.as_ref())),
-        Err(e) if denied(&e) => None,
+        Err(e) if e.is_forbidden() => None,
         Err(e) => return Err(e),
     };
     Ok(adopted.map(|a| a.service).or(found))
@@ -413,12 +424,10 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn link(secret: &str, key: &str, ours: bool, check: LinkCheck) -> FoundLink {
+    fn link(secret: &str, key: &str, check: LinkCheck) -> FoundLink {
         FoundLink {
             secret: secret.into(),
             key: key.into(),
-            ours,
-            matched: LinkMatch::Server,
             check,
         }
     }
@@ -432,6 +441,7 @@ mod tests {
             found,
             given,
             "cluster2",
+            "istio-remote-secret-cluster2",
             replace,
             "istio-system",
             "cluster2",
@@ -443,15 +453,9 @@ mod tests {
         let guide = link(
             "n2-k8s-secret",
             "n2-k8s-config",
-            false,
             LinkCheck::Works { account: None },
         );
-        let ours = link(
-            "istio-remote-secret-cluster2",
-            "cluster2",
-            true,
-            LinkCheck::Ours,
-        );
+        let ours = link("istio-remote-secret-cluster2", "cluster2", LinkCheck::Ours);
         // No link: ours, under the name join would give.
         assert_eq!(
             plan(&[], None, false).unwrap(),
@@ -472,7 +476,6 @@ mod tests {
         let lacking = link(
             "n2-k8s-secret",
             "n2-k8s-config",
-            false,
             LinkCheck::LacksReads {
                 account: ReaderAccount::new("istio-system", "istio-multi"),
                 missing: vec!["list nodes".into()],
@@ -490,7 +493,6 @@ mod tests {
         let broken = link(
             "n2-k8s-secret",
             "n2-k8s-config",
-            false,
             LinkCheck::Broken("Unauthorized".into()),
         );
         let e = plan(std::slice::from_ref(&broken), None, false).unwrap_err();
@@ -518,12 +520,12 @@ mod tests {
             LinkPlan::Replace { .. }
         ));
         // Our own link under another name: refreshed there, its name kept.
-        let ours_c2 = link("istio-remote-secret-c2", "c2", true, LinkCheck::Ours);
+        let ours_c2 = link("istio-remote-secret-c2", "c2", LinkCheck::Ours);
         assert_eq!(
             plan(&[ours_c2], None, false).unwrap(),
             (LinkPlan::Own { secret: None }, "c2".into())
         );
-        let custom = link("n2-k8s-secret", "cluster2", true, LinkCheck::Ours);
+        let custom = link("n2-k8s-secret", "cluster2", LinkCheck::Ours);
         assert_eq!(
             plan(&[custom], None, false).unwrap(),
             (
@@ -534,12 +536,7 @@ mod tests {
             )
         );
         // Replacing a hand-made link with our ID in another Secret would drop the cluster.
-        let same_id = link(
-            "hand-made",
-            "cluster2",
-            false,
-            LinkCheck::Works { account: None },
-        );
+        let same_id = link("hand-made", "cluster2", LinkCheck::Works { account: None });
         assert_eq!(
             plan(&[same_id], None, true).unwrap_err().kind,
             ProblemKind::NameTaken
@@ -548,7 +545,6 @@ mod tests {
         let istioctl = link(
             "istio-remote-secret-cluster2",
             "cluster2",
-            false,
             LinkCheck::Works { account: None },
         );
         assert_eq!(

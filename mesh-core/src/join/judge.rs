@@ -187,10 +187,12 @@ fn judge_clusters(
             name
         } else {
             let found = read.links.get(i - 1).map(Vec::as_slice).unwrap_or_default();
+            let ours = opts.remotes[i - 1].credentials().secret_name_for(&name);
             match adopt::plan_link(
                 found,
                 spec.cluster_name.as_deref(),
                 &name,
+                &ours,
                 opts.replace_links,
                 ns,
                 ctx,
@@ -299,11 +301,7 @@ fn judge_clusters(
     match &read.remote_secrets {
         Ok(secrets) => {
             for ((remote, name), ctx) in opts.remotes.iter().zip(&names[1..]).zip(&specs[1..]) {
-                let ours = remote
-                    .credentials()
-                    .secret_name
-                    .clone()
-                    .unwrap_or_else(|| mesh_kubeconfig::remote_secret_name(name));
+                let ours = remote.credentials().secret_name_for(name);
                 // A Secret whose link reaches this remote is its link, not another's.
                 let its_link = |secret: &str| {
                     read.links
@@ -617,7 +615,7 @@ mod tests {
     use super::*;
     use crate::cluster::{ClusterFacts, GatewayService};
     use crate::install::{InstallOptions, Listed};
-    use crate::join::adopt::{FoundLink, LinkCheck, LinkMatch};
+    use crate::join::adopt::{FoundLink, LinkCheck};
     use crate::join::read::{FoundObject, InstallRead};
     use crate::{Remote, ValuesFor};
 
@@ -750,8 +748,6 @@ mod tests {
         FoundLink {
             secret: secret.into(),
             key: key.into(),
-            ours: false,
-            matched: LinkMatch::Server,
             check,
         }
     }

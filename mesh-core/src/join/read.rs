@@ -60,8 +60,9 @@ pub(super) struct ClusterRead {
     pub releases: BTreeMap<String, Listed>,
     /// The Istio objects with the names join gives its own, as found.
     pub istio_objects: Vec<FoundObject>,
-    /// Every Gateway in the Istio namespace, when one does TLS `AUTO_PASSTHROUGH` (a
-    /// cross-network Gateway somebody made may do the job), with the namespace's Services.
+    /// Every Gateway in the Istio namespace and its Services, when a Gateway somebody
+    /// made does TLS `AUTO_PASSTHROUGH` and none of kubectl-mesh's is there (it may do
+    /// the cross-network job: [`adopt::passthrough_gateways`]).
     pub passthrough: Option<(Vec<DynamicObject>, Vec<Service>)>,
 }
 
@@ -108,9 +109,7 @@ pub(super) async fn read<'a>(
             Some(version) => {
                 match adopt::passthrough_gateways(&client, &spec.context, ns, version).await {
                     Ok(found) => found,
-                    Err(Error::Kube {
-                        status: Some(403), ..
-                    }) => {
+                    Err(e) if e.is_forbidden() => {
                         facts.denied.push(format!(
                             "list gateways.networking.istio.io and services in namespace {ns}"
                         ));

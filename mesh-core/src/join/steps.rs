@@ -418,47 +418,26 @@ pub(super) async fn mesh_networks_step(
     targets: &[Target<'_>],
     gateways: &[Option<GatewayAddress>],
 ) -> Result<Outcome> {
-    let ctx = primary.spec.context.as_str();
     let ns = run.opts.namespace.as_str();
-    let api: Api<ConfigMap> = Api::namespaced(primary.client.clone(), ns);
-    // Other joins and unjoins edit the same document: conditional, re-applied on conflict.
-    let object = format!("ConfigMap {ns}/{MESH_CONFIG_MAP}");
-    let written = cluster::update(
-        &api,
-        ctx,
-        &object,
-        MESH_CONFIG_MAP,
-        run.opts.dry_run,
-        |cm: Option<&ConfigMap>| {
-            let mut networks = match cm {
-                Some(cm) => read_mesh_networks(cm, ctx, ns, "join")?,
-                // Only a dry run that installs gets here: istiod (and its ConfigMap) is not there yet.
-                None if run.opts.dry_run && run.opts.install.is_some() => MeshNetworks::default(),
-                None => {
-                    return Err(Error::Malformed {
-                        cluster: ctx.to_owned(),
-                        object: object.clone(),
-                        reason: "it is missing: istiod is not installed; install it (or let join install Istio)"
-                            .into(),
-                    });
-                }
-            };
-            let mut said = Vec::new();
-            for (t, gw) in targets.iter().zip(gateways) {
-                // A registry listed under another network moves to this one.
-                if let Some(old) = networks.network_of(&t.name)
-                    && old != t.network
-                    && networks.remove_registry(&t.name)
-                {
-                    said.push(format!("{old}: removed registry {} (its network is {})", t.name, t.network));
-                }
-                // The guide names the gateway by its Service (registryServiceName): kept.
-                let service = t.gateway.as_ref().map(|g| format!("{}.{ns}", g.name));
-                said.extend(networks.reconcile(&t.network, &t.name, gw.as_ref(), service.as_deref()));
+    let written = edit_mesh_networks(run, primary, |networks| {
+        let mut said = Vec::new();
+        for (t, gw) in targets.iter().zip(gateways) {
+            // A registry listed under another network moves to this one.
+            if let Some(old) = networks.network_of(&t.name)
+                && old != t.network
+                && networks.remove_registry(&t.name)
+            {
+                said.push(format!(
+                    "{old}: removed registry {} (its network is {})",
+                    t.name, t.network
+                ));
             }
-            Ok((!said.is_empty()).then(|| (networks.to_config_map(ns), said)))
-        },
-    )
+            // The guide names the gateway by its Service (registryServiceName): kept.
+            let service = t.gateway.as_ref().map(|g| format!("{}.{ns}", g.name));
+            said.extend(networks.reconcile(&t.network, &t.name, gw.as_ref(), service.as_deref()));
+        }
+        said
+    })
     .await?;
     let Some((desired, said)) = written else {
         return Ok(Outcome::Unchanged);
@@ -516,10 +495,7 @@ pub(super) async fn remote_secret_step(
                 Outcome::Changed(what, _) | Outcome::Found(what) => vec![what],
                 Outcome::Unchanged => Vec::new(),
             };
-            let ours = request
-                .secret_name
-                .clone()
-                .unwrap_or_else(|| mesh_kubeconfig::remote_secret_name(&remote.name));
+            let ours = request.secret_name_for(&remote.name);
             said.extend(remove_replaced_links(run, primary, remote, old, &ours).await?);
             Ok(Outcome::from_changes(said))
         }
@@ -630,32 +606,61 @@ async fn remove_replaced_links(
     if old_ids.is_empty() {
         return Ok(said);
     }
-    let configs: Api<ConfigMap> = Api::namespaced(primary.client.clone(), ns);
+    let written = edit_mesh_networks(run, primary, |networks| {
+        old_ids
+            .iter()
+            .filter(|id| networks.remove_registry(id))
+            .map(|id| {
+                format!(
+                    "removed registry {id} from meshNetworks in ConfigMap {ns}/{MESH_CONFIG_MAP}"
+                )
+            })
+            .collect()
+    })
+    .await?;
+    said.extend(written.into_iter().flat_map(|(_, removed)| removed));
+    Ok(said)
+}
+
+/// Edits `meshNetworks` in the primary's `istio` ConfigMap: `edit` changes the parsed
+/// document and says what it changed (nothing: nothing is written). Other joins and
+/// unjoins edit the same document, so the write is conditional ([`cluster::update`]: the
+/// `resourceVersion` read; on a conflict read, edited and written again). Returns the
+/// ConfigMap written and what changed.
+async fn edit_mesh_networks(
+    run: &Run<'_>,
+    primary: &Target<'_>,
+    edit: impl Fn(&mut MeshNetworks) -> Vec<String>,
+) -> Result<Option<(ConfigMap, Vec<String>)>> {
+    let ctx = primary.spec.context.as_str();
+    let ns = run.opts.namespace.as_str();
+    let api: Api<ConfigMap> = Api::namespaced(primary.client.clone(), ns);
     let object = format!("ConfigMap {ns}/{MESH_CONFIG_MAP}");
-    let written = cluster::update(
-        &configs,
-        pctx,
+    cluster::update(
+        &api,
+        ctx,
         &object,
         MESH_CONFIG_MAP,
         run.opts.dry_run,
         |cm: Option<&ConfigMap>| {
-            let Some(cm) = cm else { return Ok(None) };
-            let mut networks = read_mesh_networks(cm, pctx, ns, "join")?;
-            let mut changed = false;
-            for id in &old_ids {
-                changed |= networks.remove_registry(id);
-            }
-            Ok(changed.then(|| (networks.to_config_map(ns), ())))
+            let mut networks = match cm {
+                Some(cm) => read_mesh_networks(cm, ctx, ns, "join")?,
+                // Only a dry run that installs gets here: istiod (and its ConfigMap) is not there yet.
+                None if run.opts.dry_run && run.opts.install.is_some() => MeshNetworks::default(),
+                None => {
+                    return Err(Error::Malformed {
+                        cluster: ctx.to_owned(),
+                        object: object.clone(),
+                        reason: "it is missing: istiod is not installed; install it (or let join install Istio)"
+                            .into(),
+                    });
+                }
+            };
+            let said = edit(&mut networks);
+            Ok((!said.is_empty()).then(|| (networks.to_config_map(ns), said)))
         },
     )
-    .await?;
-    if written.is_some() {
-        said.push(format!(
-            "removed registry {} from meshNetworks in {object}",
-            old_ids.join(", ")
-        ));
-    }
-    Ok(said)
+    .await
 }
 
 /// The remote's reader credentials (made in the remote) and kubectl-mesh's remote secret
@@ -675,10 +680,7 @@ async fn own_link(
         let account = mesh_kubeconfig::ReaderAccount::new(ns, request.service_account.clone());
         let changes =
             mesh_kubeconfig::check_reader_account(client, &remote.spec.context, &account).await?;
-        let name = request
-            .secret_name
-            .clone()
-            .unwrap_or_else(|| mesh_kubeconfig::remote_secret_name(&remote.name));
+        let name = request.secret_name_for(&remote.name);
         let secrets: Api<Secret> = Api::namespaced(primary.client.clone(), ns);
         let exists = secrets
             .get_opt(&name)
