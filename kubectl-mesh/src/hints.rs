@@ -99,9 +99,9 @@ fn hint(kind: ProblemKind, role: Role) -> Option<Hint> {
             what: "--replace-links",
         },
         ProblemKind::ModelContradicts => Hint::Pass("--model MODEL matching the mesh"),
-        ProblemKind::PeerWithoutContext => {
-            Hint::Pass("that member's context as another REMOTE (every member is named)")
-        }
+        ProblemKind::PeerWithoutContext => Hint::Pass(
+            "--kubeconfig with a context for that member (it is found by its API server)",
+        ),
         _ => return None,
     })
 }

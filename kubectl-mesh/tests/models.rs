@@ -33,12 +33,17 @@ struct Setup {
 }
 
 fn setup() -> Setup {
+    setup_with(&[C4, C5])
+}
+
+/// cluster4 and cluster5 wiped, and CA bundles of one root for `clusters`.
+fn setup_with(clusters: &[&str]) -> Setup {
     wipe_istio(C4);
     wipe_istio(C5);
     let values = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(values.path(), TESTBED_VALUES).unwrap();
     Setup {
-        certs: generate_certs(&[C4, C5]),
+        certs: generate_certs(clusters),
         values,
     }
 }
@@ -158,6 +163,35 @@ fn wait_endpoint(istiod: &mut Istiod, ctx: &str, version: &str) -> Value {
 fn multi_primary_on_different_networks_every_istiod_reads_every_cluster() {
     let _lock = BARE_CLUSTERS.lock().unwrap_or_else(|e| e.into_inner());
     let s = setup();
+
+    // The dry run prints every object of both clusters, and writes nothing.
+    let marks = [audit_mark(C4), audit_mark(C5)];
+    let plan = joined(&s, &["--model", "multi-primary", "--dry-run", "-o", "yaml"]);
+    for ctx in [C4, C5] {
+        let group = |what: &str| {
+            format!("\n{plan}")
+                .split("\n# ")
+                .find(|g| g.starts_with(&format!("{ctx}: {what}")))
+                .unwrap_or_else(|| panic!("no {ctx}: {what} in the plan:\n{plan}"))
+                .to_owned()
+        };
+        assert!(
+            group("would have created namespace istio-system")
+                .contains("kubectl-mesh/model: multi-primary")
+        );
+        assert!(
+            group("would have created Gateway istio-system/cross-network-gateway")
+                .contains("AUTO_PASSTHROUGH")
+        );
+        assert!(group("would have installed release istiod").contains("kind: Deployment"));
+    }
+    for mark in &marks {
+        assert!(
+            mark.mutations_by(&["kubectl-mesh/", "Helm/"]).is_empty(),
+            "a dry run wrote"
+        );
+    }
+
     let stdout = joined(&s, &["--model", "multi-primary"]);
     assert!(
         stdout.contains("istio-remote-secret-cluster5")
@@ -270,17 +304,6 @@ fn multi_primary_on_different_networks_every_istiod_reads_every_cluster() {
         );
     }
 
-    // unjoin does not take a member out of a multi-primary mesh yet: it refuses, says
-    // what to delete by hand, and writes nothing (half a link pair would stay).
-    let marks = [audit_mark(C4), audit_mark(C5)];
-    let out = mesh(&["unjoin", C5, "--primary", C4, "--yes"]);
-    let stderr = text(&out.stderr);
-    assert!(!out.status.success(), "{stderr}");
-    assert!(stderr.contains("multi-primary mesh"), "{stderr}");
-    for mark in &marks {
-        assert!(mark.mutations().is_empty(), "a refused unjoin wrote");
-    }
-
     // A join that would mix the models is refused before anything is written.
     let marks = [audit_mark(C4), audit_mark(C5)];
     let out = join(&s, &["--model", "primary-remote"]);
@@ -293,6 +316,41 @@ fn multi_primary_on_different_networks_every_istiod_reads_every_cluster() {
     for mark in &marks {
         assert!(mark.mutations().is_empty(), "a refused join wrote");
     }
+
+    // unjoin takes cluster5 out in both directions: no remote secret is left in either
+    // cluster, no reader token of ours, and (the mesh is down to one cluster) no record
+    // of the model; a second unjoin changes nothing.
+    let out = mesh(&["unjoin", C5, "--primary", C4, "--yes"]);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    for ctx in [C4, C5] {
+        assert!(
+            remote_secrets(ctx).is_empty(),
+            "{ctx} still reads a cluster"
+        );
+        assert_eq!(annotation(ctx, "kubectl-mesh/model"), "", "{ctx}");
+        assert_eq!(
+            common::token_secrets(ctx),
+            "",
+            "{ctx}: a reader token is left"
+        );
+        let networks = mesh_networks(ctx);
+        let other = if ctx == C4 { C5 } else { C4 };
+        assert!(
+            networks["networks"][format!("network-{other}")].is_null(),
+            "{ctx} still lists {other}: {networks:#}"
+        );
+    }
+    let marks = [audit_mark(C4), audit_mark(C5)];
+    let out = mesh(&["unjoin", C5, "--primary", C4, "--yes"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for mark in &marks {
+        assert!(mark.mutations().is_empty(), "a second unjoin wrote");
+    }
 }
 
 #[test]
@@ -300,6 +358,49 @@ fn multi_primary_on_different_networks_every_istiod_reads_every_cluster() {
 fn multi_primary_on_one_network_has_no_gateway_and_pods_reach_each_other() {
     let _lock = BARE_CLUSTERS.lock().unwrap_or_else(|e| e.into_inner());
     let s = setup();
+
+    // Bundles of two different roots are refused before anything is written.
+    let other_root = generate_certs(&[C5]);
+    let mixed = tempfile::tempdir().unwrap();
+    for (ctx, from) in [(C4, s.certs.path()), (C5, other_root.path())] {
+        std::fs::create_dir(mixed.path().join(ctx)).unwrap();
+        for file in [
+            "ca-cert.pem",
+            "ca-key.pem",
+            "root-cert.pem",
+            "cert-chain.pem",
+        ] {
+            std::fs::copy(from.join(ctx).join(file), mixed.path().join(ctx).join(file)).unwrap();
+        }
+    }
+    let marks = [audit_mark(C4), audit_mark(C5)];
+    let out = common::mesh_command()
+        .args([
+            "join",
+            C5,
+            "--primary",
+            C4,
+            "--model",
+            "multi-primary",
+            "--one-network",
+        ])
+        .arg("--certs")
+        .arg(mixed.path())
+        .args(["--install", "--values"])
+        .arg(s.values.path())
+        .arg("--yes")
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("root"), "{stderr}");
+    for mark in &marks {
+        assert!(
+            mark.mutations_by(&["kubectl-mesh/", "Helm/"]).is_empty(),
+            "a refused join wrote"
+        );
+    }
+
     joined(&s, &["--model", "multi-primary", "--one-network"]);
 
     // Istio's multi-primary install on one network: istiod in each cluster, a remote
@@ -338,9 +439,16 @@ fn multi_primary_on_one_network_has_no_gateway_and_pods_reach_each_other() {
         );
     }
 
-    // A second run infers the model from the mesh and changes nothing.
+    // A second run infers the model from the mesh and changes nothing; status agrees.
     let stdout = joined(&s, &[]);
     assert!(stdout.contains("nothing changed"), "{stdout}");
+    let out = mesh(&["status", "--primary", C4]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("model: multi-primary on one network"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -378,6 +486,14 @@ fn primary_remote_on_one_network_exposes_istiod_and_adds_no_cross_network_gatewa
         assert_eq!(endpoint["Locality"]["ClusterID"], at, "{endpoint:#}");
     }
 
+    let out = mesh(&["status", "--primary", C4]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("model: primary-remote on one network"),
+        "{stdout}"
+    );
+
     // A multi-primary join into this primary-remote mesh is refused, writing nothing.
     let marks = [audit_mark(C4), audit_mark(C5)];
     let out = join(&s, &["--model", "multi-primary"]);
@@ -387,4 +503,117 @@ fn primary_remote_on_one_network_exposes_istiod_and_adds_no_cross_network_gatewa
     for mark in &marks {
         assert!(mark.mutations().is_empty(), "a refused join wrote");
     }
+
+    // unjoin --purge takes the remote out: no link, no control-plane entry.
+    let out = mesh(&["unjoin", C5, "--primary", C4, "--purge", "--yes"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(remote_secrets(C4).is_empty());
+    assert_eq!(annotation(C5, "topology.istio.io/controlPlaneClusters"), "");
+}
+
+/// The remote secrets kubectl-mesh wrote (created or applied) since `mark` in `ctx`, as
+/// `ctx: name`.
+fn links_written(mark: &common::AuditMark, ctx: &str) -> Vec<String> {
+    mark.mutations()
+        .iter()
+        .filter(|w| {
+            (w.starts_with("create ") || w.starts_with("patch "))
+                && w.contains(" secrets istio-system/istio-remote-secret-")
+        })
+        .map(|w| format!("{ctx}: {}", w.rsplit('/').next().unwrap_or_default()))
+        .collect()
+}
+
+#[test]
+#[ignore = "needs the test bed: cargo xtask test"]
+fn a_third_primary_is_linked_with_every_member_and_leaves_the_others_linked() {
+    let _lock = BARE_CLUSTERS.lock().unwrap_or_else(|e| e.into_inner());
+    let _mesh = common::mesh_lock();
+    common::reset_mesh();
+    let s = setup_with(&[C4, C5, "cluster1"]);
+    joined(&s, &["--model", "multi-primary"]);
+
+    // cluster1 (Istio installed, network1) joins cluster4's mesh: no model given, no
+    // other member named — both are read from the mesh.
+    let contexts = ["cluster1", C4, C5];
+    let marks = contexts.map(audit_mark);
+    let out = common::mesh_command()
+        .args(["join", "cluster1", "--primary", C4, "--certs"])
+        .arg(s.certs.path())
+        .arg("--yes")
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{}\n{stderr}", text(&out.stdout));
+    assert!(
+        stderr.contains("cluster5: a member of cluster4's multi-primary mesh"),
+        "{stderr}"
+    );
+    let mut written: Vec<String> = marks
+        .iter()
+        .zip(contexts)
+        .flat_map(|(m, ctx)| links_written(m, ctx))
+        .collect();
+    written.sort();
+    assert_eq!(
+        written,
+        [
+            "cluster1: istio-remote-secret-cluster4",
+            "cluster1: istio-remote-secret-cluster5",
+            "cluster4: istio-remote-secret-cluster1",
+            "cluster5: istio-remote-secret-cluster1",
+        ],
+        "exactly the four new links"
+    );
+    assert_eq!(
+        annotation("cluster1", "kubectl-mesh/model"),
+        "multi-primary"
+    );
+
+    // Every istiod reads both others.
+    for ctx in contexts {
+        let mut istiod = Istiod::start(ctx);
+        for other in contexts.iter().filter(|c| **c != ctx) {
+            wait_synced(&mut istiod, other);
+        }
+    }
+
+    // A second run writes nothing anywhere.
+    let marks = contexts.map(audit_mark);
+    let out = common::mesh_command()
+        .args(["join", "cluster1", "--primary", C4, "--certs"])
+        .arg(s.certs.path())
+        .arg("--yes")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for (mark, ctx) in marks.iter().zip(contexts) {
+        let writes = mark.mutations();
+        assert!(writes.is_empty(), "{ctx}: a second run wrote {writes:#?}");
+    }
+
+    // cluster1 leaves: its links go in both directions; cluster4 and cluster5 still read
+    // each other with the reader tokens they share with no one else now.
+    let out = mesh(&["unjoin", "cluster1", "--primary", C4, "--yes"]);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(remote_secrets("cluster1").is_empty());
+    assert_eq!(annotation("cluster1", "kubectl-mesh/model"), "");
+    assert_eq!(remote_secrets(C4), ["istio-remote-secret-cluster5"]);
+    assert_eq!(remote_secrets(C5), ["istio-remote-secret-cluster4"]);
+    for ctx in [C4, C5] {
+        assert_ne!(
+            common::token_secrets(ctx),
+            "",
+            "{ctx}'s reader token is still used"
+        );
+        assert_eq!(annotation(ctx, "kubectl-mesh/model"), "multi-primary");
+    }
+    let out = mesh(&["status", "--primary", C4]);
+    assert!(out.status.success(), "{}", text(&out.stdout));
+    common::reset_mesh();
 }

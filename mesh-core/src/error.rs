@@ -303,9 +303,6 @@ pub enum ProblemKind {
     /// Join: a multi-primary mesh's member that the primary reads has no context in the
     /// kubeconfig, so its links to the new cluster cannot be made.
     PeerWithoutContext,
-    /// Unjoin: the primary is a member of a multi-primary mesh, which unjoin does not
-    /// take clusters out of yet.
-    MultiPrimaryUnjoin,
 }
 
 impl ProblemKind {
@@ -350,7 +347,6 @@ impl ProblemKind {
             ProblemKind::LinkNamedOtherwise => "link-named-otherwise",
             ProblemKind::ModelContradicts => "model-contradicts",
             ProblemKind::PeerWithoutContext => "peer-without-context",
-            ProblemKind::MultiPrimaryUnjoin => "multi-primary-unjoin",
         }
     }
 }

@@ -8,6 +8,7 @@
 //! | primary | `istio-base` | `base` | `global.externalIstiod` |
 //! | primary | `istiod` | `istiod` | `global.meshID`, `global.multiCluster.clusterName`, `global.network`, `global.externalIstiod` |
 //! | each | `istio-eastwestgateway` | `gateway` | `name`, `networkGateway` (the east-west ports and the network label) |
+//! | multi-primary member | `istio-base`, `istiod` | `base`, `istiod` | `global.meshID`, `global.multiCluster.clusterName`, `global.network` (`member_releases`) |
 //! | remote | `istio-base` | `base` | `profile: remote` |
 //! | remote | `istiod` | `istiod` | `profile: remote`, cluster name, network, `istiodRemote.injectionPath` `/inject/cluster/<cluster>/net/<network>`, `global.configCluster`, `global.remotePilotAddress` = the primary's east-west gateway address |
 //!
@@ -253,6 +254,43 @@ pub fn primary_releases(
                 "multiCluster": {"clusterName": cluster},
                 "network": network,
                 "externalIstiod": true,
+            }}),
+        },
+        eastwest_release(charts, network),
+    ]
+}
+
+/// A multi-primary member's releases, in install order: Istio's multi-primary install —
+/// `istio-base`, `istiod` with the mesh ID, cluster name and network (no
+/// `externalIstiod`: it serves no remote), then its east-west gateway.
+///
+/// ```
+/// # let charts = mesh_core::install::Charts {
+/// #     base: "charts/base".into(), istiod: "charts/istiod".into(), gateway: "charts/gateway".into(),
+/// # };
+/// let releases = mesh_core::install::member_releases(&charts, "mesh1", "cluster2", "network2");
+/// assert_eq!(releases[1].values["global"]["multiCluster"]["clusterName"], "cluster2");
+/// assert!(releases[1].values["global"].get("externalIstiod").is_none());
+/// ```
+pub fn member_releases(
+    charts: &Charts,
+    mesh_id: &str,
+    cluster: &str,
+    network: &str,
+) -> [Release; 3] {
+    [
+        Release {
+            name: BASE_RELEASE,
+            chart: charts.base.clone(),
+            values: json!({}),
+        },
+        Release {
+            name: ISTIOD_RELEASE,
+            chart: charts.istiod.clone(),
+            values: json!({"global": {
+                "meshID": mesh_id,
+                "multiCluster": {"clusterName": cluster},
+                "network": network,
             }}),
         },
         eastwest_release(charts, network),

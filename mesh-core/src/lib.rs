@@ -87,7 +87,10 @@ mod unjoin;
 
 // The entry points and what each takes and returns.
 pub use install::InstallOptions;
-pub use join::{Change, ClusterSpec, JoinOptions, JoinSummary, JoinedCluster, Remote, join};
+pub use join::{
+    Change, ClusterSpec, JoinOptions, JoinSummary, JoinedCluster, Remote, join,
+    multi_primary_members,
+};
 pub use status::{
     Check, CheckKind, CheckState, ClusterRow, MeshStatus, Rejoin, RejoinCerts, Remedy,
     StatusOptions, TokenKind, status,

@@ -333,7 +333,8 @@ pub enum RejoinCerts {
 pub struct MeshStatus {
     /// The mesh's model: multi-primary when the primary's Istio namespace records it
     /// ([`MODEL_ANNOTATION`](crate::cluster::MODEL_ANNOTATION)), on one network when
-    /// the primary has links but neither a network label nor networks in `meshNetworks`.
+    /// the primary has links but neither a network label on its Istio namespace nor
+    /// networks in `meshNetworks`.
     pub model: Model,
     /// The primary's context.
     pub primary_context: String,
@@ -591,8 +592,13 @@ async fn status_of(kubeconfigs: &Kubeconfigs, opts: &StatusOptions) -> Result<Me
         .as_ref()
         .and_then(|n| n.metadata.annotations.as_ref()?.get(MODEL_ANNOTATION))
         .is_some_and(|v| v == ControlPlanes::MultiPrimary.id());
+    let labelled = facts
+        .istio_namespace
+        .as_ref()
+        .and_then(|n| n.metadata.labels.as_ref()?.get(NETWORK_LABEL))
+        .is_some();
     let one_network = !all_links.is_empty()
-        && seen.network.is_none()
+        && !labelled
         && networks
             .as_ref()
             .is_some_and(|n| n.as_ref().is_ok_and(|n| n.names().is_empty()));

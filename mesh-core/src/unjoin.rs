@@ -231,6 +231,245 @@ pub async fn unjoin(
     opts: &UnjoinOptions,
     progress: &dyn Progress,
 ) -> Result<UnjoinSummary> {
+    let primary = kubeconfigs
+        .client(&opts.primary, opts.request_timeout)
+        .await?;
+    if multi_primary_member(&primary, &opts.primary, &opts.namespace).await? {
+        return unjoin_member(kubeconfigs, opts, progress).await;
+    }
+    unjoin_link(kubeconfigs, opts, progress, true).await
+}
+
+/// Whether the cluster's Istio namespace records membership of a multi-primary mesh.
+async fn multi_primary_member(client: &Client, ctx: &str, ns: &str) -> Result<bool> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let namespace = api
+        .get_opt(ns)
+        .await
+        .map_err(|e| kube(ctx, "reaching the API server", e))?;
+    Ok(namespace
+        .as_ref()
+        .and_then(|n| {
+            n.metadata
+                .annotations
+                .as_ref()?
+                .get(cluster::MODEL_ANNOTATION)
+        })
+        .is_some_and(|v| v == cluster::ControlPlanes::MultiPrimary.id()))
+}
+
+/// Takes a member out of a multi-primary mesh, every direction of its links: first
+/// every other member's link to it (so no istiod keeps reading it), then its links to
+/// every other member. Each direction is one primary-remote unjoin ([`unjoin_link`]);
+/// going back, the other member's reader credentials stay while another member still
+/// reads it with them. When one member remains, the mesh's record goes from both.
+async fn unjoin_member(
+    kubeconfigs: &Kubeconfigs,
+    opts: &UnjoinOptions,
+    progress: &dyn Progress,
+) -> Result<UnjoinSummary> {
+    let ns = opts.namespace.as_str();
+    let pctx = opts.primary.as_str();
+    let rctx = opts.remote.as_str();
+    let primary = kubeconfigs.client(pctx, opts.request_timeout).await?;
+    let facts = cluster::read_facts(&primary, pctx, ns, Permissions::ReadOnly).await?;
+    facts.require_readable()?;
+    let primary_id = default_cluster_id(Role::Primary, pctx, facts.istiod_cluster_id.as_deref());
+    // The members: the primary and every cluster it reads, each with the user's context.
+    let contexts: Vec<(String, String)> = kubeconfigs
+        .contexts()
+        .into_iter()
+        .filter_map(|c| Some((c.to_owned(), kubeconfigs.resolve(c).ok()?.server)))
+        .collect();
+    let secrets = links::remote_secrets(&primary, pctx, ns).await?;
+    let mut members = Vec::new();
+    let mut problems = Vec::new();
+    for link in links::links(&secrets) {
+        let server = links::link_server(&link.kubeconfig);
+        let context = server.as_deref().and_then(|server| {
+            contexts
+                .iter()
+                .find(|(_, s)| links::same_server(s, server))
+                .map(|(c, _)| c.clone())
+        });
+        match context {
+            Some(context) => members.push((context, link.key)),
+            None => problems.push(Problem::new(
+                pctx,
+                ProblemKind::PeerWithoutContext,
+                format!(
+                    "{pctx} reads cluster {:?} (remote Secret {ns}/{}, server {}), a member of its multi-primary mesh that no context of the kubeconfig reaches: its links to the cluster leaving cannot be removed; add a context for it",
+                    link.key,
+                    link.secret,
+                    server.as_deref().unwrap_or("unknown")
+                ),
+            )),
+        }
+    }
+    let leaving = match &opts.cluster_name {
+        Some(name) => members.iter().find(|(_, id)| id == name),
+        None => members.iter().find(|(c, _)| c == rctx),
+    }
+    .cloned();
+    let Some((rctx, rid)) = leaving else {
+        problems.push(Problem::new(
+            rctx,
+            ProblemKind::NotLinked,
+            format!(
+                "{pctx}'s multi-primary mesh has no member {}: {pctx} reads {}",
+                opts.cluster_name.as_deref().unwrap_or(rctx),
+                members
+                    .iter()
+                    .map(|(c, id)| format!("{id} (context {c})"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+        return Err(Error::Preflight { problems });
+    };
+    if !problems.is_empty() {
+        return Err(Error::Preflight { problems });
+    }
+    let mut others: Vec<(String, String)> = vec![(pctx.to_owned(), primary_id)];
+    others.extend(members.into_iter().filter(|(c, _)| *c != rctx));
+    let last = others.len() == 1;
+
+    let mut changes = Vec::new();
+    let mut warnings = Vec::new();
+    let mut remote_reachable = true;
+    // Every other member stops reading the leaving cluster.
+    for (octx, _) in &others {
+        let done = unjoin_link(
+            kubeconfigs,
+            &UnjoinOptions {
+                primary: octx.clone(),
+                remote: rctx.clone(),
+                cluster_name: Some(rid.clone()),
+                ..opts.clone()
+            },
+            progress,
+            true,
+        )
+        .await?;
+        remote_reachable &= done.remote_reachable;
+        changes.extend(done.changes);
+        warnings.extend(done.warnings);
+    }
+    // The leaving cluster stops reading them; their reader credentials stay while
+    // another member reads them (all but the last one left).
+    for (octx, oid) in &others {
+        let done = unjoin_link(
+            kubeconfigs,
+            &UnjoinOptions {
+                primary: rctx.clone(),
+                remote: octx.clone(),
+                cluster_name: Some(oid.clone()),
+                purge: opts.purge && last,
+                ..opts.clone()
+            },
+            progress,
+            last,
+        )
+        .await?;
+        changes.extend(done.changes);
+        warnings.extend(done.warnings);
+    }
+    // The record of the model goes from the leaving cluster, and from the last member.
+    let run = Run {
+        opts,
+        steps: Steps::new(opts.dry_run, progress).interruptible(&opts.interrupt),
+    };
+    let mut unrecord = vec![rctx.clone()];
+    if last {
+        unrecord.push(others[0].0.clone());
+    }
+    for ctx in &unrecord {
+        run.step_listing(ctx, "model", async {
+            let client = kubeconfigs.client(ctx, opts.request_timeout).await?;
+            forget_model(&run, &client, ctx).await
+        })
+        .await?;
+    }
+    let (more, more_warnings) = run.steps.finish();
+    changes.extend(more);
+    warnings.extend(more_warnings);
+    Ok(UnjoinSummary {
+        primary: pctx.to_owned(),
+        remote: rctx,
+        cluster_name: rid,
+        remote_reachable,
+        changes,
+        warnings,
+        dry_run: opts.dry_run,
+    })
+}
+
+/// Removes the multi-primary record ([`cluster::MODEL_ANNOTATION`]) from the cluster's
+/// Istio namespace, conditionally.
+async fn forget_model(run: &Run<'_>, client: &Client, ctx: &str) -> Result<Vec<String>> {
+    let ns = run.opts.namespace.as_str();
+    let api: Api<Namespace> = Api::all(client.clone());
+    let written = cluster::update(
+        &api,
+        ctx,
+        &format!("namespace {ns}"),
+        ns,
+        run.opts.dry_run,
+        |current: Option<&Namespace>| {
+            let Some(current) = current else {
+                return Ok(None);
+            };
+            let meta = &current.metadata;
+            if !meta
+                .annotations
+                .as_ref()
+                .is_some_and(|a| a.contains_key(cluster::MODEL_ANNOTATION))
+            {
+                return Ok(None);
+            }
+            // Server-side apply: what kubectl-mesh owns and still wants is applied again;
+            // the record, left out, goes.
+            let kept = |field: &str, values: Option<&BTreeMap<String, String>>| {
+                let owned = links::owned_metadata_keys(meta, field);
+                let kept: BTreeMap<String, String> = values
+                    .into_iter()
+                    .flatten()
+                    .filter(|(k, _)| owned.contains(k) && *k != cluster::MODEL_ANNOTATION)
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                (!kept.is_empty()).then_some(kept)
+            };
+            let desired = Namespace {
+                metadata: ObjectMeta {
+                    name: Some(ns.to_owned()),
+                    labels: kept("labels", meta.labels.as_ref()),
+                    annotations: kept("annotations", meta.annotations.as_ref()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            Ok(Some((desired, ())))
+        },
+    )
+    .await?;
+    Ok(written
+        .map(|_| {
+            vec![format!(
+                "removed annotation {} from namespace {ns} in {ctx}",
+                cluster::MODEL_ANNOTATION
+            )]
+        })
+        .unwrap_or_default())
+}
+
+/// One link: the remote out of the primary's mesh, the primary's side first (so istiod
+/// stops using the link), then — with `remote_side` — the remote's.
+async fn unjoin_link(
+    kubeconfigs: &Kubeconfigs,
+    opts: &UnjoinOptions,
+    progress: &dyn Progress,
+    remote_side: bool,
+) -> Result<UnjoinSummary> {
     let run = Run {
         opts,
         steps: Steps::new(opts.dry_run, progress).interruptible(&opts.interrupt),
@@ -257,30 +496,6 @@ pub async fn unjoin(
     // meshNetworks step then changes without reading it again), and the remote secrets.
     let facts = cluster::read_facts(&primary, pctx, ns, Permissions::ReadOnly).await?;
     facts.require_readable()?;
-    // In a multi-primary mesh every member reads the others with shared reader
-    // credentials: removing one direction of one link would leave the other half. Until
-    // unjoin takes a member out of every direction at once, it changes nothing there.
-    let multi_primary = facts
-        .istio_namespace
-        .as_ref()
-        .and_then(|n| {
-            n.metadata
-                .annotations
-                .as_ref()?
-                .get(cluster::MODEL_ANNOTATION)
-        })
-        .is_some_and(|v| v == cluster::ControlPlanes::MultiPrimary.id());
-    if multi_primary {
-        return Err(Error::Preflight {
-            problems: vec![Problem::new(
-                pctx,
-                ProblemKind::MultiPrimaryUnjoin,
-                format!(
-                    "{pctx} is a primary of a multi-primary mesh, which unjoin cannot take a cluster out of yet (its links run in both directions and share each member's reader credentials); nothing was changed. By hand: delete the cluster's remote Secret ({ns}/istio-remote-secret-<its cluster ID>) in every other member, and the other members' remote Secrets in it"
-                ),
-            )],
-        });
-    }
     let secrets = links::remote_secrets(&primary, pctx, ns).await?;
     // No cluster name given and no link under the default one: the one link whose
     // kubeconfig names the remote's API server is its link, whatever its name, when it
@@ -529,8 +744,8 @@ pub async fn unjoin(
     })
     .await?;
 
-    // The remote's side.
-    if let Some(remote) = &remote {
+    // The remote's side (unless another member of a multi-primary mesh still reads it).
+    if let Some(remote) = remote.as_ref().filter(|_| remote_side) {
         let same_cluster = match (&our_subject, &sa_uid) {
             (Some(TokenSubject { uid: Some(a), .. }), Some(b)) => a == b,
             _ => true,

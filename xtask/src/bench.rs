@@ -40,6 +40,7 @@ pub const SECTIONS: &[(&str, BenchFn)] = &[
     ("size", binary_size),
     ("startup", startup),
     ("join", crate::bench_join::join),
+    ("multi-primary", crate::bench_join::multi_primary),
 ];
 
 /// Builds the release binary, runs the chosen sections (all when `only` is empty) and

@@ -4,6 +4,10 @@
 //! - one join's wall time and mutating requests against the guide's kubectl command
 //!   sequence doing the same work on the same clusters.
 //!
+//! - four clusters joined as a multi-primary mesh in one command (twelve links: each
+//!   primary reads the three others) against one remote joined primary-remote, side by
+//!   side in one run: the links are made concurrently when the ratio stays under 2.
+//!
 //! Every measurement starts from the same state (Istio installed, nothing joined) and
 //! holds the test bed's mesh lock, so tests and benchmarks do not disturb each other.
 
@@ -15,7 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use crate::bench::{Bench, Section};
-use crate::mesh_reset::{kubectl, reset_mesh, run};
+use crate::mesh_reset::{kubectl, reset_clusters, reset_mesh, run};
 use crate::testbed;
 
 const REMOTES: [&str; 2] = ["cluster2", "cluster3"];
@@ -148,6 +152,160 @@ pub fn join(bench: &Bench) -> Result<Section> {
             (
                 "join / guide (wall time)".into(),
                 format!("{:.2}", one.as_secs_f64() / manual.as_secs_f64()),
+            ),
+        ],
+    })
+}
+
+/// The bare clusters the multi-primary benchmark installs Istio into (istiod each).
+const MEMBERS: [&str; 3] = ["cluster4", "cluster5", "cluster6"];
+
+/// `multi-primary`: cluster1 and the three members joined as one multi-primary mesh in one
+/// command (12 links) next to `join cluster2 --primary cluster1` (one link), each from a
+/// reset state, medians of the runs, and their ratio.
+pub fn multi_primary(bench: &Bench) -> Result<Section> {
+    std::thread::spawn(|| {
+        tokio::runtime::Runtime::new()?.block_on(testbed::up(&testbed::UpOptions {
+            clusters: 3,
+            with_istio: true,
+            bare: MEMBERS.len(),
+            versions: testbed::KubernetesVersions::default(),
+        }))
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("bringing the test bed up panicked"))??;
+    let env = testbed::env_vars();
+    let lock = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(testbed::state_dir().join("mesh.lock"))?;
+    lock.lock()?;
+    let all: Vec<&str> = ["cluster1", "cluster2", "cluster3"]
+        .into_iter()
+        .chain(MEMBERS)
+        .collect();
+    let certs = testbed::state_dir().join("bench-certs-multi-primary");
+    if !certs.join("cluster6").is_dir() {
+        let mut args = vec!["certs", "generate", "--out", s(&certs)];
+        args.extend(&all);
+        run(&bench.binary, &env, &args)?;
+    }
+    // istiod in each member, once and untimed: a multi-primary join --install, whose
+    // links the resets below take away again.
+    let installed = MEMBERS.iter().all(|m| {
+        kubectl(
+            &env,
+            &[
+                &format!("--context={m}"),
+                "-n",
+                "istio-system",
+                "get",
+                "configmap",
+                "istio",
+            ],
+        )
+        .is_ok()
+    });
+    if !installed {
+        let values = testbed::state_dir().join("bench-values.yaml");
+        std::fs::write(
+            &values,
+            "defaultRevision: \"\"\nglobal:\n  configValidation: false\n  operatorManageWebhooks: true\n",
+        )?;
+        let charts = crate::istio::charts_dir();
+        run(
+            &bench.binary,
+            &env,
+            &[
+                "join",
+                MEMBERS[1],
+                MEMBERS[2],
+                "--primary",
+                MEMBERS[0],
+                "--model",
+                "multi-primary",
+                "--install",
+                "--istio-charts",
+                s(&charts),
+                "--values",
+                s(&values),
+                "--certs",
+                s(&certs),
+                "--yes",
+            ],
+        )?;
+    }
+    let runs = bench.runs.clamp(1, 5);
+    let mut single = Vec::new();
+    let mut multi = Vec::new();
+    let mut links = 0;
+    for _ in 0..runs {
+        reset_clusters(&env, &all)?;
+        let t = Instant::now();
+        run(
+            &bench.binary,
+            &env,
+            &[
+                "join",
+                "cluster2",
+                "--primary",
+                "cluster1",
+                "--certs",
+                s(&certs),
+                "--yes",
+            ],
+        )?;
+        single.push(t.elapsed());
+        reset_clusters(&env, &all)?;
+        let t = Instant::now();
+        let mut args = vec!["join"];
+        args.extend(MEMBERS);
+        args.extend(["--primary", "cluster1", "--model", "multi-primary"]);
+        args.extend(["--certs", s(&certs), "--yes"]);
+        run(&bench.binary, &env, &args)?;
+        multi.push(t.elapsed());
+        links = ["cluster1"]
+            .into_iter()
+            .chain(MEMBERS)
+            .map(|ctx| {
+                let names = kubectl(
+                    &env,
+                    &[
+                        &format!("--context={ctx}"),
+                        "-n",
+                        "istio-system",
+                        "get",
+                        "secrets",
+                        "-l",
+                        "istio/multiCluster=true",
+                        "-o",
+                        "name",
+                    ],
+                )?;
+                Ok(names.lines().count())
+            })
+            .sum::<Result<usize>>()?;
+    }
+    reset_clusters(&env, &all)?;
+    drop(lock);
+    let (one, four) = (median(&single), median(&multi));
+    Ok(Section {
+        title: format!(
+            "Multi-primary join on the test bed (medians of {runs} runs, each from a reset state)"
+        ),
+        rows: vec![
+            (
+                "join cluster2 --primary cluster1 (primary-remote, 1 link)".into(),
+                format!("{:.2}s", one.as_secs_f64()),
+            ),
+            (
+                format!("4 primaries in one command ({links} links)"),
+                format!("{:.2}s", four.as_secs_f64()),
+            ),
+            (
+                "4 primaries / 1 remote (goal: under 2)".into(),
+                format!("{:.2}", four.as_secs_f64() / one.as_secs_f64()),
             ),
         ],
     })

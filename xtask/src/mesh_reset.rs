@@ -15,15 +15,20 @@ pub const MESH_CLUSTERS: [&str; 3] = ["cluster1", "cluster2", "cluster3"];
 /// no `cacerts`, no remote secrets, no reader credentials (kubectl-mesh's
 /// `istio-reader-service-account` or the guide's `istio-multi`), no cross-network
 /// Gateway (join's `cross-network-gateway`, the guide's `cluster-aware-gateway`), no
-/// guide's `istio-ingressgateway` Service, no network label or `controlPlaneClusters` annotation on `istio-system`, and
-/// an empty `meshNetworks` on cluster1 (when its `istio` ConfigMap exists).
+/// guide's `istio-ingressgateway` Service, no network label, `controlPlaneClusters` or `kubectl-mesh/model` annotation on `istio-system`, and
+/// an empty `meshNetworks` where an `istio` ConfigMap exists.
 ///
 /// `env` is added to kubectl's environment (the test bed's `KUBECONFIG` and `PATH`, see
 /// [`crate::testbed::env_vars`]); tests run with them set already and pass `&[]`.
 pub fn reset_mesh(env: &[(String, String)]) -> Result<()> {
+    reset_clusters(env, &MESH_CLUSTERS)
+}
+
+/// [`reset_mesh`] of `clusters` (any of the test bed's, once Istio is in them).
+pub fn reset_clusters(env: &[(String, String)], clusters: &[&str]) -> Result<()> {
     let k = |args: &[&str]| kubectl(env, args);
     let ns = "--namespace=istio-system";
-    for ctx in MESH_CLUSTERS {
+    for ctx in clusters {
         let c = &format!("--context={ctx}");
         k(&[c, ns, "delete", "secret", "cacerts", "--ignore-not-found"])?;
         for selector in [
@@ -110,20 +115,23 @@ pub fn reset_mesh(env: &[(String, String)]) -> Result<()> {
             "namespace",
             "istio-system",
             "topology.istio.io/controlPlaneClusters-",
+            "kubectl-mesh/model-",
         ])?;
     }
-    let primary = "--context=cluster1";
-    if k(&[primary, ns, "get", "configmap", "istio"]).is_ok() {
-        k(&[
-            primary,
-            ns,
-            "patch",
-            "configmap",
-            "istio",
-            "--type=merge",
-            "-p",
-            r#"{"data":{"meshNetworks":"networks: {}\n"}}"#,
-        ])?;
+    for ctx in clusters {
+        let c = &format!("--context={ctx}");
+        if k(&[c, ns, "get", "configmap", "istio"]).is_ok() {
+            k(&[
+                c,
+                ns,
+                "patch",
+                "configmap",
+                "istio",
+                "--type=merge",
+                "-p",
+                r#"{"data":{"meshNetworks":"networks: {}\n"}}"#,
+            ])?;
+        }
     }
     Ok(())
 }

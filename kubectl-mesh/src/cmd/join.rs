@@ -39,8 +39,8 @@ use crate::duration::parse_duration;
   # Multi-primary: every cluster runs istiod and reads the others (links both ways)
   kubectl mesh join cluster2 cluster3 --primary cluster1 --certs certs --model multi-primary
 
-  # Later, one more primary: the model is read from the mesh; name every member
-  kubectl mesh join cluster4 cluster2 cluster3 --primary cluster1 --certs certs
+  # Later, one more primary: the model and the other members are read from the mesh
+  kubectl mesh join cluster4 --primary cluster1 --certs certs
 
   # Clusters on one flat network: no east-west gateway for service traffic
   kubectl mesh join cluster2 --primary cluster1 --certs certs --one-network
@@ -130,9 +130,9 @@ pub struct JoinArgs {
     /// Istio's multicluster model: primary-remote (the primary's istiod serves the
     /// remotes) or multi-primary (every cluster named runs istiod and reads every other:
     /// a remote secret in both directions for each pair). Default: the model the primary's
-    /// mesh is recorded in, else primary-remote. Every member of a multi-primary mesh must
-    /// be named (or be reachable by a context); a join that contradicts the mesh's model
-    /// is refused.
+    /// mesh is recorded in, else primary-remote. Joining a multi-primary mesh links the
+    /// new cluster with every member the primary reads (each found by a context of the
+    /// kubeconfig with its API server); a join that contradicts the mesh's model is refused.
     #[arg(long, value_name = "MODEL", value_parser = ["primary-remote", "multi-primary"])]
     pub model: Option<String>,
 
@@ -237,11 +237,37 @@ pub fn run(global: &GlobalArgs, args: &JoinArgs) -> anyhow::Result<ExitCode> {
             bail!("{flag} names one remote's setting; join the remotes one at a time to use it");
         }
     }
-    let (join_options, warnings) = options(global, args, &primary, &remotes, &kubeconfigs)?;
+    let (mut join_options, warnings) = options(global, args, &primary, &remotes, &kubeconfigs)?;
     for w in &warnings {
         eprintln!("warning: {w}");
     }
     let runtime = super::runtime()?;
+    // A multi-primary mesh's other members are linked with the new cluster too: found
+    // by the primary's links and the contexts that reach them. A primary that cannot be
+    // read here is reported by preflight.
+    let members = if args.model.as_deref() == Some("primary-remote") {
+        Vec::new()
+    } else {
+        runtime
+            .block_on(mesh_core::multi_primary_members(
+                &kubeconfigs,
+                &primary,
+                &global.namespace,
+                global.request_timeout(),
+            ))
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|m| !remotes.contains(m))
+            .collect()
+    };
+    for member in &members {
+        eprintln!(
+            "{member}: a member of {primary}'s multi-primary mesh, linked with the new cluster(s) too"
+        );
+        join_options
+            .remotes
+            .push(mesh_core::Remote::new(member.as_str()));
+    }
 
     // On a terminal, show the plan and ask before changing anything.
     if !args.plan.dry_run && !args.plan.yes {
@@ -253,6 +279,9 @@ pub fn run(global: &GlobalArgs, args: &JoinArgs) -> anyhow::Result<ExitCode> {
         }
         let (mut preview, _) = options(global, args, &primary, &remotes, &kubeconfigs)?;
         preview.dry_run = true;
+        preview
+            .remotes
+            .extend(members.iter().map(|m| mesh_core::Remote::new(m.as_str())));
         let plan = runtime
             .block_on(mesh_core::join(
                 &kubeconfigs,

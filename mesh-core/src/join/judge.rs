@@ -1647,9 +1647,7 @@ mod tests {
             .collect();
         // A new kind does not compile here until it is placed: judged, or unjoin's.
         let judged = |kind: ProblemKind| match kind {
-            ProblemKind::LinkedUnderOtherName
-            | ProblemKind::NotLinked
-            | ProblemKind::MultiPrimaryUnjoin => false,
+            ProblemKind::LinkedUnderOtherName | ProblemKind::NotLinked => false,
             ProblemKind::ClusterUnreadable
             | ProblemKind::AccessDenied
             | ProblemKind::IstioMissing

@@ -441,8 +441,8 @@ async fn join_plan(kubeconfigs: &Kubeconfigs, run: &Run<'_>) -> Result<JoinSumma
     }
 
     // Reader credentials in each cluster read and the remote secret in each cluster
-    // that reads it: concurrently per cluster read, one reader after another (they
-    // share its reader account).
+    // that reads it: concurrently per cluster read; its first link makes its reader
+    // account and token, the others (multi-primary) then reuse them concurrently.
     let secrets = (0..targets.len()).map(|target| {
         let (run, targets, pairs) = (&run, &targets, &pairs);
         async move {
@@ -451,7 +451,9 @@ async fn join_plan(kubeconfigs: &Kubeconfigs, run: &Run<'_>) -> Result<JoinSumma
             request.cluster_name = Some(remote.name.clone());
             request.namespace = opts.namespace.clone();
             request.timeout = request.timeout.or(opts.request_timeout);
-            for pair in pairs.iter().filter(|p| p.target == target) {
+            let request = &request;
+            let link = |i: usize| async move {
+                let pair = &pairs[i];
                 let reader = &targets[pair.reader];
                 let step = if model.control_planes == ControlPlanes::MultiPrimary {
                     format!("remote secret in {}", reader.spec.context)
@@ -459,17 +461,17 @@ async fn join_plan(kubeconfigs: &Kubeconfigs, run: &Run<'_>) -> Result<JoinSumma
                     "remote secret".to_owned()
                 };
                 run.step(&remote.spec.context, &step, async {
-                    steps::remote_secret_step(
-                        run,
-                        kubeconfigs,
-                        reader,
-                        remote,
-                        &pair.plan,
-                        &request,
-                    )
-                    .await
+                    steps::remote_secret_step(run, kubeconfigs, reader, remote, &pair.plan, request)
+                        .await
                 })
-                .await?;
+                .await
+            };
+            let mut links = (0..pairs.len()).filter(|i| pairs[*i].target == target);
+            if let Some(first) = links.next() {
+                link(first).await?;
+            }
+            for result in futures::future::join_all(links.map(link)).await {
+                result?;
             }
             Ok::<(), Error>(())
         }
@@ -498,6 +500,68 @@ async fn join_plan(kubeconfigs: &Kubeconfigs, run: &Run<'_>) -> Result<JoinSumma
         adopted,
         dry_run: opts.dry_run,
     })
+}
+
+/// The contexts of the other members of `primary`'s multi-primary mesh: when its Istio
+/// namespace records the model ([`MODEL_ANNOTATION`](crate::cluster::MODEL_ANNOTATION)),
+/// each cluster it reads that a context of `kubeconfigs` reaches (by API server URL).
+/// Empty for any other mesh. A joining program adds them to the join, so that a new
+/// member is linked with every member; one no context reaches stays a preflight problem
+/// ([`ProblemKind::PeerWithoutContext`](crate::ProblemKind::PeerWithoutContext)).
+///
+/// ```no_run
+/// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+/// use mesh_core::{JoinOptions, Remote, multi_primary_members};
+/// use mesh_kubeconfig::{KubeconfigSource, Kubeconfigs};
+///
+/// let kubeconfigs = Kubeconfigs::load(&KubeconfigSource::Default)?;
+/// let mut options = JoinOptions::new("cluster1", &["cluster3"]);
+/// for member in multi_primary_members(&kubeconfigs, "cluster1", "istio-system", None).await? {
+///     options.remotes.push(Remote::new(member));
+/// }
+/// # Ok(()) }
+/// ```
+pub async fn multi_primary_members(
+    kubeconfigs: &Kubeconfigs,
+    primary: &str,
+    namespace: &str,
+    timeout: Option<Duration>,
+) -> Result<Vec<String>> {
+    let client = kubeconfigs.client(primary, timeout).await?;
+    let api: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(client.clone());
+    let recorded = api
+        .get_opt(namespace)
+        .await
+        .map_err(|e| crate::error::kube(primary, "reaching the API server", e))?
+        .and_then(|n| {
+            n.metadata
+                .annotations?
+                .remove(crate::cluster::MODEL_ANNOTATION)
+        })
+        .is_some_and(|v| v == ControlPlanes::MultiPrimary.id());
+    if !recorded {
+        return Ok(Vec::new());
+    }
+    let contexts: Vec<(String, String)> = kubeconfigs
+        .contexts()
+        .into_iter()
+        .filter_map(|c| Some((c.to_owned(), kubeconfigs.resolve(c).ok()?.server)))
+        .collect();
+    let secrets = crate::links::remote_secrets(&client, primary, namespace).await?;
+    let mut members = Vec::new();
+    for link in crate::links::links(&secrets) {
+        let Some(server) = crate::links::link_server(&link.kubeconfig) else {
+            continue;
+        };
+        if let Some((context, _)) = contexts
+            .iter()
+            .find(|(c, s)| c != primary && crate::links::same_server(s, &server))
+            && !members.contains(context)
+        {
+            members.push(context.clone());
+        }
+    }
+    Ok(members)
 }
 
 /// What join takes over, one sentence per object.

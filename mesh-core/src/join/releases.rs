@@ -41,6 +41,9 @@ pub(super) async fn install_steps(
     let ns = run.opts.namespace.as_str();
     let charts = &inst.charts;
     let [base, istiod, eastwest] = match link {
+        Link::Primary(_) if t.model.control_planes == ControlPlanes::MultiPrimary => {
+            install::member_releases(charts, &inst.helm.opts.mesh_id, &t.name, &t.network)
+        }
         Link::Primary(_) => {
             install::primary_releases(charts, &inst.helm.opts.mesh_id, &t.name, &t.network)
         }
