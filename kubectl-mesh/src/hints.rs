@@ -98,6 +98,11 @@ fn hint(kind: ProblemKind, role: Role) -> Option<Hint> {
             words: "replace it with kubectl-mesh's own",
             what: "--replace-links",
         },
+        // Rotate's.
+        ProblemKind::HandMadeLink => Hint::After {
+            words: "join can replace it with kubectl-mesh's own",
+            what: "--replace-links to join",
+        },
         _ => return None,
     })
 }

@@ -296,6 +296,9 @@ pub enum ProblemKind {
     /// Join: a link made by hand reaches the remote under another cluster ID than the
     /// one given.
     LinkNamedOtherwise,
+    /// Rotate: the link was made by hand, not by kubectl-mesh (join can replace it with
+    /// kubectl-mesh's own first).
+    HandMadeLink,
 }
 
 impl ProblemKind {
@@ -338,6 +341,7 @@ impl ProblemKind {
             ProblemKind::DuplicateLinks => "duplicate-links",
             ProblemKind::LinkBroken => "link-broken",
             ProblemKind::LinkNamedOtherwise => "link-named-otherwise",
+            ProblemKind::HandMadeLink => "hand-made-link",
         }
     }
 }

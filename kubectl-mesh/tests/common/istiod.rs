@@ -98,6 +98,12 @@ impl Istiod {
         istiod
     }
 
+    /// istiod's HTTP debug address (`127.0.0.1:PORT`), as `kubectl mesh rotate --istiod`
+    /// takes it.
+    pub fn http_address(&self) -> String {
+        self.http.to_string()
+    }
+
     /// `GET path` on istiod's HTTP port: (status, body). Debug endpoints answer loopback
     /// clients without authentication.
     pub fn get(&self, path: &str) -> std::io::Result<(u16, String)> {
