@@ -1134,7 +1134,7 @@ async fn write_link(
         pctx,
         &object,
         &name,
-        None,
+        Some(read.clone()),
         async |current: Option<Secret>| {
             let Some(current) = current else {
                 return Err(changed_meanwhile(pctx, &object, key, "it was deleted"));
@@ -1178,12 +1178,14 @@ async fn write_link(
 }
 
 fn changed_meanwhile(pctx: &str, object: &str, key: &str, why: &str) -> Error {
-    Error::Malformed {
+    Error::Kube {
         cluster: pctx.to_owned(),
-        object: object.to_owned(),
+        action: format!("writing key {key} of {object}"),
         reason: format!(
-            "key {key} changed while rotating ({why}); nothing was written — run the command again"
+            "the key changed while rotating ({why}); nothing more was written — run the command again"
         ),
+        status: Some(409),
+        source: None,
     }
 }
 

@@ -186,7 +186,7 @@ fn print_summary(summary: &RotateSummary) {
                 expiry(&l.old_token)
             ),
             LinkOutcome::Failed => println!(
-                "{head}: FAILED: {} — the link still holds a working token; run again",
+                "{head}: FAILED: {} (the link still holds a working token)",
                 l.error.as_deref().unwrap_or("unknown error")
             ),
         }

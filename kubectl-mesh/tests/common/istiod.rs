@@ -162,6 +162,13 @@ impl Istiod {
         }
     }
 
+    /// Everything istiod logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read(&self.log)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+
     /// The last `lines` lines of istiod's log, with the log's path.
     pub fn log_tail(&self, lines: usize) -> String {
         let text = std::fs::read(&self.log)
