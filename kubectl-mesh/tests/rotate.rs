@@ -519,3 +519,32 @@ fn a_rotation_killed_after_any_step_completes_when_run_again() {
         assert_eq!(objects[0].2.as_deref(), Some(now.as_str()));
     }
 }
+
+#[test]
+#[ignore = "needs the test bed: cargo xtask test"]
+fn unjoin_revokes_the_bound_token_a_rotation_made() {
+    let _lock = mesh_lock();
+    reset_mesh();
+    let certs = generate_certs(&["cluster1", "cluster2"]);
+    joined(certs.path(), &[]);
+    assert_ok(
+        "rotate --token-ttl",
+        &rotate(&["cluster2", "--primary", "cluster1", "--token-ttl", "1h"]),
+    );
+    let bound = link_token("cluster2");
+    assert!(authenticates("cluster2", &bound));
+    let out = common::unjoin("cluster2", &[]);
+    assert_ok("unjoin", &out);
+    assert_eq!(
+        our_token_objects("cluster2")
+            .iter()
+            .map(|o| &o.0)
+            .collect::<Vec<_>>(),
+        Vec::<&String>::new(),
+        "unjoin leaves no token object of ours"
+    );
+    assert!(
+        rejected("cluster2", &bound),
+        "the link's bound token is still accepted after unjoin"
+    );
+}
