@@ -99,7 +99,7 @@ pub fn run(global: &GlobalArgs, args: &RotateArgs) -> anyhow::Result<ExitCode> {
     let kubeconfigs = Kubeconfigs::load(&KubeconfigSource::from_flag(global.kubeconfig.clone()))?;
     let primary =
         kubeconfigs.context_or_current(args.primary.as_deref().or(global.context.as_deref()))?;
-    if args.remotes.iter().any(|r| *r == primary) {
+    if args.remotes.contains(&primary) {
         bail!("{primary} is the primary; name the remotes whose links to rotate");
     }
     let remotes: Vec<&str> = args.remotes.iter().map(String::as_str).collect();
