@@ -268,6 +268,36 @@ fn istiod_keeps_reading_the_remote_while_its_token_is_rotated_and_the_old_one_is
         objects.iter().map(|o| &o.0).collect::<Vec<_>>()
     );
     assert_eq!(objects[0].2.as_deref(), Some(new.as_str()));
+
+    // A join run again keeps the rotated credential (the one token Secret of the account).
+    joined(certs.path(), &[]);
+    assert_eq!(link_token("cluster2"), new, "join kept the rotated token");
+}
+
+#[test]
+#[ignore = "needs the test bed: cargo xtask test"]
+fn a_dry_run_says_what_would_be_rotated_and_writes_nothing() {
+    let _lock = mesh_lock();
+    reset_mesh();
+    let certs = generate_certs(&["cluster1", "cluster2"]);
+    joined(certs.path(), &[]);
+    let token = link_token("cluster2");
+    let (primary, remote) = (audit_mark("cluster1"), audit_mark("cluster2"));
+    let out = rotate(&[
+        "cluster2",
+        "--primary",
+        "cluster1",
+        "--dry-run",
+        "-o",
+        "json",
+    ]);
+    assert_ok("rotate --dry-run", &out);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["dry_run"], true, "{report:#}");
+    assert_eq!(report["links"][0]["outcome"], "would-rotate", "{report:#}");
+    assert_eq!(primary.mutations(), Vec::<String>::new());
+    assert_eq!(remote.mutations(), Vec::<String>::new());
+    assert_eq!(link_token("cluster2"), token);
 }
 
 #[test]

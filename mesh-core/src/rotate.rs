@@ -59,24 +59,32 @@ use crate::status::TokenKind;
 
 /// The annotation on a token object rotate creates naming the token object it replaces;
 /// while that one still exists, the rotation has not finished (a re-run resumes it).
+///
+/// ```
+/// assert_eq!(mesh_core::ROTATED_FROM_ANNOTATION, "kubectl-mesh.io/rotated-from");
+/// ```
 pub const ROTATED_FROM_ANNOTATION: &str = "kubectl-mesh.io/rotated-from";
 /// The annotation on the Secret a bound token is bound to, naming the ServiceAccount
 /// (in the Secret's namespace) the token is for.
+///
+/// ```
+/// assert_eq!(mesh_core::BOUND_TOKEN_FOR_ANNOTATION, "kubectl-mesh.io/bound-token-for");
+/// ```
 pub const BOUND_TOKEN_FOR_ANNOTATION: &str = "kubectl-mesh.io/bound-token-for";
 
 const TOKEN_SECRET_TYPE: &str = "kubernetes.io/service-account-token";
 const SA_NAME_ANNOTATION: &str = "kubernetes.io/service-account.name";
 
-/// The step names, as progress events carry them.
-pub const STEP_NEW_TOKEN: &str = "new token";
+// The step names, as progress events carry them.
+const STEP_NEW_TOKEN: &str = "new token";
 /// Step 2.
-pub const STEP_VERIFY: &str = "verify token";
+const STEP_VERIFY: &str = "verify token";
 /// Step 3.
-pub const STEP_REMOTE_SECRET: &str = "remote secret";
+const STEP_REMOTE_SECRET: &str = "remote secret";
 /// Step 4.
-pub const STEP_SYNC: &str = "istiod sync";
+const STEP_SYNC: &str = "istiod sync";
 /// Step 5.
-pub const STEP_REVOKE: &str = "revoke old token";
+const STEP_REVOKE: &str = "revoke old token";
 
 /// What to rotate.
 #[derive(Debug, Clone)]
@@ -142,6 +150,11 @@ impl RotateOptions {
 }
 
 /// A token as a rotation reports it (never the token itself).
+///
+/// ```
+/// let t = mesh_core::TokenInfo::default();
+/// assert_eq!(serde_json::to_value(&t).unwrap(), serde_json::json!({}));
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct TokenInfo {
     /// A token Secret's token, or a bound TokenRequest token.
@@ -155,7 +168,12 @@ pub struct TokenInfo {
     pub expires_at: Option<String>,
 }
 
-/// What became of one link.
+/// What became of one link; serialized as a kebab-case id.
+///
+/// ```
+/// use mesh_core::LinkOutcome;
+/// assert_eq!(serde_json::to_value(LinkOutcome::NotExpiring).unwrap(), "not-expiring");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum LinkOutcome {
@@ -171,7 +189,15 @@ pub enum LinkOutcome {
     Failed,
 }
 
-/// What happened to the old token.
+/// What happened to the old token; serialized as `state` (and `reason`).
+///
+/// ```
+/// use mesh_core::OldToken;
+/// assert_eq!(
+///     serde_json::to_value(OldToken::NotRevoked("in use".into())).unwrap(),
+///     serde_json::json!({"state": "not-revoked", "reason": "in use"})
+/// );
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case", tag = "state", content = "reason")]
 pub enum OldToken {
@@ -186,6 +212,17 @@ pub enum OldToken {
 }
 
 /// One link's rotation.
+///
+/// ```
+/// fn rotated(summary: &mesh_core::RotateSummary) -> Vec<&str> {
+///     summary
+///         .links
+///         .iter()
+///         .filter(|l| l.outcome == mesh_core::LinkOutcome::Rotated)
+///         .map(|l| l.cluster_name.as_str())
+///         .collect()
+/// }
+/// ```
 #[derive(Debug, Clone, Serialize)]
 pub struct RotatedLink {
     /// The remote's context.
