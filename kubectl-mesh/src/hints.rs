@@ -98,6 +98,10 @@ fn hint(kind: ProblemKind, role: Role) -> Option<Hint> {
             words: "replace it with kubectl-mesh's own",
             what: "--replace-links",
         },
+        ProblemKind::ModelContradicts => Hint::Pass("--model MODEL matching the mesh"),
+        ProblemKind::PeerWithoutContext => {
+            Hint::Pass("that member's context as another REMOTE (every member is named)")
+        }
         // Rotate's.
         ProblemKind::HandMadeLink => Hint::After {
             words: "join can replace it with kubectl-mesh's own",

@@ -14,6 +14,7 @@ mod common;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use common::bare::{RELEASES, TESTBED_VALUES, helm, releases, wipe_istio};
 use common::istiod::{Istiod, NAMESPACE};
 use common::{
     audit_mark, generate_certs, kubectl, lb_address, mesh, mesh_networks, offline_join,
@@ -23,60 +24,8 @@ use serde_json::Value;
 
 const PRIMARY: &str = "cluster4";
 const REMOTE: &str = "cluster5";
-const RELEASES: [&str; 3] = ["istio-base", "istiod", "istio-eastwestgateway"];
-
 /// The tests of this file share cluster4 and cluster5 (no other test touches them).
 static BARE_CLUSTERS: Mutex<()> = Mutex::new(());
-
-const TESTBED_VALUES: &str = "\
-# No admission webhooks: nothing in the test bed would answer them.
-defaultRevision: \"\"
-global:
-  configValidation: false
-  operatorManageWebhooks: true
-";
-
-fn helm(args: &[&str]) -> String {
-    let out = std::process::Command::new("helm")
-        .args(args)
-        .output()
-        .expect("helm on PATH (cargo xtask testbed env)");
-    assert!(
-        out.status.success(),
-        "helm {} failed: {}",
-        args.join(" "),
-        text(&out.stderr)
-    );
-    text(&out.stdout)
-}
-
-/// `helm list` in the Istio namespace: release → status.
-fn releases(ctx: &str) -> Vec<(String, String)> {
-    let listed: Value = serde_json::from_str(&helm(&[
-        "list",
-        "--all",
-        "--kube-context",
-        ctx,
-        "-n",
-        NAMESPACE,
-        "-o",
-        "json",
-    ]))
-    .unwrap();
-    let mut out: Vec<(String, String)> = listed
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            (
-                r["name"].as_str().unwrap().to_owned(),
-                r["status"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
-    out.sort();
-    out
-}
 
 /// The Gateways and VirtualServices in the Istio namespace of `ctx`, as `Kind name`.
 fn istio_object_names(ctx: &str) -> Vec<String> {
@@ -130,45 +79,6 @@ fn values(ctx: &str, release: &str) -> Value {
         "json",
     ]))
     .unwrap()
-}
-
-/// Takes Istio out of `ctx` entirely: its helm releases (CRDs included), the namespace,
-/// and the reader RBAC a join adds.
-fn wipe_istio(ctx: &str) {
-    let mut args = vec!["uninstall"];
-    args.extend(RELEASES.iter().rev());
-    args.extend([
-        "--kube-context",
-        ctx,
-        "-n",
-        NAMESPACE,
-        "--ignore-not-found",
-        "--wait",
-    ]);
-    helm(&args);
-    let c = format!("--context={ctx}");
-    kubectl(&[
-        &c,
-        "delete",
-        "namespace",
-        NAMESPACE,
-        "--ignore-not-found",
-        "--timeout=120s",
-    ]);
-    for crd in kubectl(&[&c, "get", "crd", "-o", "name"]).lines() {
-        if crd.ends_with("istio.io") {
-            kubectl(&[&c, "delete", crd]);
-        }
-    }
-    kubectl(&[
-        &c,
-        "delete",
-        "clusterrolebinding,clusterrole",
-        "-l",
-        "app.kubernetes.io/managed-by=kubectl-mesh",
-        "--ignore-not-found",
-    ]);
-    assert!(releases(ctx).is_empty(), "{ctx} still has helm releases");
 }
 
 struct Setup {

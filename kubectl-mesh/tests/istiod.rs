@@ -37,21 +37,18 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::Duration;
 
 use base64::Engine;
 use common::istiod::{Istiod, NAMESPACE};
+use common::sample::{Sample, pod_ip, shard};
 use common::{
-    generate_certs, join, kubectl, kubectl_ok, lb_address, mesh_lock, mesh_networks, reset_mesh,
-    text, unjoin,
+    generate_certs, join, kubectl, lb_address, mesh_lock, mesh_networks, reset_mesh, text, unjoin,
 };
 use serde_json::Value;
 
 /// How long istiod may take to reach a conclusion (sync a remote, see an endpoint).
 const SETTLE: Duration = Duration::from_secs(90);
-/// The guide's sample namespace.
-const SAMPLE: &str = "sample";
 
 /// `kubectl mesh join cluster2 --primary cluster1` from a reset mesh; returns the certs.
 fn join_cluster2() -> tempfile::TempDir {
@@ -146,113 +143,6 @@ fn istiod_syncs_the_joined_remote_uses_the_cacerts_and_drops_the_remote_after_un
         (status_of(&clusters, "cluster1").is_some() && status_of(&clusters, "cluster2").is_none())
             .then_some(())
     });
-}
-
-/// The guide's helloworld: the Service in both clusters, `helloworld-v1` in cluster1 and
-/// `helloworld-v2` in cluster2. kube-controller-manager writes the EndpointSlices, the test
-/// bed's simulator schedules the pods and marks them Running and Ready with a pod IP.
-fn helloworld(version: &str) -> String {
-    format!(
-        r#"apiVersion: v1
-kind: Namespace
-metadata:
-  name: {SAMPLE}
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: helloworld
-  namespace: {SAMPLE}
-  labels: {{app: helloworld, service: helloworld}}
-spec:
-  ports:
-  - {{port: 5000, name: http}}
-  selector: {{app: helloworld}}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: helloworld-{version}
-  namespace: {SAMPLE}
-  labels: {{app: helloworld, version: {version}}}
-spec:
-  replicas: 1
-  selector:
-    matchLabels: {{app: helloworld, version: {version}}}
-  template:
-    metadata:
-      labels: {{app: helloworld, version: {version}}}
-    spec:
-      containers:
-      - name: helloworld
-        image: docker.io/istio/examples-helloworld-{version}
-        ports:
-        - containerPort: 5000
-"#
-    )
-}
-
-/// Deletes the sample namespace in both clusters (waiting until it is gone) when created
-/// and when dropped.
-struct Sample;
-
-impl Sample {
-    fn create(dir: &Path) -> Sample {
-        Sample::delete(true);
-        for (ctx, version) in [("cluster1", "v1"), ("cluster2", "v2")] {
-            let file = dir.join(format!("helloworld-{ctx}.yaml"));
-            std::fs::write(&file, helloworld(version)).unwrap();
-            kubectl(&["--context", ctx, "apply", "-f", file.to_str().unwrap()]);
-        }
-        Sample
-    }
-
-    fn delete(wait: bool) {
-        for ctx in ["cluster1", "cluster2"] {
-            let wait = format!("--wait={wait}");
-            kubectl_ok(&[
-                "--context",
-                ctx,
-                "delete",
-                "namespace",
-                SAMPLE,
-                "--ignore-not-found",
-                &wait,
-            ]);
-        }
-    }
-}
-
-impl Drop for Sample {
-    fn drop(&mut self) {
-        Sample::delete(false);
-    }
-}
-
-/// The Ready pod IP of helloworld `version` in `ctx`, once it has one.
-fn pod_ip(ctx: &str, version: &str) -> Option<String> {
-    let ip = kubectl(&[
-        "--context",
-        ctx,
-        "-n",
-        SAMPLE,
-        "get",
-        "pods",
-        "-l",
-        &format!("app=helloworld,version={version}"),
-        "-o",
-        "jsonpath={.items[0].status.podIP}",
-        "--ignore-not-found",
-    ]);
-    (!ip.is_empty()).then_some(ip)
-}
-
-/// The endpoints istiod holds for helloworld under `shard` (`Kubernetes/<cluster>`).
-fn shard(endpoints: &Value, shard: &str) -> Vec<Value> {
-    endpoints["helloworld.sample.svc.cluster.local"][SAMPLE]["Shards"][shard]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
 }
 
 #[test]

@@ -296,6 +296,16 @@ pub enum ProblemKind {
     /// Join: a link made by hand reaches the remote under another cluster ID than the
     /// one given.
     LinkNamedOtherwise,
+    /// Join: the model asked for (or a cluster's place in a mesh) contradicts the model
+    /// the mesh is recorded in — a multi-primary join into a primary-remote mesh, a
+    /// remote of one mesh joined as a primary, or the reverse.
+    ModelContradicts,
+    /// Join: a multi-primary mesh's member that the primary reads has no context in the
+    /// kubeconfig, so its links to the new cluster cannot be made.
+    PeerWithoutContext,
+    /// Unjoin: the primary is a member of a multi-primary mesh, which unjoin does not
+    /// take clusters out of yet.
+    MultiPrimaryUnjoin,
     /// Rotate: the link was made by hand, not by kubectl-mesh (join can replace it with
     /// kubectl-mesh's own first).
     HandMadeLink,
@@ -341,6 +351,9 @@ impl ProblemKind {
             ProblemKind::DuplicateLinks => "duplicate-links",
             ProblemKind::LinkBroken => "link-broken",
             ProblemKind::LinkNamedOtherwise => "link-named-otherwise",
+            ProblemKind::ModelContradicts => "model-contradicts",
+            ProblemKind::PeerWithoutContext => "peer-without-context",
+            ProblemKind::MultiPrimaryUnjoin => "multi-primary-unjoin",
             ProblemKind::HandMadeLink => "hand-made-link",
         }
     }

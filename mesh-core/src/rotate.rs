@@ -654,7 +654,9 @@ impl Users {
 }
 
 /// The token objects in use by any link reaching the remote: this primary's (read now)
-/// and those of other primaries the remote names in `controlPlaneClusters`.
+/// and those of other primaries — the remote's `controlPlaneClusters`, and in a
+/// multi-primary mesh every other member this primary reads (`key`: the link's own).
+#[allow(clippy::too_many_arguments)]
 async fn users(
     kubeconfigs: &Kubeconfigs,
     run: &Run<'_>,
@@ -662,6 +664,7 @@ async fn users(
     primary_id: &str,
     remote: &Client,
     rctx: &str,
+    key: &str,
     account: &ReaderAccount,
 ) -> Result<Users> {
     let opts = run.opts;
@@ -677,7 +680,22 @@ async fn users(
         .get_opt(ns)
         .await
         .map_err(|e| kube(rctx, format!("reading namespace {ns}"), e))?;
-    let planes = crate::join::control_plane_clusters(namespace.as_ref().map(|n| &n.metadata));
+    let mut planes = crate::join::control_plane_clusters(namespace.as_ref().map(|n| &n.metadata));
+    // In a multi-primary mesh every member runs istiod and reads every other one (its
+    // members name no controlPlaneClusters): each cluster this primary reads may read
+    // the remote with the same reader account.
+    let multi_primary = namespace
+        .as_ref()
+        .and_then(|n| n.metadata.annotations.as_ref())
+        .and_then(|a| a.get(cluster::MODEL_ANNOTATION))
+        .is_some_and(|m| m == cluster::ControlPlanes::MultiPrimary.id());
+    if multi_primary {
+        for other in links::links(&secrets) {
+            if other.key != key && !planes.contains(&other.key) {
+                planes.push(other.key);
+            }
+        }
+    }
     for id in planes.iter().filter(|p| **p != primary_id) {
         let contexts: Vec<&str> = kubeconfigs
             .contexts()
@@ -934,6 +952,7 @@ async fn rotate_link(
             primary_id,
             &remote,
             rctx,
+            &link.key,
             &account,
         )
         .await?;

@@ -32,7 +32,8 @@ use serde::Serialize;
 
 use crate::address::GatewayAddress;
 use crate::cluster::{
-    self, CACERTS, MESH_CONFIG_MAP, NETWORK_LABEL, Permissions, Role, default_cluster_id,
+    self, CACERTS, ControlPlanes, MESH_CONFIG_MAP, MODEL_ANNOTATION, Model, NETWORK_LABEL,
+    Networks, Permissions, Role, default_cluster_id,
 };
 use crate::error::{Result, kube};
 use crate::links;
@@ -246,6 +247,10 @@ pub struct Check {
     /// What to do about it (failures and warnings).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub remedy: Option<Remedy>,
+    /// For a check of a link held by another primary of a multi-primary mesh: that
+    /// primary's cluster ID (`None`: the primary status was asked about).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_by: Option<String>,
 }
 
 /// What to do about a failed or warned [`Check`]: data, so that the library names no
@@ -326,6 +331,10 @@ pub enum RejoinCerts {
 /// The mesh and its checks.
 #[derive(Debug, Clone, Serialize)]
 pub struct MeshStatus {
+    /// The mesh's model: multi-primary when the primary's Istio namespace records it
+    /// ([`MODEL_ANNOTATION`](crate::cluster::MODEL_ANNOTATION)), on one network when
+    /// the primary has links but neither a network label nor networks in `meshNetworks`.
+    pub model: Model,
     /// The primary's context.
     pub primary_context: String,
     /// The primary first, then each remote.
@@ -440,6 +449,7 @@ impl<'a> Checks<'a> {
     }
     fn add(&mut self, kind: CheckKind, state: CheckState, message: String, remedy: Option<Remedy>) {
         self.out.push(Check {
+            read_by: None,
             cluster: self.cluster.to_owned(),
             role: self.role,
             kind,
@@ -475,6 +485,69 @@ impl<'a> Checks<'a> {
 /// # Ok(()) }
 /// ```
 pub async fn status(kubeconfigs: &Kubeconfigs, opts: &StatusOptions) -> Result<MeshStatus> {
+    let mut mesh = status_of(kubeconfigs, opts).await?;
+    if mesh.model.control_planes != ControlPlanes::MultiPrimary {
+        return Ok(mesh);
+    }
+    // Multi-primary: every member is a primary, and each one's links are checked too —
+    // with the user's context for it (found by its API server).
+    for row in &mut mesh.clusters {
+        row.role = Role::Primary;
+    }
+    let members: Vec<(String, String)> = mesh
+        .clusters
+        .iter()
+        .skip(1)
+        .filter_map(|r| Some((r.cluster_id.clone(), r.context.clone()?)))
+        .collect();
+    let of_members = members.iter().map(|(id, ctx)| async move {
+        let opts = StatusOptions {
+            primary: ctx.clone(),
+            clusters: Vec::new(),
+            ..opts.clone()
+        };
+        (id, ctx, status_of(kubeconfigs, &opts).await)
+    });
+    for (id, ctx, result) in futures::future::join_all(of_members).await {
+        match result {
+            Ok(member) => {
+                // Its links' checks; its own roots, network and gateway are checked above.
+                let link_kinds = [
+                    CheckKind::Remotes,
+                    CheckKind::Credentials,
+                    CheckKind::Tls,
+                    CheckKind::TokenExpiry,
+                    CheckKind::DuplicateLink,
+                    CheckKind::Istiod,
+                ];
+                mesh.checks.extend(
+                    member
+                        .checks
+                        .into_iter()
+                        .filter(|c| link_kinds.contains(&c.kind))
+                        .map(|c| Check {
+                            read_by: Some(id.clone()),
+                            role: Role::Primary,
+                            ..c
+                        }),
+                );
+            }
+            Err(e) => mesh.checks.push(Check {
+                cluster: id.clone(),
+                role: Role::Primary,
+                kind: CheckKind::RemoteRead,
+                state: CheckState::Fail,
+                message: format!("the links {ctx} holds could not be read: {e}"),
+                remedy: None,
+                read_by: Some(id.clone()),
+            }),
+        }
+    }
+    Ok(mesh)
+}
+
+/// The status of one primary's links: [`status`] without a multi-primary mesh's other members.
+async fn status_of(kubeconfigs: &Kubeconfigs, opts: &StatusOptions) -> Result<MeshStatus> {
     let ns = opts.namespace.as_str();
     let pctx = opts.primary.as_str();
     let primary = kubeconfigs.client(pctx, opts.request_timeout).await?;
@@ -510,6 +583,31 @@ pub async fn status(kubeconfigs: &Kubeconfigs, opts: &StatusOptions) -> Result<M
         .into_iter()
         .filter(|l| opts.clusters.is_empty() || opts.clusters.contains(&l.key))
         .collect();
+
+    // The model: multi-primary as recorded; one network when links exist but nothing
+    // names a network.
+    let multi_primary = facts
+        .istio_namespace
+        .as_ref()
+        .and_then(|n| n.metadata.annotations.as_ref()?.get(MODEL_ANNOTATION))
+        .is_some_and(|v| v == ControlPlanes::MultiPrimary.id());
+    let one_network = !all_links.is_empty()
+        && seen.network.is_none()
+        && networks
+            .as_ref()
+            .is_some_and(|n| n.as_ref().is_ok_and(|n| n.names().is_empty()));
+    let model = Model {
+        control_planes: if multi_primary {
+            ControlPlanes::MultiPrimary
+        } else {
+            ControlPlanes::PrimaryRemote
+        },
+        networks: if one_network {
+            Networks::One
+        } else {
+            Networks::Different
+        },
+    };
 
     // The user's contexts, by server, to read remotes with the user's own rights.
     let contexts: Vec<(String, String)> = kubeconfigs
@@ -587,6 +685,7 @@ pub async fn status(kubeconfigs: &Kubeconfigs, opts: &StatusOptions) -> Result<M
             ns,
             &primary_id,
             mesh_networks.as_ref(),
+            model.networks,
             &Remedy::Rejoin(Rejoin::new(pctx)),
         );
     }
@@ -611,6 +710,7 @@ pub async fn status(kubeconfigs: &Kubeconfigs, opts: &StatusOptions) -> Result<M
         primary_id: &primary_id,
         seen_primary: &seen,
         mesh_networks: mesh_networks.as_ref(),
+        networks: model.networks,
         contexts: &contexts,
         now: Timestamp::now(),
     };
@@ -645,6 +745,7 @@ pub async fn status(kubeconfigs: &Kubeconfigs, opts: &StatusOptions) -> Result<M
         all_checks.extend(duplicate);
     }
     Ok(MeshStatus {
+        model,
         primary_context: pctx.to_owned(),
         clusters: rows,
         checks: all_checks,
@@ -658,6 +759,7 @@ struct Cx<'a> {
     primary_id: &'a str,
     seen_primary: &'a Seen,
     mesh_networks: Option<&'a MeshNetworks>,
+    networks: Networks,
     contexts: &'a [(String, String)],
     now: Timestamp,
 }
@@ -920,6 +1022,7 @@ async fn check_link(cx: &Cx<'_>, link: &links::Link) -> (ClusterRow, Vec<Check>,
         ns,
         id,
         mesh_networks,
+        cx.networks,
         &Remedy::Rejoin(hint.clone()),
     );
 
@@ -980,6 +1083,7 @@ fn duplicate_links(ns: &str, pctx: &str, links: &[Linked<'_>]) -> Vec<Option<Che
     let reaches: Vec<links::Reach> = links.iter().map(|l| l.reach.clone()).collect();
     let groups = links::same_cluster(&reaches);
     let check = |l: &Linked<'_>, state, message, remedy| Check {
+        read_by: None,
         cluster: l.key.to_owned(),
         role: Role::Remote,
         kind: CheckKind::DuplicateLink,
@@ -1116,8 +1220,21 @@ fn check_network(
     ns: &str,
     id: &str,
     networks: Option<&MeshNetworks>,
+    model: Networks,
     hint: &Remedy,
 ) {
+    if model == Networks::One {
+        let network = seen
+            .network
+            .as_deref()
+            .map(|n| format!(" ({n})"))
+            .unwrap_or_default();
+        checks.pass(
+            CheckKind::Network,
+            format!("one network{network}: pods reach each other directly, no gateway needed"),
+        );
+        return;
+    }
     let Some(networks) = networks else { return };
     let listed = networks.network_of(id);
     let gateways = listed
@@ -1250,7 +1367,15 @@ pub(crate) mod tests {
         let n = MeshNetworks::parse(networks).unwrap();
         let mut c = Checks::new("c2", Role::Remote);
         let hint = Remedy::Rejoin(Rejoin::new("cluster1"));
-        check_network(&mut c, seen, "istio-system", "c2", Some(&n), &hint);
+        check_network(
+            &mut c,
+            seen,
+            "istio-system",
+            "c2",
+            Some(&n),
+            Networks::Different,
+            &hint,
+        );
         for check in &c.out {
             assert_flag_free(&check.message);
             if let Some(Remedy::Text(t)) = &check.remedy {

@@ -58,7 +58,7 @@ use crate::cluster::{
     self, CACERTS, CONTROL_PLANE_CLUSTERS_ANNOTATION, CROSS_NETWORK_GATEWAY, MESH_CONFIG_MAP,
     NETWORK_LABEL, Permissions, Role, default_cluster_id,
 };
-use crate::error::{Error, Result, kube};
+use crate::error::{Error, Problem, ProblemKind, Result, kube};
 use crate::links::{self, TokenSubject};
 use crate::networks::{MeshNetworks, read_mesh_networks};
 use crate::plan::{Change, Steps};
@@ -256,6 +256,30 @@ pub async fn unjoin(
     // meshNetworks step then changes without reading it again), and the remote secrets.
     let facts = cluster::read_facts(&primary, pctx, ns, Permissions::ReadOnly).await?;
     facts.require_readable()?;
+    // In a multi-primary mesh every member reads the others with shared reader
+    // credentials: removing one direction of one link would leave the other half. Until
+    // unjoin takes a member out of every direction at once, it changes nothing there.
+    let multi_primary = facts
+        .istio_namespace
+        .as_ref()
+        .and_then(|n| {
+            n.metadata
+                .annotations
+                .as_ref()?
+                .get(cluster::MODEL_ANNOTATION)
+        })
+        .is_some_and(|v| v == cluster::ControlPlanes::MultiPrimary.id());
+    if multi_primary {
+        return Err(Error::Preflight {
+            problems: vec![Problem::new(
+                pctx,
+                ProblemKind::MultiPrimaryUnjoin,
+                format!(
+                    "{pctx} is a primary of a multi-primary mesh, which unjoin cannot take a cluster out of yet (its links run in both directions and share each member's reader credentials); nothing was changed. By hand: delete the cluster's remote Secret ({ns}/istio-remote-secret-<its cluster ID>) in every other member, and the other members' remote Secrets in it"
+                ),
+            )],
+        });
+    }
     let secrets = links::remote_secrets(&primary, pctx, ns).await?;
     // No cluster name given and no link under the default one: the one link whose
     // kubeconfig names the remote's API server is its link, whatever its name, when it

@@ -125,6 +125,16 @@ pub async fn run(kubectl_mesh: &Path) -> Result<()> {
         kubectl_mesh.parent().unwrap_or(Path::new(".")).display()
     );
     println!("kubectl mesh status --context cluster1");
+    println!(
+        "\nThis was Istio's primary-remote model on different networks. The other three (README, \"Istio's four multicluster models\"):"
+    );
+    println!(
+        "  kubectl mesh join cluster2 --primary cluster1 --one-network                    # primary-remote, one network"
+    );
+    println!(
+        "  kubectl mesh join cluster2 --primary cluster1 --model multi-primary             # multi-primary, different networks"
+    );
+    println!("  kubectl mesh join cluster2 --primary cluster1 --model multi-primary --one-network");
     println!("\nStop the test bed with: cargo xtask testbed down");
     Ok(())
 }

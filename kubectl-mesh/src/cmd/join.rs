@@ -36,6 +36,15 @@ use crate::duration::parse_duration;
   # Join two remotes at once (concurrently)
   kubectl mesh join cluster2 cluster3 --primary cluster1 --certs certs --yes
 
+  # Multi-primary: every cluster runs istiod and reads the others (links both ways)
+  kubectl mesh join cluster2 cluster3 --primary cluster1 --certs certs --model multi-primary
+
+  # Later, one more primary: the model is read from the mesh; name every member
+  kubectl mesh join cluster4 cluster2 cluster3 --primary cluster1 --certs certs
+
+  # Clusters on one flat network: no east-west gateway for service traffic
+  kubectl mesh join cluster2 --primary cluster1 --certs certs --one-network
+
   # Install Istio where it is missing (helm upgrade --install, Istio's own charts), then join
   kubectl mesh join cluster2 --primary cluster1 --certs certs --install --istio-charts istio-1.28.0/manifests/charts
 
@@ -117,6 +126,21 @@ pub struct JoinArgs {
     /// cluster ID, and two links to one cluster stop the join.
     #[arg(long)]
     pub replace_links: bool,
+
+    /// Istio's multicluster model: primary-remote (the primary's istiod serves the
+    /// remotes) or multi-primary (every cluster named runs istiod and reads every other:
+    /// a remote secret in both directions for each pair). Default: the model the primary's
+    /// mesh is recorded in, else primary-remote. Every member of a multi-primary mesh must
+    /// be named (or be reachable by a context); a join that contradicts the mesh's model
+    /// is refused.
+    #[arg(long, value_name = "MODEL", value_parser = ["primary-remote", "multi-primary"])]
+    pub model: Option<String>,
+
+    /// The clusters share one network (pods reach each other directly): no cross-network
+    /// Gateway, no network labels, no meshNetworks gateways. Default: one network when
+    /// every cluster declares the same topology.istio.io/network, else a network each.
+    #[arg(long)]
+    pub one_network: bool,
 
     /// How the reader credentials are made.
     #[command(flatten)]
@@ -371,6 +395,13 @@ fn options(
         install: install_options(&args.install, kubeconfigs)?,
         replace_cacerts: args.replace_cacerts,
         replace_links: args.replace_links,
+        control_planes: args
+            .model
+            .as_deref()
+            .map(|m| m.parse().expect("clap checked the value")),
+        networks: args
+            .one_network
+            .then_some(mesh_core::cluster::Networks::One),
         input_problems,
         interrupt: mesh_core::Interrupt::default(),
     };
@@ -616,6 +647,7 @@ fn print_summary(summary: &JoinSummary) {
         "changed"
     };
     eprintln!();
+    eprintln!("model: {}", summary.model);
     for c in std::iter::once(&summary.primary).chain(&summary.remotes) {
         let gw = c
             .gateway

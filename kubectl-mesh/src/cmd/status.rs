@@ -90,6 +90,7 @@ fn remaining(seconds: u64) -> String {
 
 fn print_text(mesh: &MeshStatus) {
     let style = Style::stdout();
+    println!("model: {}", mesh.model);
     let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
     let rows: Vec<[String; 7]> = mesh
         .clusters
@@ -140,10 +141,15 @@ fn print_text(mesh: &MeshStatus) {
         println!("{}", line(r));
     }
     println!();
+    // A link another primary of a multi-primary mesh holds: `reader→cluster`.
+    let subject = |c: &Check| match &c.read_by {
+        Some(reader) => format!("{reader}→{}", c.cluster),
+        None => c.cluster.clone(),
+    };
     let id_width = mesh
         .checks
         .iter()
-        .map(|c| c.cluster.len())
+        .map(|c| subject(c).chars().count())
         .max()
         .unwrap_or(0);
     let kind_width = CheckKind::ALL
@@ -159,7 +165,7 @@ fn print_text(mesh: &MeshStatus) {
         };
         println!(
             "{mark} {:<id_width$}  {:<kind_width$} {}",
-            c.cluster,
+            subject(c),
             c.kind.name(),
             c.message
         );
@@ -199,6 +205,7 @@ fn print_text(mesh: &MeshStatus) {
 /// rendered as the command to run (`hint`).
 #[derive(Serialize)]
 struct Report<'a> {
+    model: mesh_core::cluster::Model,
     primary_context: &'a str,
     clusters: &'a [ClusterRow],
     checks: Vec<ReportCheck<'a>>,
@@ -214,6 +221,8 @@ struct ReportCheck<'a> {
     message: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     hint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    read_by: Option<&'a str>,
 }
 
 impl<'a> Report<'a> {
@@ -225,8 +234,10 @@ impl<'a> Report<'a> {
             state: c.state,
             message: &c.message,
             hint: c.remedy.as_ref().map(render),
+            read_by: c.read_by.as_deref(),
         };
         Report {
+            model: mesh.model,
             primary_context: &mesh.primary_context,
             clusters: &mesh.clusters,
             checks: mesh.checks.iter().map(check).collect(),

@@ -1,8 +1,10 @@
 //! Helpers shared by the tests that run on the test bed (`cargo xtask test`).
 #![allow(dead_code)]
 
+pub mod bare;
 pub mod guide;
 pub mod istiod;
+pub mod sample;
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};

@@ -85,3 +85,125 @@ pub fn default_cluster_id(role: Role, context: &str, istiod_cluster_id: Option<&
         _ => mesh_kubeconfig::dns1123_label(context),
     }
 }
+
+/// The annotation on the Istio namespace of every cluster of a multi-primary mesh joined
+/// by kubectl-mesh: its value is [`ControlPlanes::id`]. A primary-remote mesh is
+/// recorded by Istio's own objects instead (the remotes'
+/// [`CONTROL_PLANE_CLUSTERS_ANNOTATION`] and the primary's remote secrets), so that a
+/// mesh built by hand is read the same way.
+pub const MODEL_ANNOTATION: &str = "kubectl-mesh/model";
+
+/// Which clusters run a control plane: Istio's two multicluster models.
+///
+/// ```
+/// use mesh_core::cluster::ControlPlanes;
+///
+/// assert_eq!("multi-primary".parse::<ControlPlanes>(), Ok(ControlPlanes::MultiPrimary));
+/// assert_eq!(ControlPlanes::PrimaryRemote.to_string(), "primary-remote");
+/// assert!("primaries".parse::<ControlPlanes>().is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ControlPlanes {
+    /// One primary runs istiod for itself and its remotes, and reads each remote.
+    PrimaryRemote,
+    /// Every cluster runs its own istiod and reads every other cluster.
+    MultiPrimary,
+}
+
+impl ControlPlanes {
+    /// The stable id: `primary-remote` or `multi-primary`.
+    pub fn id(self) -> &'static str {
+        match self {
+            ControlPlanes::PrimaryRemote => "primary-remote",
+            ControlPlanes::MultiPrimary => "multi-primary",
+        }
+    }
+}
+
+impl std::fmt::Display for ControlPlanes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.id())
+    }
+}
+
+impl std::str::FromStr for ControlPlanes {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "primary-remote" => Ok(ControlPlanes::PrimaryRemote),
+            "multi-primary" => Ok(ControlPlanes::MultiPrimary),
+            other => Err(format!(
+                "{other:?} is not a model: primary-remote or multi-primary"
+            )),
+        }
+    }
+}
+
+/// Whether the clusters share one network or each has its own: on one network pods
+/// reach each other directly and no east-west gateway carries service traffic.
+///
+/// ```
+/// use mesh_core::cluster::Networks;
+///
+/// assert_eq!(Networks::One.id(), "one-network");
+/// assert_eq!(Networks::Different.id(), "multi-network");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Networks {
+    /// Every cluster on its own network: cross-network Gateways, gateways in `meshNetworks`.
+    #[serde(rename = "multi-network")]
+    Different,
+    /// Every cluster on one network: neither.
+    #[serde(rename = "one-network")]
+    One,
+}
+
+impl Networks {
+    /// The stable id: `multi-network` or `one-network`.
+    pub fn id(self) -> &'static str {
+        match self {
+            Networks::Different => "multi-network",
+            Networks::One => "one-network",
+        }
+    }
+}
+
+/// A mesh's model: one of Istio's four multicluster install models.
+///
+/// ```
+/// use mesh_core::cluster::{ControlPlanes, Model, Networks};
+///
+/// let model = Model { control_planes: ControlPlanes::MultiPrimary, networks: Networks::One };
+/// assert_eq!(model.to_string(), "multi-primary on one network");
+/// assert_eq!(Model::default().to_string(), "primary-remote on different networks");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Model {
+    /// Which clusters run istiod.
+    pub control_planes: ControlPlanes,
+    /// One network or several.
+    pub networks: Networks,
+}
+
+impl Default for Model {
+    /// The guide's model: primary-remote on different networks.
+    fn default() -> Self {
+        Model {
+            control_planes: ControlPlanes::PrimaryRemote,
+            networks: Networks::Different,
+        }
+    }
+}
+
+impl std::fmt::Display for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let networks = match self.networks {
+            Networks::Different => "different networks",
+            Networks::One => "one network",
+        };
+        write!(f, "{} on {networks}", self.control_planes)
+    }
+}

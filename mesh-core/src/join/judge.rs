@@ -10,7 +10,9 @@ use super::JoinOptions;
 use super::adopt::{self, AdoptedGateway, LinkPlan};
 use super::read::{ClusterRead, Read};
 use super::releases::planned_gateway;
-use crate::cluster::{self, CACERTS, MESH_CONFIG_MAP};
+use crate::cluster::{
+    self, CACERTS, ControlPlanes, MESH_CONFIG_MAP, MODEL_ANNOTATION, Model, Networks, Role,
+};
 use crate::error::{Error, Problem, ProblemKind};
 use crate::install::{self, EASTWEST_RELEASE, ReleaseStatus};
 use crate::names::is_label_value;
@@ -24,12 +26,27 @@ pub(super) struct Judgement {
     pub names: Vec<String>,
     /// Each cluster's network.
     pub networks: Vec<String>,
-    /// Each remote's link: kubectl-mesh's own, a hand-made one kept, or replaced.
-    pub links: Vec<LinkPlan>,
+    /// The mesh's model.
+    pub model: Model,
+    /// Each link to make or keep: in primary-remote the primary's link to each remote,
+    /// in multi-primary every cluster's link to every other.
+    pub links: Vec<PairLink>,
     /// Each cluster's cross-network Gateway made by somebody else that does the job.
     pub gateways: Vec<Option<AdoptedGateway>>,
     /// Every problem found.
     pub problems: Vec<Problem>,
+}
+
+/// One link of the mesh: the cluster that reads (holds the remote secret) and the
+/// cluster it reads, as indexes into [`JoinOptions::specs`], and what to do about it.
+#[derive(Debug)]
+pub(super) struct PairLink {
+    /// The cluster whose istiod reads through the link.
+    pub reader: usize,
+    /// The cluster it reaches.
+    pub target: usize,
+    /// kubectl-mesh's own, a hand-made one kept, or replaced.
+    pub plan: LinkPlan,
 }
 
 /// Collects problems.
@@ -74,6 +91,7 @@ pub(super) fn judge(read: &Read, opts: &JoinOptions) -> Judgement {
         }
     }
     Judgement {
+        model: judged.model,
         names: judged.names,
         networks: judged.networks,
         links: judged.links,
@@ -107,9 +125,10 @@ fn credentials_kind(e: &mesh_kubeconfig::Error) -> ProblemKind {
 /// Per cluster (primary first): names, networks, links and adopted Gateways.
 #[derive(Default)]
 struct Clusters {
+    model: Model,
     names: Vec<String>,
     networks: Vec<String>,
-    links: Vec<LinkPlan>,
+    links: Vec<PairLink>,
     gateways: Vec<Option<AdoptedGateway>>,
 }
 
@@ -124,6 +143,8 @@ fn judge_clusters(
     let (mut names, mut networks) = (Vec::new(), Vec::new());
     let (mut links, mut gateways) = (Vec::new(), Vec::new());
     let specs: Vec<_> = opts.specs().collect();
+    let control_planes = control_planes(&specs, clusters, read, opts, problems);
+    let multi = control_planes == ControlPlanes::MultiPrimary;
     // The networks meshNetworks already names (the guide's names are kept).
     let mesh_networks = clusters[0]
         .facts
@@ -132,7 +153,7 @@ fn judge_clusters(
         .and_then(|cm| MeshNetworks::from_config_map(cm).ok());
     for (i, (spec, cluster)) in specs.iter().zip(clusters).enumerate() {
         let ctx = spec.context.as_str();
-        let primary = i == 0;
+        let primary = i == 0 || multi;
         let f = &cluster.facts;
         istio_present(ctx, cluster, primary, opts, problems);
         helm_releases(ctx, cluster, read, opts, problems);
@@ -147,11 +168,7 @@ fn judge_clusters(
             );
         }
         // The cluster name.
-        let role = if primary {
-            crate::cluster::Role::Primary
-        } else {
-            crate::cluster::Role::Remote
-        };
+        let role = if primary { Role::Primary } else { Role::Remote };
         let default_name =
             crate::cluster::default_cluster_id(role, ctx, f.istiod_cluster_id.as_deref());
         let name = match &spec.cluster_name {
@@ -182,7 +199,8 @@ fn judge_clusters(
             }
             None => default_name,
         };
-        // A link to a remote that is there already (ours, or made by hand) decides its name.
+        // A link to a remote that is there already (ours, or made by hand) decides its
+        // name; a primary's is its istiod's.
         let name = if primary {
             name
         } else {
@@ -198,12 +216,15 @@ fn judge_clusters(
                 ctx,
             ) {
                 Ok((plan, name)) => {
-                    links.push(plan);
+                    links.push(PairLink {
+                        reader: 0,
+                        target: i,
+                        plan,
+                    });
                     name
                 }
                 Err(problem) => {
                     problems.add(ctx, problem.kind, problem.message);
-                    links.push(LinkPlan::Own { secret: None });
                     name
                 }
             }
@@ -249,6 +270,11 @@ fn judge_clusters(
         gateways.push(adopted);
     }
 
+    let networks_model = network_model(&specs, clusters, read, opts, &mut networks, problems);
+    if multi {
+        links = pair_links(&specs, &names, read, opts, problems);
+    }
+
     // Names and networks across clusters.
     let primary_ctx = specs[0].context.as_str();
     for (i, spec) in specs.iter().enumerate().skip(1) {
@@ -260,16 +286,6 @@ fn judge_clusters(
                 format!(
                     "cluster name {:?} is the primary's own cluster ID, which istiod ignores; give the remote another cluster name",
                     names[i]
-                ),
-            );
-        }
-        if networks[i] == networks[0] {
-            problems.add(
-                ctx,
-                ProblemKind::SameNetwork,
-                format!(
-                    "it is on network {:?} like the primary; kubectl mesh joins clusters on different networks (give the remote another network)",
-                    networks[i]
                 ),
             );
         }
@@ -340,11 +356,282 @@ fn judge_clusters(
 
     certificates(&specs, clusters, opts, problems);
     Clusters {
+        model: Model {
+            control_planes,
+            networks: networks_model,
+        },
         names,
         networks,
         links,
         gateways,
     }
+}
+
+/// The model recorded in a cluster's Istio namespace by a multi-primary join.
+fn recorded_model(facts: &cluster::ClusterFacts) -> Option<ControlPlanes> {
+    let ns = facts.istio_namespace.as_ref()?;
+    ns.metadata
+        .annotations
+        .as_ref()?
+        .get(MODEL_ANNOTATION)?
+        .parse()
+        .ok()
+}
+
+/// Which clusters run istiod: what the options ask for, else what the mesh around the
+/// primary is recorded as — our annotation, else Istio's own objects: a primary with
+/// links is primary-remote unless a cluster it reads in this join runs an istiod that
+/// answers to no other control plane (a hand-made multi-primary mesh) — else
+/// primary-remote. A join that would mix two models is a problem, on the cluster whose
+/// place says so.
+fn control_planes(
+    specs: &[&super::ClusterSpec],
+    clusters: &[&ClusterRead],
+    read: &Read,
+    opts: &JoinOptions,
+    problems: &mut Problems,
+) -> ControlPlanes {
+    let primary = &clusters[0].facts;
+    let pctx = specs[0].context.as_str();
+    let planes = |f: &cluster::ClusterFacts| {
+        super::control_plane_clusters(f.istio_namespace.as_ref().map(|n| &n.metadata))
+    };
+    let has_links = read
+        .remote_secrets
+        .as_ref()
+        .is_ok_and(|s| !crate::links::links(s).is_empty());
+    let recorded = recorded_model(primary).or_else(|| {
+        has_links.then(|| {
+            let reads_a_primary = read.links.iter().enumerate().any(|(i, found)| {
+                let f = &clusters[i + 1].facts;
+                !found.is_empty() && f.has_mesh_config && planes(f).is_empty()
+            });
+            if reads_a_primary {
+                ControlPlanes::MultiPrimary
+            } else {
+                ControlPlanes::PrimaryRemote
+            }
+        })
+    });
+    let chosen = opts
+        .control_planes
+        .or(recorded)
+        .unwrap_or(ControlPlanes::PrimaryRemote);
+    if let (Some(given), Some(recorded)) = (opts.control_planes, recorded)
+        && given != recorded
+    {
+        problems.add(
+            pctx,
+            ProblemKind::ModelContradicts,
+            format!(
+                "{pctx} is a primary of a {recorded} mesh; a {given} join would mix two models in one mesh: join as {recorded}, or unjoin its clusters first"
+            ),
+        );
+    }
+    let controllers = planes(primary);
+    if !controllers.is_empty() {
+        problems.add(
+            pctx,
+            ProblemKind::ModelContradicts,
+            format!(
+                "{pctx} is a remote of {} (its namespace {} lists them as its control plane), so it cannot be a primary; give one of them as the primary, or unjoin {pctx} first",
+                controllers.join(", "),
+                opts.namespace
+            ),
+        );
+    }
+    for (spec, c) in specs.iter().zip(clusters).skip(1) {
+        let ctx = spec.context.as_str();
+        let controllers = planes(&c.facts);
+        match chosen {
+            ControlPlanes::MultiPrimary if !controllers.is_empty() => problems.add(
+                ctx,
+                ProblemKind::ModelContradicts,
+                format!(
+                    "{ctx} is a remote of {} (primary-remote), so it cannot be a primary of a multi-primary mesh; unjoin it first",
+                    controllers.join(", ")
+                ),
+            ),
+            ControlPlanes::PrimaryRemote
+                if recorded_model(&c.facts) == Some(ControlPlanes::MultiPrimary) =>
+            {
+                problems.add(
+                    ctx,
+                    ProblemKind::ModelContradicts,
+                    format!(
+                        "{ctx} is a primary of a multi-primary mesh, so it cannot be a remote of a primary-remote one; join it as multi-primary, or unjoin it first"
+                    ),
+                )
+            }
+            _ => {}
+        }
+    }
+    chosen
+}
+
+/// One network or several, and each cluster's network made the one network when
+/// shared: what the options ask for, else one network when every cluster declares (or
+/// is given) the same one, or when the mesh already runs on one (the primary has links,
+/// no cluster declares a network and `meshNetworks` names none), else a network each. On different networks a
+/// remote may not share the primary's.
+fn network_model(
+    specs: &[&super::ClusterSpec],
+    clusters: &[&ClusterRead],
+    read: &Read,
+    opts: &JoinOptions,
+    networks: &mut [String],
+    problems: &mut Problems,
+) -> Networks {
+    let declared: Vec<Option<String>> = specs
+        .iter()
+        .zip(clusters)
+        .map(|(spec, c)| {
+            spec.network
+                .clone()
+                .or_else(|| c.facts.declared_network().map(|(n, _)| n))
+        })
+        .collect();
+    let has_links = read
+        .remote_secrets
+        .as_ref()
+        .is_ok_and(|s| !crate::links::links(s).is_empty());
+    // A mesh on one network names no networks in meshNetworks.
+    let names_networks = clusters[0]
+        .facts
+        .mesh_config
+        .as_ref()
+        .and_then(|cm| MeshNetworks::from_config_map(cm).ok())
+        .is_some_and(|n| !n.names().is_empty());
+    let first = declared.iter().flatten().next();
+    let model = opts.networks.unwrap_or_else(|| {
+        let all_same = declared.iter().all(|d| d.is_some() && d.as_ref() == first);
+        if all_same || (has_links && first.is_none() && !names_networks) {
+            Networks::One
+        } else {
+            Networks::Different
+        }
+    });
+    match model {
+        Networks::One => {
+            let common = first.cloned().unwrap_or_else(|| networks[0].clone());
+            for (spec, d) in specs.iter().zip(&declared) {
+                if let Some(d) = d
+                    && *d != common
+                {
+                    problems.add(
+                        &spec.context,
+                        ProblemKind::NetworkContradictsDeclared,
+                        format!(
+                            "it is on network {d:?}, but the mesh is on one network, {common:?}; give the clusters one network, or join them on different networks"
+                        ),
+                    );
+                }
+            }
+            networks.iter_mut().for_each(|n| *n = common.clone());
+        }
+        Networks::Different => {
+            for (i, spec) in specs.iter().enumerate().skip(1) {
+                if networks[i] == networks[0] {
+                    problems.add(
+                        &spec.context,
+                        ProblemKind::SameNetwork,
+                        format!(
+                            "it is on network {:?} like the primary, while the mesh has a network per cluster; give it another network, or join every cluster on one network",
+                            networks[i]
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    model
+}
+
+/// In a multi-primary mesh, every cluster's link to every other — each planned as a
+/// primary-remote link is (a hand-made one adopted, ours refreshed) under the target's
+/// name — and what each primary reads that is not in the join (its link to the new
+/// cluster would be missing) or whose name another link of its uses.
+fn pair_links(
+    specs: &[&super::ClusterSpec],
+    names: &[String],
+    read: &Read,
+    opts: &JoinOptions,
+    problems: &mut Problems,
+) -> Vec<PairLink> {
+    let ns = opts.namespace.as_str();
+    let mut pairs = Vec::new();
+    for reader in 0..specs.len() {
+        let rctx = specs[reader].context.as_str();
+        let (secrets, found): (&[_], Vec<&[adopt::FoundLink]>) = if reader == 0 {
+            (
+                read.remote_secrets.as_deref().unwrap_or_default(),
+                std::iter::once(&[][..])
+                    .chain(read.links.iter().map(Vec::as_slice))
+                    .collect(),
+            )
+        } else {
+            let peer = &read.peers[reader - 1];
+            if let Err(e) = &peer.remote_secrets {
+                problems.add(
+                    rctx,
+                    ProblemKind::RemoteSecretsUnreadable,
+                    format!("cannot list remote secrets in {ns}: {e}"),
+                );
+            }
+            (
+                peer.remote_secrets.as_deref().unwrap_or_default(),
+                peer.links.iter().map(Vec::as_slice).collect(),
+            )
+        };
+        for (target, spec) in specs.iter().enumerate() {
+            if target == reader {
+                continue;
+            }
+            let name = &names[target];
+            let ours = opts.credentials_of(target).secret_name_for(name);
+            let links = found.get(target).copied().unwrap_or_default();
+            match adopt::plan_link(
+                links,
+                Some(name),
+                name,
+                &ours,
+                opts.replace_links,
+                ns,
+                &spec.context,
+            ) {
+                Ok((plan, _)) => pairs.push(PairLink {
+                    reader,
+                    target,
+                    plan,
+                }),
+                Err(problem) => problems.add(
+                    &spec.context,
+                    problem.kind,
+                    format!("in {rctx}: {}", problem.message),
+                ),
+            }
+        }
+        // Every cluster the reader reads must be in the join: it is a member whose link
+        // to the new cluster, and the new cluster's to it, would be missing.
+        let matched: Vec<&str> = found
+            .iter()
+            .flat_map(|f| f.iter())
+            .map(|l| l.key.as_str())
+            .collect();
+        for link in crate::links::links(secrets) {
+            if link.key != names[reader] && !matched.contains(&link.key.as_str()) {
+                problems.add(
+                    rctx,
+                    ProblemKind::PeerWithoutContext,
+                    format!(
+                        "{rctx} reads cluster {:?} (remote Secret {ns}/{}), a member of this multi-primary mesh that is not in the join, so the new links to and from it would be missing; add its context to the join",
+                        link.key, link.secret
+                    ),
+                );
+            }
+        }
+    }
+    pairs
 }
 
 /// Istio present where it must be (unless it is to be installed).
@@ -616,6 +903,7 @@ mod tests {
     use crate::cluster::{ClusterFacts, GatewayService};
     use crate::install::{InstallOptions, Listed};
     use crate::join::adopt::{FoundLink, LinkCheck};
+    use crate::join::read::PeerRead;
     use crate::join::read::{FoundObject, InstallRead};
     use crate::{Remote, ValuesFor};
 
@@ -681,6 +969,15 @@ mod tests {
         }
     }
 
+    /// The Istio namespace records the multi-primary model, as a multi-primary join leaves it.
+    fn record_multi_primary(facts: &mut ClusterFacts) {
+        let ns = facts.istio_namespace.as_mut().expect("the Istio namespace");
+        ns.metadata.annotations = Some(BTreeMap::from([(
+            MODEL_ANNOTATION.to_owned(),
+            "multi-primary".to_owned(),
+        )]));
+    }
+
     fn cluster(context: &str, primary: bool) -> Result<ClusterRead, Error> {
         Ok(ClusterRead {
             facts: facts(context, primary),
@@ -700,6 +997,10 @@ mod tests {
             remote_secrets: Ok(Vec::new()),
             credentials: vec![Ok(())],
             links: vec![Vec::new()],
+            peers: vec![PeerRead {
+                remote_secrets: Ok(Vec::new()),
+                links: vec![Vec::new(), Vec::new()],
+            }],
         };
         (opts, read)
     }
@@ -997,12 +1298,90 @@ mod tests {
                 expect: Problem("cluster2", NetworkContradictsDeclared),
             },
             Case {
-                name: "a remote on the primary's network",
-                change: |_, read| {
+                name: "a remote on the primary's network, a network each asked for",
+                change: |opts, read| {
+                    opts.networks = Some(Networks::Different);
                     facts_of(read, 0).istiod_network = Some("flat".into());
                     facts_of(read, 1).istiod_network = Some("flat".into());
                 },
                 expect: Problem("cluster2", SameNetwork),
+            },
+            Case {
+                name: "both clusters declare one network: the one-network model",
+                change: |_, read| {
+                    facts_of(read, 0).istiod_network = Some("flat".into());
+                    facts_of(read, 1).istiod_network = Some("flat".into());
+                },
+                expect: Clean(["cluster1", "cluster2"], ["flat", "flat"]),
+            },
+            Case {
+                name: "one network asked for, none declared: the primary's default",
+                change: |opts, _| opts.networks = Some(Networks::One),
+                expect: Clean(
+                    ["cluster1", "cluster2"],
+                    ["network-cluster1", "network-cluster1"],
+                ),
+            },
+            Case {
+                name: "one network asked for, two declared",
+                change: |opts, read| {
+                    opts.networks = Some(Networks::One);
+                    facts_of(read, 0).istiod_network = Some("east".into());
+                    facts_of(read, 1).istiod_network = Some("west".into());
+                },
+                expect: Problem("cluster2", NetworkContradictsDeclared),
+            },
+            Case {
+                name: "multi-primary: both run istiod, each named by its istiod",
+                change: |opts, read| {
+                    opts.control_planes = Some(ControlPlanes::MultiPrimary);
+                    *facts_of(read, 1) = facts("cluster2", true);
+                    facts_of(read, 1).istiod_cluster_id = Some("west".into());
+                },
+                expect: Clean(["cluster1", "west"], ["network-cluster1", "network-west"]),
+            },
+            Case {
+                name: "multi-primary: the second cluster runs no istiod",
+                change: |opts, _| opts.control_planes = Some(ControlPlanes::MultiPrimary),
+                expect: Problem("cluster2", IstiodMissing),
+            },
+            Case {
+                name: "multi-primary into a primary-remote mesh",
+                change: |opts, read| {
+                    opts.control_planes = Some(ControlPlanes::MultiPrimary);
+                    *facts_of(read, 1) = facts("cluster2", true);
+                    read.remote_secrets = Ok(vec![remote_secret(
+                        "istio-remote-secret-cluster3",
+                        "cluster3",
+                    )]);
+                },
+                expect: Problem("cluster1", ModelContradicts),
+            },
+            Case {
+                name: "primary-remote into a multi-primary mesh",
+                change: |opts, read| {
+                    opts.control_planes = Some(ControlPlanes::PrimaryRemote);
+                    record_multi_primary(facts_of(read, 0));
+                },
+                expect: Problem("cluster1", ModelContradicts),
+            },
+            Case {
+                name: "a primary of a multi-primary mesh joined as a remote",
+                change: |_, read| record_multi_primary(facts_of(read, 1)),
+                expect: Problem("cluster2", ModelContradicts),
+            },
+            Case {
+                name: "a multi-primary member the join does not name",
+                change: |opts, read| {
+                    opts.control_planes = Some(ControlPlanes::MultiPrimary);
+                    *facts_of(read, 1) = facts("cluster2", true);
+                    record_multi_primary(facts_of(read, 0));
+                    read.remote_secrets = Ok(vec![remote_secret(
+                        "istio-remote-secret-cluster3",
+                        "cluster3",
+                    )]);
+                },
+                expect: Problem("cluster1", PeerWithoutContext),
             },
             Case {
                 name: "two contexts of one cluster",
@@ -1268,7 +1647,9 @@ mod tests {
             .collect();
         // A new kind does not compile here until it is placed: judged, or unjoin's (or rotate's).
         let judged = |kind: ProblemKind| match kind {
-            ProblemKind::LinkedUnderOtherName | ProblemKind::NotLinked => false,
+            ProblemKind::LinkedUnderOtherName
+            | ProblemKind::NotLinked
+            | ProblemKind::MultiPrimaryUnjoin => false,
             ProblemKind::HandMadeLink => false,
             ProblemKind::ClusterUnreadable
             | ProblemKind::AccessDenied
@@ -1303,7 +1684,9 @@ mod tests {
             | ProblemKind::CredentialsInvalid
             | ProblemKind::DuplicateLinks
             | ProblemKind::LinkBroken
-            | ProblemKind::LinkNamedOtherwise => true,
+            | ProblemKind::LinkNamedOtherwise
+            | ProblemKind::ModelContradicts
+            | ProblemKind::PeerWithoutContext => true,
         };
         let ids: Vec<&str> = covered.iter().map(|k| k.id()).collect();
         for kind in ALL {

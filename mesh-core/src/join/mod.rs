@@ -27,7 +27,7 @@ use mesh_kubeconfig::{Kubeconfigs, RemoteSecretRequest};
 use serde::Serialize;
 
 use crate::address::{AddressOverride, GatewayAddress};
-use crate::cluster::ClusterFacts;
+use crate::cluster::{ClusterFacts, ControlPlanes, Model, Networks, Role};
 use crate::error::{Error, Problem, Result};
 use crate::install::{InstallOptions, Listed};
 pub use crate::plan::Change;
@@ -174,6 +174,19 @@ pub struct JoinOptions {
     /// removed. Without it a working hand-made link is kept as it is, under its cluster
     /// ID, and two links to one cluster are a preflight problem.
     pub replace_links: bool,
+    /// Which clusters run istiod: `None` keeps the model the mesh is recorded in (a
+    /// primary-remote mesh when the primary has links and no record of another, see
+    /// [`MODEL_ANNOTATION`](crate::cluster::MODEL_ANNOTATION)), and for a new mesh is
+    /// primary-remote. With [`ControlPlanes::MultiPrimary`] every cluster of the join is
+    /// a primary: each runs istiod and reads every other (a link in both directions for
+    /// each pair), and the primary's other members must be in the join too.
+    pub control_planes: Option<ControlPlanes>,
+    /// Whether the clusters share one network: `None` decides from what they declare —
+    /// one network when every cluster declares the same one (or when the mesh already
+    /// runs on one network: its primary has links and declares none), else a network
+    /// per cluster. On one network join makes no cross-network Gateway and writes no
+    /// network labels or `meshNetworks`, as Istio's documentation of those models does.
+    pub networks: Option<Networks>,
     /// Problems the caller found in its own inputs (for example a gateway address that
     /// does not parse), reported with preflight's, so that the user sees every problem
     /// at once; with any, join changes nothing.
@@ -202,8 +215,36 @@ impl JoinOptions {
             install: None,
             replace_cacerts: false,
             replace_links: false,
+            control_planes: None,
+            networks: None,
             input_problems: Vec::new(),
             interrupt: crate::Interrupt::default(),
+        }
+    }
+
+    /// Whether the join was asked to be multi-primary.
+    fn multi_primary_given(&self) -> bool {
+        self.control_planes == Some(ControlPlanes::MultiPrimary)
+    }
+
+    /// The role of the cluster at `i` (in the order of [`JoinOptions::specs`]) as the
+    /// options say it before the mesh's recorded model is read: what preflight asks
+    /// permissions for.
+    fn given_role(&self, i: usize) -> Role {
+        if i == 0 || self.multi_primary_given() {
+            Role::Primary
+        } else {
+            Role::Remote
+        }
+    }
+
+    /// How the reader credentials of the cluster at `i` (in the order of
+    /// [`JoinOptions::specs`]) are made: a remote's own request; for the primary, read
+    /// by the other primaries of a multi-primary mesh, the defaults.
+    fn credentials_of(&self, i: usize) -> RemoteSecretRequest {
+        match i.checked_sub(1) {
+            Some(r) => self.remotes[r].credentials().clone(),
+            None => RemoteSecretRequest::new(self.primary.context.clone()),
         }
     }
 
@@ -229,7 +270,10 @@ pub struct JoinedCluster {
 /// What a join did.
 #[derive(Debug, Clone, Serialize)]
 pub struct JoinSummary {
-    /// The primary.
+    /// The mesh's model.
+    pub model: Model,
+    /// The primary (in a multi-primary mesh: the cluster given as primary; the others
+    /// are primaries too, listed under `remotes`).
     pub primary: JoinedCluster,
     /// The remotes.
     pub remotes: Vec<JoinedCluster>,
@@ -255,8 +299,10 @@ struct Target<'a> {
     network: String,
     /// The helm releases in the Istio namespace (when installing Istio).
     releases: BTreeMap<String, Listed>,
-    /// On a remote, what to do about its link (the primary's is `Own`, unused).
-    link: adopt::LinkPlan,
+    /// Its part in the mesh: in a multi-primary mesh every cluster is a primary.
+    role: Role,
+    /// The mesh's model.
+    model: Model,
     /// The east-west gateway Service and the port cross-network traffic uses: the one
     /// an adopted Gateway serves, else the one found.
     gateway: Option<crate::cluster::GatewayService>,
@@ -329,13 +375,20 @@ async fn join_plan(kubeconfigs: &Kubeconfigs, run: &Run<'_>) -> Result<JoinSumma
         });
     }
     let mut targets = Vec::new();
-    let links = std::iter::once(adopt::LinkPlan::Own { secret: None }).chain(judged.links);
-    for ((((spec, client), cluster), (name, network)), (link, adopted)) in opts
+    let model = judged.model;
+    let pairs = judged.links;
+    for (i, (((spec, client), cluster), ((name, network), adopted))) in opts
         .specs()
         .zip(clients)
         .zip(read.clusters)
-        .zip(judged.names.into_iter().zip(judged.networks))
-        .zip(links.zip(judged.gateways))
+        .zip(
+            judged
+                .names
+                .into_iter()
+                .zip(judged.networks)
+                .zip(judged.gateways),
+        )
+        .enumerate()
     {
         let (Some(client), Ok(cluster)) = (client, cluster) else {
             unreachable!("an unreadable cluster is a preflight problem");
@@ -351,12 +404,17 @@ async fn join_plan(kubeconfigs: &Kubeconfigs, run: &Run<'_>) -> Result<JoinSumma
             name,
             network,
             releases: cluster.releases,
-            link,
+            role: if i == 0 || model.control_planes == ControlPlanes::MultiPrimary {
+                Role::Primary
+            } else {
+                Role::Remote
+            },
+            model,
             gateway,
             adopted_gateway,
         });
     }
-    let adopted = adoptions(&targets, &opts.namespace);
+    let adopted = adoptions(&targets, &pairs, &opts.namespace);
     let installer = installer.as_ref();
 
     // Per cluster: the namespace's network label (and, on remotes, the control-plane
@@ -365,25 +423,55 @@ async fn join_plan(kubeconfigs: &Kubeconfigs, run: &Run<'_>) -> Result<JoinSumma
     // for the primary's gateway address.
     let gateways = steps::cluster_steps_all(run, &targets, installer).await?;
 
-    // meshNetworks in the primary, once, with every cluster of this join.
-    let primary = &targets[0];
-    run.step(&primary.spec.context, "meshNetworks", async {
-        steps::mesh_networks_step(run, primary, &targets, &gateways).await
-    })
-    .await?;
+    // meshNetworks in each primary, once, with every cluster of this join (on one
+    // network there is none: pods reach each other directly).
+    if model.networks == Networks::Different {
+        let edits = targets
+            .iter()
+            .filter(|t| t.role == Role::Primary)
+            .map(|primary| {
+                let (targets, gateways) = (&targets, &gateways);
+                run.step(&primary.spec.context, "meshNetworks", async move {
+                    steps::mesh_networks_step(run, primary, targets, gateways).await
+                })
+            });
+        for result in futures::future::join_all(edits).await {
+            result?;
+        }
+    }
 
-    // Reader credentials in each remote and the remote secret in the primary.
-    let secrets = opts.remotes.iter().zip(&targets[1..]).map(|(r, remote)| {
-        let run = &run;
+    // Reader credentials in each cluster read and the remote secret in each cluster
+    // that reads it: concurrently per cluster read, one reader after another (they
+    // share its reader account).
+    let secrets = (0..targets.len()).map(|target| {
+        let (run, targets, pairs) = (&run, &targets, &pairs);
         async move {
-            let mut request = r.credentials().clone();
+            let remote = &targets[target];
+            let mut request = opts.credentials_of(target);
             request.cluster_name = Some(remote.name.clone());
             request.namespace = opts.namespace.clone();
             request.timeout = request.timeout.or(opts.request_timeout);
-            run.step(&remote.spec.context, "remote secret", async {
-                steps::remote_secret_step(run, kubeconfigs, primary, remote, &request).await
-            })
-            .await
+            for pair in pairs.iter().filter(|p| p.target == target) {
+                let reader = &targets[pair.reader];
+                let step = if model.control_planes == ControlPlanes::MultiPrimary {
+                    format!("remote secret in {}", reader.spec.context)
+                } else {
+                    "remote secret".to_owned()
+                };
+                run.step(&remote.spec.context, &step, async {
+                    steps::remote_secret_step(
+                        run,
+                        kubeconfigs,
+                        reader,
+                        remote,
+                        &pair.plan,
+                        &request,
+                    )
+                    .await
+                })
+                .await?;
+            }
+            Ok::<(), Error>(())
         }
     });
     for result in futures::future::join_all(secrets).await {
@@ -398,6 +486,7 @@ async fn join_plan(kubeconfigs: &Kubeconfigs, run: &Run<'_>) -> Result<JoinSumma
     };
     let (changes, warnings) = run.steps.finish();
     Ok(JoinSummary {
+        model,
         primary: joined(&targets[0], &gateways[0]),
         remotes: targets[1..]
             .iter()
@@ -412,8 +501,7 @@ async fn join_plan(kubeconfigs: &Kubeconfigs, run: &Run<'_>) -> Result<JoinSumma
 }
 
 /// What join takes over, one sentence per object.
-fn adoptions(targets: &[Target<'_>], ns: &str) -> Vec<String> {
-    let primary = targets[0].spec.context.as_str();
+fn adoptions(targets: &[Target<'_>], pairs: &[judge::PairLink], ns: &str) -> Vec<String> {
     let mut out = Vec::new();
     for t in targets {
         let ctx = t.spec.context.as_str();
@@ -423,10 +511,14 @@ fn adoptions(targets: &[Target<'_>], ns: &str) -> Vec<String> {
                 gw.port, gw.name
             ));
         }
-        if let adopt::LinkPlan::Adopt { link } = &t.link {
+    }
+    for pair in pairs {
+        if let adopt::LinkPlan::Adopt { link } = &pair.plan {
             out.push(format!(
-                "{primary}: {}, made by hand: the link to {ctx}",
-                link.describe(ns)
+                "{}: {}, made by hand: the link to {}",
+                targets[pair.reader].spec.context,
+                link.describe(ns),
+                targets[pair.target].spec.context
             ));
         }
     }

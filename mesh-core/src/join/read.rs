@@ -13,7 +13,7 @@ use mesh_kubeconfig::Kubeconfigs;
 use super::JoinOptions;
 use super::adopt::{self, FoundLink};
 use super::releases::Installer;
-use crate::cluster::{self, ClusterFacts, Permissions, Role};
+use crate::cluster::{self, ClusterFacts, Permissions};
 use crate::error::{Error, Problem, kube};
 use crate::install::{self, Charts, Helm, InstallOptions, Listed};
 
@@ -30,6 +30,18 @@ pub(super) struct Read {
     /// Each remote's credential inputs, checked (`Ok` for a remote that could not be read).
     pub credentials: Vec<Result<(), mesh_kubeconfig::Error>>,
     /// Each remote's links among the primary's remote secrets (whoever made them).
+    pub links: Vec<Vec<FoundLink>>,
+    /// Each remote's own remote secrets and the links among them to the join's other
+    /// clusters: in a multi-primary mesh every cluster reads the others.
+    pub peers: Vec<PeerRead>,
+}
+
+/// The links a cluster other than the primary holds.
+pub(super) struct PeerRead {
+    /// Its remote secrets (empty when it could not be read or holds none).
+    pub remote_secrets: Result<Vec<Secret>, Error>,
+    /// Per cluster of the join, in the order of [`JoinOptions::specs`], the links
+    /// reaching it (its own entry empty; the whole list empty when unread).
     pub links: Vec<Vec<FoundLink>>,
 }
 
@@ -96,14 +108,15 @@ pub(super) async fn read<'a>(
         let client = kubeconfigs
             .client(&spec.context, opts.request_timeout)
             .await?;
-        let role = if i == 0 { Role::Primary } else { Role::Remote };
+        let role = opts.given_role(i);
         let mut facts =
             cluster::read_facts(&client, &spec.context, ns, Permissions::Join(role)).await?;
         let releases = match helm {
             Some(helm) => helm.releases(&spec.context).await?,
             None => BTreeMap::new(),
         };
-        let istio_objects = istio_objects(&client, &facts, opts, i == 0).await;
+        let serves_remotes = i == 0 && !opts.multi_primary_given();
+        let istio_objects = istio_objects(&client, &facts, opts, serves_remotes).await;
         // A refused list is one more denial, reported with the others.
         let passthrough = match &facts.gateway_crd_version {
             Some(version) => {
@@ -165,41 +178,42 @@ pub(super) async fn read<'a>(
         .collect();
     let links = match &remote_secrets {
         Ok(secrets) => {
-            // A remote is known by its API server URL(s) and its kube-system UID.
-            let servers: Vec<Vec<String>> = opts
-                .remotes
-                .iter()
-                .map(|r| {
-                    let mut urls: Vec<String> = kubeconfigs
-                        .resolve(r.context())
-                        .map(|c| c.server)
-                        .into_iter()
-                        .collect();
-                    urls.extend(r.credentials().server.clone());
-                    urls
-                })
-                .collect();
-            let uid = |c: &Result<ClusterRead, Error>| {
-                c.as_ref()
-                    .ok()
-                    .and_then(|c| c.facts.kube_system_uid.clone())
-            };
-            let uids: Vec<Option<String>> = clusters[1..].iter().map(uid).collect();
-            let primary_id = clusters[0]
-                .as_ref()
-                .ok()
-                .and_then(|c| c.facts.istiod_cluster_id.clone());
-            adopt::find_links(
-                secrets,
-                &servers,
-                &uids,
-                primary_id.as_deref(),
-                opts.request_timeout,
-            )
-            .await
+            let mut reaching = links_reaching(kubeconfigs, opts, secrets, &clusters, 0).await;
+            reaching.remove(0);
+            reaching
         }
         Err(_) => vec![Vec::new(); opts.remotes.len()],
     };
+    // Every other cluster's links too: in a multi-primary mesh each reads the others
+    // (and a remote that reads clusters is a primary of some mesh).
+    let peers = futures::future::join_all(clients.iter().enumerate().skip(1).map(|(i, client)| {
+        let clusters = &clusters;
+        async move {
+            let Some(client) = client else {
+                return PeerRead {
+                    remote_secrets: Ok(Vec::new()),
+                    links: Vec::new(),
+                };
+            };
+            let ctx = opts
+                .specs()
+                .nth(i)
+                .map(|s| s.context.as_str())
+                .unwrap_or("");
+            let remote_secrets = crate::links::remote_secrets(client, ctx, ns).await;
+            let links = match &remote_secrets {
+                Ok(secrets) if !secrets.is_empty() => {
+                    links_reaching(kubeconfigs, opts, secrets, clusters, i).await
+                }
+                _ => vec![Vec::new(); clusters.len()],
+            };
+            PeerRead {
+                remote_secrets,
+                links,
+            }
+        }
+    }))
+    .await;
     let read = Read {
         at: SystemTime::now(),
         install,
@@ -207,8 +221,61 @@ pub(super) async fn read<'a>(
         remote_secrets,
         credentials,
         links,
+        peers,
     };
     (read, clients, installer)
+}
+
+/// Among `secrets` (the remote secrets of the cluster at `reader`, an index into
+/// [`JoinOptions::specs`]), the links reaching each cluster of the join — by the API
+/// server URLs its context (and `--server`) name, else by its `kube-system` UID — in
+/// the order of the specs; the reader's own entry is empty.
+async fn links_reaching(
+    kubeconfigs: &Kubeconfigs,
+    opts: &JoinOptions,
+    secrets: &[Secret],
+    clusters: &[Result<ClusterRead, Error>],
+    reader: usize,
+) -> Vec<Vec<FoundLink>> {
+    let remotes = std::iter::once(None).chain(opts.remotes.iter().map(Some));
+    let servers: Vec<Vec<String>> = opts
+        .specs()
+        .zip(remotes)
+        .enumerate()
+        .map(|(i, (spec, remote))| {
+            if i == reader {
+                return Vec::new();
+            }
+            let mut urls: Vec<String> = kubeconfigs
+                .resolve(&spec.context)
+                .map(|c| c.server)
+                .into_iter()
+                .collect();
+            urls.extend(remote.and_then(|r| r.credentials().server.clone()));
+            urls
+        })
+        .collect();
+    let uids: Vec<Option<String>> = clusters
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            (i != reader)
+                .then(|| c.as_ref().ok()?.facts.kube_system_uid.clone())
+                .flatten()
+        })
+        .collect();
+    let reader_id = clusters[reader]
+        .as_ref()
+        .ok()
+        .and_then(|c| c.facts.istiod_cluster_id.clone());
+    adopt::find_links(
+        secrets,
+        &servers,
+        &uids,
+        reader_id.as_deref(),
+        opts.request_timeout,
+    )
+    .await
 }
 
 /// helm and the charts, for installing Istio: what was found, and the installer when usable.

@@ -8,7 +8,7 @@ use std::time::Instant;
 use super::steps::{Link, PrimaryAddress};
 use super::{Run, Target};
 use crate::address::DEFAULT_GATEWAY_PORT;
-use crate::cluster::{self, GatewayService, IstiodService};
+use crate::cluster::{self, ControlPlanes, GatewayService, IstiodService, Networks, Role};
 use crate::error::{Error, Result};
 use crate::install::{self, Charts, EASTWEST_RELEASE, Helm, Release, ReleaseStatus};
 use crate::plan::Outcome;
@@ -91,7 +91,11 @@ pub(super) async fn install_steps(
             }
         }
     }
-    if installed.gateway.is_none() || needs_repair(t, eastwest.name) {
+    // On one network only a primary that serves remotes needs an east-west gateway (to
+    // expose istiod to them).
+    let wants_gateway = t.model.networks == Networks::Different
+        || (t.model.control_planes == ControlPlanes::PrimaryRemote && t.role == Role::Primary);
+    if wants_gateway && (installed.gateway.is_none() || needs_repair(t, eastwest.name)) {
         run.step(ctx, "east-west gateway", async {
             release_step(run, t, inst, "east-west gateway", &eastwest, Await::Rollout).await
         })

@@ -16,8 +16,8 @@ use super::releases::{self, Installer};
 use super::{Run, Target};
 use crate::address::GatewayAddress;
 use crate::cluster::{
-    self, CACERTS, CONTROL_PLANE_CLUSTERS_ANNOTATION, GatewayService, MESH_CONFIG_MAP,
-    NETWORK_LABEL,
+    self, CACERTS, CONTROL_PLANE_CLUSTERS_ANNOTATION, ControlPlanes, GatewayService,
+    MESH_CONFIG_MAP, MODEL_ANNOTATION, NETWORK_LABEL, Networks, Role,
 };
 use crate::error::{Error, Problem, ProblemKind, Result, kube};
 use crate::links::{self, GatewayReach};
@@ -47,10 +47,10 @@ pub(super) async fn cluster_steps_all(
     let primary_address: PrimaryAddress = futures::FutureExt::shared(address_rx);
     let mut address_tx = Some(address_tx);
     let per_cluster = targets.iter().enumerate().map(|(i, t)| {
-        let link = if i == 0 {
-            Link::Primary(address_tx.take())
-        } else {
-            Link::Remote(primary_address.clone())
+        let link = match t.role {
+            Role::Primary if i == 0 => Link::Primary(address_tx.take()),
+            Role::Primary => Link::Primary(None),
+            Role::Remote => Link::Remote(primary_address.clone()),
         };
         cluster_steps(run, t, primary_name, installer, link)
     });
@@ -73,7 +73,7 @@ async fn cluster_steps(
 
     // The namespace first: cacerts lives in it, and istiod must find cacerts at start.
     run.step(ctx, "network label", async {
-        network_label_step(run, t, primary_name, matches!(link, Link::Remote(_))).await
+        network_label_step(run, t, primary_name).await
     })
     .await?;
 
@@ -112,6 +112,18 @@ async fn cluster_steps(
         releases::install_steps(run, t, inst, &link, &mut installed).await?;
     }
 
+    // On one network nothing crosses a gateway; only a primary that exposes istiod to
+    // remotes it installs needs its gateway's address.
+    let exposes_istiod = matches!(link, Link::Primary(Some(_)))
+        && t.model.control_planes == ControlPlanes::PrimaryRemote
+        && installer.is_some()
+        && !run.opts.remotes.is_empty();
+    if t.model.networks == Networks::One && !exposes_istiod {
+        if let Link::Primary(Some(tx)) = link {
+            let _ = tx.send(None);
+        }
+        return Ok(None);
+    }
     let Some(gateway) = &installed.gateway else {
         if t.spec.gateway_address.is_none() {
             run.warn(ctx, "gateway", format!("no east-west gateway Service (label istio=eastwestgateway) in {ns}: traffic from other networks cannot reach this cluster; install one, or give its address"));
@@ -127,7 +139,11 @@ async fn cluster_steps(
         return Ok(address);
     };
     let version = installed.crd_version.as_deref().unwrap_or("v1");
+    let cross_network = t.model.networks == Networks::Different;
     run.step(ctx, "cross-network gateway", async {
+        if !cross_network {
+            return Ok(Outcome::Found("none: the clusters share one network".into()));
+        }
         if let Some(name) = &t.adopted_gateway {
             return Ok(Outcome::Found(format!(
                 "adopted Gateway {ns}/{name}, made by hand: it already does TLS AUTO_PASSTHROUGH for *.local on port {} of Service {ns}/{}; used as it is",
@@ -147,7 +163,7 @@ async fn cluster_steps(
     })
     .await?;
     // Installing, with remotes, the primary exposes istiod to them on its gateway.
-    if matches!(link, Link::Primary(_)) && installer.is_some() && !run.opts.remotes.is_empty() {
+    if exposes_istiod {
         run.step(ctx, "expose istiod", async {
             let (mut done, mut objects) = (Vec::new(), Vec::new());
             for (object, resource) in cluster::expose_istiod(ns, version) {
@@ -204,21 +220,21 @@ async fn cluster_steps(
     Ok(found)
 }
 
-/// The Istio namespace's network label and, on a remote, the primary's ID in its
-/// control-plane list (other primaries' kept); when installing Istio a bare namespace is
-/// created first, so that this write stays conditional.
-async fn network_label_step(
-    run: &Run<'_>,
-    t: &Target<'_>,
-    primary_name: &str,
-    remote: bool,
-) -> Result<Outcome> {
+/// The Istio namespace's network label (on different networks), on a remote the
+/// primary's ID in its control-plane list (other primaries' kept), and in a
+/// multi-primary mesh the model's record ([`MODEL_ANNOTATION`]); when installing Istio a
+/// bare namespace is created first, so that this write stays conditional.
+async fn network_label_step(run: &Run<'_>, t: &Target<'_>, primary_name: &str) -> Result<Outcome> {
     let ctx = t.spec.context.as_str();
     let ns = run.opts.namespace.as_str();
     let existed = t.facts.istio_namespace.is_some();
     if !existed && !run.opts.dry_run {
         cluster::create_namespace(&t.client, ctx, ns).await?;
     }
+    let remote = t.role == Role::Remote;
+    let label = (t.model.networks == Networks::Different).then_some(t.network.as_str());
+    let record = (t.model.control_planes == ControlPlanes::MultiPrimary)
+        .then_some(ControlPlanes::MultiPrimary.id());
     let api: Api<Namespace> = Api::all(t.client.clone());
     // The control-plane list is shared with other primaries: ours is added to it.
     let written = cluster::update(
@@ -229,34 +245,53 @@ async fn network_label_step(
         run.opts.dry_run,
         |current: Option<&Namespace>| {
             let meta = current.map(|n| &n.metadata);
-            let has_label = meta
-                .and_then(|m| m.labels.as_ref())
-                .and_then(|l| l.get(NETWORK_LABEL))
-                == Some(&t.network);
+            let labels = meta.and_then(|m| m.labels.as_ref());
+            let annotations = meta.and_then(|m| m.annotations.as_ref());
+            let has_label = label.is_none_or(|l| {
+                labels
+                    .and_then(|l| l.get(NETWORK_LABEL))
+                    .map(String::as_str)
+                    == Some(l)
+            });
+            let has_record = record.is_none_or(|r| {
+                annotations
+                    .and_then(|a| a.get(MODEL_ANNOTATION))
+                    .map(String::as_str)
+                    == Some(r)
+            });
             let mut planes = control_plane_clusters(meta);
             let listed = planes.iter().any(|c| c == primary_name);
-            if has_label && (listed || !remote) {
+            if has_label && has_record && (listed || !remote) {
                 return Ok(None);
             }
             let mut desired = Namespace {
                 metadata: ObjectMeta {
                     name: Some(ns.to_owned()),
-                    labels: Some(BTreeMap::from([(
-                        NETWORK_LABEL.to_owned(),
-                        t.network.clone(),
-                    )])),
                     ..Default::default()
                 },
                 ..Default::default()
             };
+            if let Some(label) = label {
+                desired.metadata.labels = Some(BTreeMap::from([(
+                    NETWORK_LABEL.to_owned(),
+                    label.to_owned(),
+                )]));
+            }
+            let mut annotations = BTreeMap::new();
             if remote {
                 if !listed {
                     planes.push(primary_name.to_owned());
                 }
-                desired.metadata.annotations = Some(BTreeMap::from([(
+                annotations.insert(
                     CONTROL_PLANE_CLUSTERS_ANNOTATION.to_owned(),
                     planes.join(","),
-                )]));
+                );
+            }
+            if let Some(record) = record {
+                annotations.insert(MODEL_ANNOTATION.to_owned(), record.to_owned());
+            }
+            if !annotations.is_empty() {
+                desired.metadata.annotations = Some(annotations);
             }
             Ok(Some((desired, ())))
         },
@@ -266,15 +301,22 @@ async fn network_label_step(
         return Ok(Outcome::Unchanged);
     };
     let verb = if existed { "labelled" } else { "created" };
-    let what = if remote {
-        format!(
-            "{verb} namespace {ns} {NETWORK_LABEL}={} and annotated {CONTROL_PLANE_CLUSTERS_ANNOTATION} with {primary_name}",
-            t.network
-        )
-    } else {
-        format!("{verb} namespace {ns} {NETWORK_LABEL}={}", t.network)
-    };
-    Ok(Outcome::Changed(what, serde_json::to_value(&desired).ok()))
+    let mut what = Vec::new();
+    if let Some(label) = label {
+        what.push(format!("{NETWORK_LABEL}={label}"));
+    }
+    if remote {
+        what.push(format!(
+            "{CONTROL_PLANE_CLUSTERS_ANNOTATION} with {primary_name}"
+        ));
+    }
+    if let Some(record) = record {
+        what.push(format!("{MODEL_ANNOTATION}={record}"));
+    }
+    Ok(Outcome::Changed(
+        format!("{verb} namespace {ns}: {}", what.join(", ")),
+        serde_json::to_value(&desired).ok(),
+    ))
 }
 
 /// The cluster IDs of a namespace's `topology.istio.io/controlPlaneClusters` list.
@@ -460,9 +502,10 @@ pub(super) async fn remote_secret_step(
     kubeconfigs: &Kubeconfigs,
     primary: &Target<'_>,
     remote: &Target<'_>,
+    plan: &LinkPlan,
     request: &RemoteSecretRequest,
 ) -> Result<Outcome> {
-    match &remote.link {
+    match plan {
         LinkPlan::Adopt { link } => adopted_link(run, remote, link).await,
         LinkPlan::Own { secret } => {
             let mut request = request.clone();

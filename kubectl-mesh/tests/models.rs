@@ -1,0 +1,390 @@
+//! Istio's multicluster models other than the guide's (primary-remote on different
+//! networks, which `join.rs`, `install.rs` and `istiod.rs` prove): multi-primary on
+//! different networks, multi-primary on one network, and primary-remote on one network.
+//! Each test starts from the bare cluster4 and cluster5 (Istio wiped out), runs `join
+//! --install` with the model, reads what each cluster holds back with kubectl and helm —
+//! what Istio's documentation of that model has each cluster hold — and runs one real
+//! istiod (`pilot-discovery`) per primary, asking it what it reads
+//! (`/debug/clusterz`), which endpoints it holds (`/debug/endpointShardz`, the guide's
+//! helloworld v1 in cluster4 and v2 in cluster5) and which gateways (`/debug/networkz`).
+
+mod common;
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use common::bare::{RELEASES, TESTBED_VALUES, releases, wipe_istio};
+use common::istiod::{Istiod, NAMESPACE};
+use common::sample::{Sample, pod_ip, shard};
+use common::{audit_mark, generate_certs, istio_namespace, kubectl, lb_address, mesh, text};
+use serde_json::Value;
+
+const C4: &str = "cluster4";
+const C5: &str = "cluster5";
+/// How long istiod may take to reach a conclusion (sync a cluster, see an endpoint).
+const SETTLE: Duration = Duration::from_secs(90);
+
+/// The tests of this file share cluster4 and cluster5.
+static BARE_CLUSTERS: Mutex<()> = Mutex::new(());
+
+struct Setup {
+    certs: tempfile::TempDir,
+    values: tempfile::NamedTempFile,
+}
+
+fn setup() -> Setup {
+    wipe_istio(C4);
+    wipe_istio(C5);
+    let values = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(values.path(), TESTBED_VALUES).unwrap();
+    Setup {
+        certs: generate_certs(&[C4, C5]),
+        values,
+    }
+}
+
+/// `kubectl mesh join cluster5 --primary cluster4 --certs … --install --values … --yes EXTRA…`.
+fn join(s: &Setup, extra: &[&str]) -> std::process::Output {
+    common::mesh_command()
+        .args(["join", C5, "--primary", C4, "--certs"])
+        .arg(s.certs.path())
+        .args(["--install", "--values"])
+        .arg(s.values.path())
+        .arg("--yes")
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+fn joined(s: &Setup, extra: &[&str]) -> String {
+    let out = join(s, extra);
+    assert!(
+        out.status.success(),
+        "join {extra:?} failed:\n{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+/// The names of the remote secrets (label `istio/multiCluster=true`) in `ctx`.
+fn remote_secrets(ctx: &str) -> Vec<String> {
+    let names = kubectl(&[
+        "--context",
+        ctx,
+        "-n",
+        NAMESPACE,
+        "get",
+        "secrets",
+        "-l",
+        "istio/multiCluster=true",
+        "-o",
+        "jsonpath={.items[*].metadata.name}",
+    ]);
+    names.split_whitespace().map(str::to_owned).collect()
+}
+
+/// The Istio Gateways in `ctx`'s Istio namespace, by name.
+fn gateways(ctx: &str) -> Vec<String> {
+    let names = kubectl(&[
+        "--context",
+        ctx,
+        "-n",
+        NAMESPACE,
+        "get",
+        "gateways.networking.istio.io",
+        "-o",
+        "jsonpath={.items[*].metadata.name}",
+    ]);
+    names.split_whitespace().map(str::to_owned).collect()
+}
+
+fn network_label(ctx: &str) -> String {
+    istio_namespace(
+        ctx,
+        "jsonpath={.metadata.labels.topology\\.istio\\.io/network}",
+    )
+}
+
+fn annotation(ctx: &str, key: &str) -> String {
+    let key = key.replace('.', "\\.");
+    istio_namespace(ctx, &format!("jsonpath={{.metadata.annotations.{key}}}"))
+}
+
+/// `meshNetworks` of `ctx`, parsed (empty document: `Null`).
+fn mesh_networks(ctx: &str) -> Value {
+    serde_saphyr::from_str(&common::mesh_networks(ctx)).unwrap_or(Value::Null)
+}
+
+/// Whether a `meshNetworks` document names no network (missing, or `networks: {}`).
+fn no_networks(mesh_networks: &Value) -> bool {
+    mesh_networks["networks"]
+        .as_object()
+        .is_none_or(serde_json::Map::is_empty)
+}
+
+/// Waits until `istiod` reads `cluster` and reports it synced.
+fn wait_synced(istiod: &mut Istiod, cluster: &str) {
+    istiod.wait_until(
+        &format!("{cluster} synced in /debug/clusterz"),
+        SETTLE,
+        |i| {
+            i.clusters()?
+                .iter()
+                .any(|(id, state)| id == cluster && state == "synced")
+                .then_some(())
+        },
+    );
+}
+
+/// Waits until `istiod` holds helloworld `version` of `ctx` at its pod IP, and returns
+/// the endpoint.
+fn wait_endpoint(istiod: &mut Istiod, ctx: &str, version: &str) -> Value {
+    istiod.wait_until(
+        &format!("endpointShardz: helloworld {version} under {ctx} at its pod IP"),
+        SETTLE,
+        |i| {
+            let ip = pod_ip(ctx, version)?;
+            let all = i.json("/debug/endpointShardz")?;
+            shard(&all, &format!("Kubernetes/{ctx}"))
+                .into_iter()
+                .find(|e| e["Addresses"][0] == ip.as_str())
+        },
+    )
+}
+
+#[test]
+#[ignore = "needs the test bed: cargo xtask test"]
+fn multi_primary_on_different_networks_every_istiod_reads_every_cluster() {
+    let _lock = BARE_CLUSTERS.lock().unwrap_or_else(|e| e.into_inner());
+    let s = setup();
+    let stdout = joined(&s, &["--model", "multi-primary"]);
+    assert!(
+        stdout.contains("istio-remote-secret-cluster5")
+            && stdout.contains("istio-remote-secret-cluster4"),
+        "{stdout}"
+    );
+
+    // What Istio's multi-primary, multi-network install has each cluster hold: its own
+    // istiod and east-west gateway, its network, a cross-network Gateway, and a remote
+    // secret for the other cluster; no control-plane annotation (neither is a remote).
+    for (ctx, other) in [(C4, C5), (C5, C4)] {
+        let mut all: Vec<(String, String)> = RELEASES
+            .iter()
+            .map(|r| ((*r).to_owned(), "deployed".to_owned()))
+            .collect();
+        all.sort();
+        assert_eq!(releases(ctx), all, "{ctx}");
+        assert_eq!(network_label(ctx), format!("network-{ctx}"));
+        assert_eq!(annotation(ctx, "kubectl-mesh/model"), "multi-primary");
+        assert_eq!(
+            annotation(ctx, "topology.istio.io/controlPlaneClusters"),
+            "",
+            "{ctx} is no remote"
+        );
+        assert_eq!(gateways(ctx), ["cross-network-gateway"], "{ctx}");
+        assert_eq!(
+            remote_secrets(ctx),
+            [format!("istio-remote-secret-{other}")],
+            "{ctx}"
+        );
+        // Each primary's meshNetworks routes the other network to its gateway.
+        let networks = mesh_networks(ctx);
+        assert_eq!(
+            networks["networks"][format!("network-{other}")]["gateways"][0]["address"],
+            lb_address(other).as_str(),
+            "{ctx}: {networks:#}"
+        );
+    }
+
+    // Real istiod per cluster: each reads the other, holds both versions on their
+    // networks, and knows the other network's gateway.
+    let dir = tempfile::tempdir().unwrap();
+    let _sample = Sample::create_in(dir.path(), &[(C4, "v1"), (C5, "v2")]);
+    for (ctx, other) in [(C4, C5), (C5, C4)] {
+        let mut istiod = Istiod::start(ctx);
+        wait_synced(&mut istiod, other);
+        for (at, version) in [(C4, "v1"), (C5, "v2")] {
+            let endpoint = wait_endpoint(&mut istiod, at, version);
+            assert_eq!(
+                endpoint["Network"],
+                format!("network-{at}"),
+                "{ctx}: {endpoint:#}"
+            );
+            assert_eq!(endpoint["Locality"]["ClusterID"], at, "{ctx}: {endpoint:#}");
+        }
+        let address = lb_address(other);
+        istiod.wait_until(
+            &format!("{ctx}: networkz lists network-{other}'s gateway {address}:15443"),
+            SETTLE,
+            |i| {
+                i.json("/debug/networkz")?
+                    .as_array()?
+                    .iter()
+                    .any(|g| {
+                        g["Network"] == format!("network-{other}").as_str()
+                            && g["Addr"] == address.as_str()
+                            && g["Port"] == 15443
+                    })
+                    .then_some(())
+            },
+        );
+    }
+
+    // A second run, with no model given (the mesh records it): no write at all.
+    let marks = [audit_mark(C4), audit_mark(C5)];
+    let stdout = joined(&s, &[]);
+    assert!(stdout.contains("nothing changed"), "{stdout}");
+    for mark in &marks {
+        let writes = mark.mutations_by(&["kubectl-mesh/", "Helm/"]);
+        assert!(writes.is_empty(), "a second run wrote: {writes:#?}");
+    }
+
+    // status proves every link in both directions and shows the model.
+    let out = mesh(&["status", "--primary", C4, "-o", "json"]);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(out.status.success(), "{report:#}\n{}", text(&out.stderr));
+    assert_eq!(
+        report["model"]["control_planes"], "multi-primary",
+        "{report:#}"
+    );
+    for row in report["clusters"].as_array().unwrap() {
+        assert_eq!(row["role"], "primary", "{report:#}");
+    }
+    let credentials: Vec<(String, String)> = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["check"] == "credentials" && c["state"] == "pass")
+        .map(|c| {
+            (
+                c["read_by"].as_str().unwrap_or(C4).to_owned(),
+                c["cluster"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    for link in [(C4, C5), (C5, C4)] {
+        assert!(
+            credentials.contains(&(link.0.to_owned(), link.1.to_owned())),
+            "no passing credentials check of {link:?}: {report:#}"
+        );
+    }
+
+    // unjoin does not take a member out of a multi-primary mesh yet: it refuses, says
+    // what to delete by hand, and writes nothing (half a link pair would stay).
+    let marks = [audit_mark(C4), audit_mark(C5)];
+    let out = mesh(&["unjoin", C5, "--primary", C4, "--yes"]);
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("multi-primary mesh"), "{stderr}");
+    for mark in &marks {
+        assert!(mark.mutations().is_empty(), "a refused unjoin wrote");
+    }
+
+    // A join that would mix the models is refused before anything is written.
+    let marks = [audit_mark(C4), audit_mark(C5)];
+    let out = join(&s, &["--model", "primary-remote"]);
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("model-contradicts") || stderr.contains("multi-primary mesh"),
+        "{stderr}"
+    );
+    for mark in &marks {
+        assert!(mark.mutations().is_empty(), "a refused join wrote");
+    }
+}
+
+#[test]
+#[ignore = "needs the test bed: cargo xtask test"]
+fn multi_primary_on_one_network_has_no_gateway_and_pods_reach_each_other() {
+    let _lock = BARE_CLUSTERS.lock().unwrap_or_else(|e| e.into_inner());
+    let s = setup();
+    joined(&s, &["--model", "multi-primary", "--one-network"]);
+
+    // Istio's multi-primary install on one network: istiod in each cluster, a remote
+    // secret for the other, and nothing for cross-network traffic.
+    for (ctx, other) in [(C4, C5), (C5, C4)] {
+        let installed: Vec<String> = releases(ctx).into_iter().map(|(r, _)| r).collect();
+        assert_eq!(
+            installed,
+            ["istio-base", "istiod"],
+            "{ctx}: no east-west gateway"
+        );
+        assert_eq!(network_label(ctx), "", "{ctx}: no network label");
+        assert!(gateways(ctx).is_empty(), "{ctx}: no cross-network Gateway");
+        let networks = mesh_networks(ctx);
+        assert!(no_networks(&networks), "{ctx}: {networks:#}");
+        assert_eq!(
+            remote_secrets(ctx),
+            [format!("istio-remote-secret-{other}")]
+        );
+        assert_eq!(annotation(ctx, "kubectl-mesh/model"), "multi-primary");
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let _sample = Sample::create_in(dir.path(), &[(C4, "v1"), (C5, "v2")]);
+    for (ctx, other) in [(C4, C5), (C5, C4)] {
+        let mut istiod = Istiod::start(ctx);
+        wait_synced(&mut istiod, other);
+        for (at, version) in [(C4, "v1"), (C5, "v2")] {
+            let endpoint = wait_endpoint(&mut istiod, at, version);
+            assert_eq!(endpoint["Locality"]["ClusterID"], at, "{ctx}: {endpoint:#}");
+        }
+        let gateways = istiod.json("/debug/networkz").unwrap_or(Value::Null);
+        assert!(
+            gateways.as_array().is_none_or(Vec::is_empty),
+            "{ctx}: one network has no gateways: {gateways:#}"
+        );
+    }
+
+    // A second run infers the model from the mesh and changes nothing.
+    let stdout = joined(&s, &[]);
+    assert!(stdout.contains("nothing changed"), "{stdout}");
+}
+
+#[test]
+#[ignore = "needs the test bed: cargo xtask test"]
+fn primary_remote_on_one_network_exposes_istiod_and_adds_no_cross_network_gateway() {
+    let _lock = BARE_CLUSTERS.lock().unwrap_or_else(|e| e.into_inner());
+    let s = setup();
+    joined(&s, &["--one-network"]);
+
+    // Istio's primary-remote install on one network: the primary's east-west gateway
+    // exposes istiod to the remote, the remote names its control plane; no network
+    // label, no cross-network Gateway, no meshNetworks gateways.
+    assert_eq!(annotation(C5, "topology.istio.io/controlPlaneClusters"), C4);
+    assert_eq!(network_label(C4), "");
+    assert_eq!(network_label(C5), "");
+    assert_eq!(gateways(C4), ["istiod-gateway"], "only istiod is exposed");
+    assert!(gateways(C5).is_empty());
+    let networks = mesh_networks(C4);
+    assert!(no_networks(&networks), "{networks:#}");
+    assert_eq!(remote_secrets(C4), ["istio-remote-secret-cluster5"]);
+    assert!(remote_secrets(C5).is_empty(), "a remote reads no cluster");
+    let remote_releases: Vec<String> = releases(C5).into_iter().map(|(r, _)| r).collect();
+    assert_eq!(
+        remote_releases,
+        ["istio-base", "istiod"],
+        "no gateway in the remote"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let _sample = Sample::create_in(dir.path(), &[(C4, "v1"), (C5, "v2")]);
+    let mut istiod = Istiod::start(C4);
+    wait_synced(&mut istiod, C5);
+    for (at, version) in [(C4, "v1"), (C5, "v2")] {
+        let endpoint = wait_endpoint(&mut istiod, at, version);
+        assert_eq!(endpoint["Locality"]["ClusterID"], at, "{endpoint:#}");
+    }
+
+    // A multi-primary join into this primary-remote mesh is refused, writing nothing.
+    let marks = [audit_mark(C4), audit_mark(C5)];
+    let out = join(&s, &["--model", "multi-primary"]);
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("primary-remote mesh"), "{stderr}");
+    for mark in &marks {
+        assert!(mark.mutations().is_empty(), "a refused join wrote");
+    }
+}
