@@ -119,6 +119,14 @@ pub enum Command {
     /// is a cluster ID with the kubeconfig istiod uses. Changes nothing; prints no token.
     /// Exits 1 when a check fails, with a hint saying what to run.
     Status(Box<crate::cmd::status::StatusArgs>),
+    /// Replace links' credentials (the reader token in each remote Secret) with no
+    /// moment when istiod cannot read the cluster.
+    ///
+    /// Per link: a new token, checked against the remote, written into the link's own
+    /// remote Secret, then — once the new kubeconfig authenticates and istiod reports the
+    /// cluster synced again (--istiod) — the old token revoked. An interrupted run is
+    /// completed by running it again. --if-expiring-within makes it a scheduled job.
+    Rotate(Box<crate::cmd::rotate::RotateArgs>),
     /// Print a shell completion script (bash, zsh, fish, …) for `kubectl-mesh`.
     ///
     /// kubectl (1.26 and later) completes `kubectl mesh …` itself with the help of the

@@ -102,6 +102,11 @@ fn hint(kind: ProblemKind, role: Role) -> Option<Hint> {
         ProblemKind::PeerWithoutContext => Hint::Pass(
             "--kubeconfig with a context for that member (it is found by its API server)",
         ),
+        // Rotate's.
+        ProblemKind::HandMadeLink => Hint::After {
+            words: "join can replace it with kubectl-mesh's own",
+            what: "--replace-links to join",
+        },
         _ => return None,
     })
 }
@@ -268,6 +273,18 @@ mod tests {
         assert_eq!(
             render(&leftover, Role::Primary),
             "cluster1: kubectl delete secret cacerts"
+        );
+        let hand_made = Problem::new(
+            "cluster2",
+            ProblemKind::HandMadeLink,
+            "its link was made by hand; only kubectl-mesh's links are rotated: join can replace it with kubectl-mesh's own, then rotate it",
+        );
+        assert!(
+            render(&hand_made, Role::Remote).contains(
+                "join can replace it with kubectl-mesh's own (pass --replace-links to join), then"
+            ),
+            "{}",
+            render(&hand_made, Role::Remote)
         );
         let roots = Problem::new("-", ProblemKind::RootsDiffer, "the roots differ");
         assert_eq!(render(&roots, Role::Inputs), "-: the roots differ");

@@ -196,6 +196,7 @@ fn kubectl_finds_the_plugin_and_its_help_reads_kubectl_mesh() {
         "join",
         "unjoin",
         "status",
+        "rotate",
         "certs",
         "remote-secret",
         "completion",

@@ -303,6 +303,9 @@ pub enum ProblemKind {
     /// Join: a multi-primary mesh's member that the primary reads has no context in the
     /// kubeconfig, so its links to the new cluster cannot be made.
     PeerWithoutContext,
+    /// Rotate: the link was made by hand, not by kubectl-mesh (join can replace it with
+    /// kubectl-mesh's own first).
+    HandMadeLink,
 }
 
 impl ProblemKind {
@@ -347,6 +350,7 @@ impl ProblemKind {
             ProblemKind::LinkNamedOtherwise => "link-named-otherwise",
             ProblemKind::ModelContradicts => "model-contradicts",
             ProblemKind::PeerWithoutContext => "peer-without-context",
+            ProblemKind::HandMadeLink => "hand-made-link",
         }
     }
 }

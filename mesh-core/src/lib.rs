@@ -9,6 +9,7 @@
 //! | [`join`] | [`JoinOptions`] (a primary [`ClusterSpec`], [`Remote`]s, optionally [`InstallOptions`]) | [`JoinSummary`] | what is missing, nothing else |
 //! | [`unjoin`] | [`UnjoinOptions`] | [`UnjoinSummary`] | only what the link provably owns |
 //! | [`status`] | [`StatusOptions`] | [`MeshStatus`] of typed [`Check`]s | nothing |
+//! | [`rotate`] | [`RotateOptions`] | [`RotateSummary`] | a link's token, never leaving it revoked |
 //!
 //! Each reads every cluster first and judges what it read before it writes. A join that
 //! finds problems fails with [`Error::Preflight`], listing every [`Problem`] at once, each
@@ -82,6 +83,7 @@ mod names;
 pub mod networks;
 mod plan;
 mod progress;
+mod rotate;
 mod status;
 mod unjoin;
 
@@ -90,6 +92,10 @@ pub use install::InstallOptions;
 pub use join::{
     Change, ClusterSpec, JoinOptions, JoinSummary, JoinedCluster, Remote, join,
     multi_primary_members,
+};
+pub use rotate::{
+    BOUND_TOKEN_FOR_ANNOTATION, LinkOutcome, OldToken, ROTATED_FROM_ANNOTATION, RotateOptions,
+    RotateSummary, RotatedLink, TokenInfo, rotate,
 };
 pub use status::{
     Check, CheckKind, CheckState, ClusterRow, MeshStatus, Rejoin, RejoinCerts, Remedy,

@@ -181,7 +181,7 @@ pub(crate) struct TokenSubject {
 }
 
 /// A JWT's (unverified) claims; never logged.
-fn token_claims(token: &SecretString) -> Option<serde_json::Value> {
+pub(crate) fn token_claims(token: &SecretString) -> Option<serde_json::Value> {
     use base64::Engine as _;
     let payload = token.expose_secret().split('.').nth(1)?;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD

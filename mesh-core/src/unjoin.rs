@@ -65,7 +65,6 @@ use crate::plan::{Change, Steps};
 use crate::progress::{EventKind, Progress};
 
 const TOKEN_SECRET_TYPE: &str = "kubernetes.io/service-account-token";
-const SA_NAME_ANNOTATION: &str = "kubernetes.io/service-account.name";
 
 /// What to unjoin.
 #[derive(Debug, Clone)]
@@ -1208,7 +1207,13 @@ async fn our_token_secrets(api: &Api<Secret>, ctx: &str, ns: &str) -> Result<Vec
     Ok(list
         .items
         .into_iter()
-        .filter(|s| s.type_.as_deref() == Some(TOKEN_SECRET_TYPE))
+        .filter(|s| {
+            s.type_.as_deref() == Some(TOKEN_SECRET_TYPE)
+                // The Secret a bound token of `rotate` is bound to: deleting it revokes it.
+                || s.metadata.annotations.as_ref().is_some_and(|a| {
+                    a.contains_key(crate::rotate::BOUND_TOKEN_FOR_ANNOTATION)
+                })
+        })
         .collect())
 }
 
@@ -1225,12 +1230,7 @@ async fn remove_token_secrets(
     let mut done = Vec::new();
     for s in our_token_secrets(&api, ctx, ns).await? {
         let sname = s.metadata.name.clone().unwrap_or_default();
-        let for_account = s
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(SA_NAME_ANNOTATION))
-            == Some(&account.name);
+        let for_account = crate::rotate::is_our_token_object(&s, &account.name);
         if !for_account {
             continue;
         }
@@ -1245,6 +1245,9 @@ async fn remove_token_secrets(
                 token
                     .as_deref()
                     .is_some_and(|mine| t.expose_secret() == mine)
+                    // A bound token names the Secret it is bound to, by UID.
+                    || crate::rotate::token_object(t)
+                        .is_some_and(|o| o.uid.is_some() && o.uid == s.metadata.uid)
             })
             .map(|(w, _)| w.as_str())
             .collect();

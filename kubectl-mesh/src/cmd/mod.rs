@@ -4,6 +4,7 @@ pub mod certs;
 pub mod completion;
 pub mod join;
 pub mod remote_secret;
+pub mod rotate;
 pub mod status;
 pub mod unjoin;
 pub mod version;
@@ -108,6 +109,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Join(args) => join::run(&cli.global, &args),
         Command::Unjoin(args) => unjoin::run(&cli.global, &args),
         Command::Status(args) => status::run(&cli.global, &args),
+        Command::Rotate(args) => rotate::run(&cli.global, &args),
         Command::Completion(args) => completion::run(&args),
     }
 }

@@ -98,6 +98,12 @@ impl Istiod {
         istiod
     }
 
+    /// istiod's HTTP debug address (`127.0.0.1:PORT`), as `kubectl mesh rotate --istiod`
+    /// takes it.
+    pub fn http_address(&self) -> String {
+        self.http.to_string()
+    }
+
     /// `GET path` on istiod's HTTP port: (status, body). Debug endpoints answer loopback
     /// clients without authentication.
     pub fn get(&self, path: &str) -> std::io::Result<(u16, String)> {
@@ -154,6 +160,13 @@ impl Istiod {
             }
             std::thread::sleep(Duration::from_millis(250));
         }
+    }
+
+    /// Everything istiod logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read(&self.log)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
     }
 
     /// The last `lines` lines of istiod's log, with the log's path.

@@ -1645,9 +1645,10 @@ mod tests {
                 Expect::Clean(..) => None,
             })
             .collect();
-        // A new kind does not compile here until it is placed: judged, or unjoin's.
+        // A new kind does not compile here until it is placed: judged, or unjoin's (or rotate's).
         let judged = |kind: ProblemKind| match kind {
             ProblemKind::LinkedUnderOtherName | ProblemKind::NotLinked => false,
+            ProblemKind::HandMadeLink => false,
             ProblemKind::ClusterUnreadable
             | ProblemKind::AccessDenied
             | ProblemKind::IstioMissing
@@ -1742,5 +1743,6 @@ mod tests {
         ProblemKind::DuplicateLinks,
         ProblemKind::LinkBroken,
         ProblemKind::LinkNamedOtherwise,
+        ProblemKind::HandMadeLink,
     ];
 }
