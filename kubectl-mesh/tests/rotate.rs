@@ -578,3 +578,26 @@ fn unjoin_revokes_the_bound_token_a_rotation_made() {
         "the link's bound token is still accepted after unjoin"
     );
 }
+
+#[test]
+#[ignore = "needs the test bed: cargo xtask test"]
+fn a_join_after_a_rotation_that_kept_the_old_token_uses_the_token_the_link_holds() {
+    let _lock = mesh_lock();
+    reset_mesh();
+    let certs = generate_certs(&["cluster1", "cluster2"]);
+    joined(certs.path(), &[]);
+    let out = rotate(&["cluster2", "--primary", "cluster1", "--keep-old"]);
+    assert_ok("rotate --keep-old", &out);
+    let rotated = link_token("cluster2");
+    // Two token Secrets of the reader account now: join keeps the one the link uses
+    // instead of stopping at the choice, and writes nothing.
+    let (primary, remote) = (audit_mark("cluster1"), audit_mark("cluster2"));
+    joined(certs.path(), &[]);
+    assert_eq!(
+        link_token("cluster2"),
+        rotated,
+        "join kept the link's token"
+    );
+    assert_eq!(primary.mutations(), Vec::<String>::new());
+    assert_eq!(remote.mutations(), Vec::<String>::new());
+}

@@ -109,11 +109,16 @@ impl<'a> Steps<'a> {
 
     /// Records a warning and reports it; the log keeps it at info (the caller renders it).
     pub(crate) fn warn(&self, cluster: &str, step: &str, message: String) {
+        // Said once: several steps may find the same thing (each link to one cluster).
+        let line = format!("{cluster}: {message}");
+        {
+            let mut warnings = self.warnings.lock().unwrap();
+            if warnings.contains(&line) {
+                return;
+            }
+            warnings.push(line);
+        }
         tracing::info!(cluster, step, "warning: {message}");
-        self.warnings
-            .lock()
-            .unwrap()
-            .push(format!("{cluster}: {message}"));
         self.emit(cluster, step, EventKind::Warning(message), Instant::now());
     }
 

@@ -452,6 +452,7 @@ async fn join_plan(kubeconfigs: &Kubeconfigs, run: &Run<'_>) -> Result<JoinSumma
             request.namespace = opts.namespace.clone();
             request.timeout = request.timeout.or(opts.request_timeout);
             let request = &request;
+            let minted = &steps::Minted::default();
             let link = |i: usize| async move {
                 let pair = &pairs[i];
                 let reader = &targets[pair.reader];
@@ -461,8 +462,16 @@ async fn join_plan(kubeconfigs: &Kubeconfigs, run: &Run<'_>) -> Result<JoinSumma
                     "remote secret".to_owned()
                 };
                 run.step(&remote.spec.context, &step, async {
-                    steps::remote_secret_step(run, kubeconfigs, reader, remote, &pair.plan, request)
-                        .await
+                    steps::remote_secret_step(
+                        run,
+                        kubeconfigs,
+                        reader,
+                        remote,
+                        &pair.plan,
+                        request,
+                        minted,
+                    )
+                    .await
                 })
                 .await
             };

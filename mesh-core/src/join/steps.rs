@@ -493,6 +493,10 @@ pub(super) async fn mesh_networks_step(
     ))
 }
 
+/// The remote secret made for a cluster by its first link of a join, with where its
+/// token came from: the other primaries of a multi-primary mesh are given the same one.
+pub(super) type Minted = std::sync::Mutex<Option<(Secret, String)>>;
+
 /// The remote's link in the primary, as judged: a hand-made one kept (its reader account
 /// given the reads it lacks), kubectl-mesh's own made or refreshed, or hand-made ones
 /// replaced — ours written first, then the old ones removed, so that istiod never goes
@@ -504,6 +508,7 @@ pub(super) async fn remote_secret_step(
     remote: &Target<'_>,
     plan: &LinkPlan,
     request: &RemoteSecretRequest,
+    minted: &Minted,
 ) -> Result<Outcome> {
     match plan {
         LinkPlan::Adopt { link } => adopted_link(run, remote, link).await,
@@ -512,7 +517,7 @@ pub(super) async fn remote_secret_step(
             if request.secret_name.is_none() {
                 request.secret_name = secret.clone();
             }
-            own_link(run, kubeconfigs, primary, remote, &request).await
+            own_link(run, kubeconfigs, primary, remote, &request, minted).await
         }
         LinkPlan::Replace { old } => {
             // The hand-made link's reader account, when it may read what istiod needs
@@ -534,10 +539,11 @@ pub(super) async fn remote_secret_step(
                 request.service_account = name;
             }
             let request = &request;
-            let mut said = match own_link(run, kubeconfigs, primary, remote, request).await? {
-                Outcome::Changed(what, _) | Outcome::Found(what) => vec![what],
-                Outcome::Unchanged => Vec::new(),
-            };
+            let mut said =
+                match own_link(run, kubeconfigs, primary, remote, request, minted).await? {
+                    Outcome::Changed(what, _) | Outcome::Found(what) => vec![what],
+                    Outcome::Unchanged => Vec::new(),
+                };
             let ours = request.secret_name_for(&remote.name);
             said.extend(remove_replaced_links(run, primary, remote, old, &ours).await?);
             Ok(Outcome::from_changes(said))
@@ -714,6 +720,7 @@ async fn own_link(
     primary: &Target<'_>,
     remote: &Target<'_>,
     request: &RemoteSecretRequest,
+    minted: &Minted,
 ) -> Result<Outcome> {
     let ns = run.opts.namespace.as_str();
     let pctx = primary.spec.context.as_str();
@@ -743,34 +750,18 @@ async fn own_link(
         ));
         return Ok(Outcome::Changed(what.join("; "), None));
     }
-    let generated = mesh_kubeconfig::generate_remote_secret(kubeconfigs, request).await?;
-    for w in &generated.warnings {
-        run.warn(&remote.spec.context, "remote secret", w.to_string());
-    }
-    if let Some(v) = &generated.verification
-        && !v.is_ok()
-    {
-        return Err(Error::Kube {
-            cluster: remote.spec.context.clone(),
-            action: "verifying the reader credentials".into(),
-            reason: v.problems().join("; "),
-            status: None,
-            source: None,
-        });
-    }
-    let mut what: Vec<String> = generated
-        .changes
-        .iter()
-        .map(|c| format!("{c} in {}", remote.spec.context))
-        .collect();
-    if generated.token_secret_created {
-        what.push(format!(
-            "created token Secret {ns}/{} in {}",
-            generated.token_secret.clone().unwrap_or_default(),
-            remote.spec.context
-        ));
-    }
-    let desired = generated.secret;
+    let reused = minted.lock().expect("not poisoned").clone();
+    let (mut desired, token_source, mut what) = match reused {
+        // Made for this cluster by its first link of this join: the same credentials.
+        Some((secret, source)) => (secret, source, Vec::new()),
+        None => {
+            let (secret, source, what) =
+                mint_link(run, kubeconfigs, primary, remote, request).await?;
+            *minted.lock().expect("not poisoned") = Some((secret.clone(), source.clone()));
+            (secret, source, what)
+        }
+    };
+    desired.metadata.name = Some(request.secret_name_for(&remote.name));
     let name = desired.metadata.name.clone().unwrap_or_default();
     let secrets: Api<Secret> = Api::namespaced(primary.client.clone(), ns);
     let current = secrets
@@ -797,7 +788,7 @@ async fn own_link(
             } else {
                 "created"
             },
-            generated.token_source
+            token_source
         ));
     }
     if what.is_empty() {
@@ -805,4 +796,100 @@ async fn own_link(
     } else {
         Ok(Outcome::Changed(what.join("; "), None))
     }
+}
+
+/// The remote's reader credentials (its account, made or checked, and a token for it)
+/// and the remote secret holding them: the Secret, where its token came from, and
+/// what changed in the remote.
+async fn mint_link(
+    run: &Run<'_>,
+    kubeconfigs: &Kubeconfigs,
+    primary: &Target<'_>,
+    remote: &Target<'_>,
+    request: &RemoteSecretRequest,
+) -> Result<(Secret, String, Vec<String>)> {
+    let ns = run.opts.namespace.as_str();
+    // The token Secret the link uses now is kept (a rotation, or another primary of a
+    // multi-primary mesh, may have left a second one for the same account).
+    let mut request = request.clone();
+    if request.token.secret_name.is_none()
+        && request.token.strategy == mesh_kubeconfig::TokenStrategy::Auto
+        && let Some(in_use) = token_secret_in_use(primary, remote, &request, ns).await?
+    {
+        request.token.secret_name = Some(in_use);
+    }
+    let generated = mesh_kubeconfig::generate_remote_secret(kubeconfigs, &request).await?;
+    for w in &generated.warnings {
+        run.warn(&remote.spec.context, "remote secret", w.to_string());
+    }
+    if let Some(v) = &generated.verification
+        && !v.is_ok()
+    {
+        return Err(Error::Kube {
+            cluster: remote.spec.context.clone(),
+            action: "verifying the reader credentials".into(),
+            reason: v.problems().join("; "),
+            status: None,
+            source: None,
+        });
+    }
+    let mut what: Vec<String> = generated
+        .changes
+        .iter()
+        .map(|c| format!("{c} in {}", remote.spec.context))
+        .collect();
+    if generated.token_secret_created {
+        what.push(format!(
+            "created token Secret {ns}/{} in {}",
+            generated.token_secret.clone().unwrap_or_default(),
+            remote.spec.context
+        ));
+    }
+    Ok((generated.secret, generated.token_source.to_string(), what))
+}
+
+/// The token Secret (in the remote) whose token the link in `primary` holds now, when
+/// that link is kubectl-mesh's and the Secret is still there.
+async fn token_secret_in_use(
+    primary: &Target<'_>,
+    remote: &Target<'_>,
+    request: &RemoteSecretRequest,
+    ns: &str,
+) -> Result<Option<String>> {
+    let pctx = primary.spec.context.as_str();
+    let name = request.secret_name_for(&remote.name);
+    let secrets: Api<Secret> = Api::namespaced(primary.client.clone(), ns);
+    let Some(link) = secrets
+        .get_opt(&name)
+        .await
+        .map_err(|e| kube(pctx, format!("reading Secret {ns}/{name}"), e))?
+        .filter(|s| links::managed_by_us(&s.metadata))
+    else {
+        return Ok(None);
+    };
+    let token = links::links(std::slice::from_ref(&link))
+        .into_iter()
+        .find(|l| l.key == remote.name)
+        .and_then(|l| links::kubeconfig_token(&l.kubeconfig));
+    let Some(token_secret) = token.as_ref().and_then(links::token_claims).and_then(|c| {
+        c["kubernetes.io/serviceaccount/secret.name"]
+            .as_str()
+            .map(str::to_owned)
+    }) else {
+        return Ok(None);
+    };
+    let rctx = remote.spec.context.as_str();
+    let in_remote: Api<Secret> = Api::namespaced(remote.client.clone(), &request.namespace);
+    let exists = in_remote
+        .get_opt(&token_secret)
+        .await
+        .map_err(|e| {
+            kube(
+                rctx,
+                format!("reading Secret {}/{token_secret}", request.namespace),
+                e,
+            )
+        })?
+        .is_some();
+    Ok(exists.then_some(token_secret))
 }
