@@ -601,3 +601,39 @@ fn a_join_after_a_rotation_that_kept_the_old_token_uses_the_token_the_link_holds
     assert_eq!(primary.mutations(), Vec::<String>::new());
     assert_eq!(remote.mutations(), Vec::<String>::new());
 }
+
+#[test]
+#[ignore = "needs the test bed: cargo xtask test"]
+fn join_renews_a_ttl_token_inside_the_warning_window_and_says_so() {
+    let _lock = mesh_lock();
+    reset_mesh();
+    let certs = generate_certs(&["cluster1", "cluster2"]);
+    joined(certs.path(), &["--token-ttl", "1h"]);
+    let first = link_token("cluster2");
+    // An hour is inside status's 7-day warning window: the next join renews the token
+    // the way rotate does, and says so.
+    let out = join_command("cluster2", certs.path(), &["--token-ttl", "1h"])
+        .output()
+        .unwrap();
+    assert_ok("join again", &out);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("renewed the token of remote Secret"),
+        "{stdout}"
+    );
+    let second = link_token("cluster2");
+    assert_ne!(second, first, "the link holds a new token");
+    assert!(authenticates("cluster2", &second));
+    // The renewed token is bound to an object of ours: the next renewal revokes it.
+    let out = join_command("cluster2", certs.path(), &["--token-ttl", "1h"])
+        .output()
+        .unwrap();
+    assert_ok("join a third time", &out);
+    let third = link_token("cluster2");
+    assert_ne!(third, second);
+    assert!(authenticates("cluster2", &third));
+    assert!(
+        rejected("cluster2", &second),
+        "the renewed-away token still authenticates"
+    );
+}

@@ -39,6 +39,9 @@ use crate::error::{Result, kube};
 use crate::links;
 use crate::networks::MeshNetworks;
 
+/// How long before a link's token expires status warns, and join renews it (7 days).
+pub const EXPIRY_WARNING: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// What to look at.
 #[derive(Debug, Clone)]
 pub struct StatusOptions {
@@ -69,7 +72,7 @@ impl StatusOptions {
             namespace: "istio-system".into(),
             primary: primary.into(),
             clusters: Vec::new(),
-            expiry_warning: Duration::from_secs(7 * 24 * 3600),
+            expiry_warning: EXPIRY_WARNING,
             request_timeout: None,
             allow_plain_http: false,
         }

@@ -517,6 +517,19 @@ pub(super) async fn remote_secret_step(
             if request.secret_name.is_none() {
                 request.secret_name = secret.clone();
             }
+            // A link of ours with a lifetime is renewed as rotate does it, inside the
+            // window status warns in, and kept outside it.
+            if let mesh_kubeconfig::TokenStrategy::TokenRequest { ttl } = request.token.strategy
+                && remote.model.control_planes == ControlPlanes::PrimaryRemote
+                && link_of_ours(
+                    primary,
+                    &request.secret_name_for(&remote.name),
+                    &run.opts.namespace,
+                )
+                .await?
+            {
+                return renew_link(run, kubeconfigs, primary, remote, ttl).await;
+            }
             own_link(run, kubeconfigs, primary, remote, &request, minted).await
         }
         LinkPlan::Replace { old } => {
@@ -892,4 +905,80 @@ async fn token_secret_in_use(
         })?
         .is_some();
     Ok(exists.then_some(token_secret))
+}
+
+/// Whether `primary` holds a remote Secret of kubectl-mesh's named `name`.
+async fn link_of_ours(primary: &Target<'_>, name: &str, ns: &str) -> Result<bool> {
+    let pctx = primary.spec.context.as_str();
+    let secrets: Api<Secret> = Api::namespaced(primary.client.clone(), ns);
+    Ok(secrets
+        .get_opt(name)
+        .await
+        .map_err(|e| kube(pctx, format!("reading Secret {ns}/{name}"), e))?
+        .is_some_and(|s| links::managed_by_us(&s.metadata)))
+}
+
+/// The link's token renewed the way `rotate` replaces it (a new token bound to an
+/// object of ours, checked, written, in use, then the old one revoked) when it expires
+/// within [`EXPIRY_WARNING`](crate::status::EXPIRY_WARNING); kept otherwise.
+async fn renew_link(
+    run: &Run<'_>,
+    kubeconfigs: &Kubeconfigs,
+    primary: &Target<'_>,
+    remote: &Target<'_>,
+    ttl: std::time::Duration,
+) -> Result<Outcome> {
+    let window = crate::status::EXPIRY_WARNING;
+    let rctx = remote.spec.context.as_str();
+    let mut opts = crate::RotateOptions::new(&primary.spec.context, &[rctx]);
+    opts.namespace = run.opts.namespace.clone();
+    opts.token_ttl = Some(ttl);
+    opts.if_expiring_within = Some(window);
+    opts.dry_run = run.opts.dry_run;
+    opts.request_timeout = run.opts.request_timeout;
+    opts.wait = run.opts.wait;
+    opts.interrupt = run.opts.interrupt.clone();
+    let summary = crate::rotate::rotate(kubeconfigs, &opts, &crate::NoProgress).await?;
+    for w in summary.warnings {
+        run.warn(rctx, "remote secret", w);
+    }
+    let Some(link) = summary.links.into_iter().next() else {
+        return Ok(Outcome::Unchanged);
+    };
+    let days = window.as_secs() / 86_400;
+    let old = link.old_token.expires_at.unwrap_or_else(|| "never".into());
+    Ok(match link.outcome {
+        crate::LinkOutcome::NotExpiring => Outcome::Found(format!(
+            "kept the link's token: it expires at {old}, more than {days} days from now"
+        )),
+        crate::LinkOutcome::Rotated | crate::LinkOutcome::Resumed => {
+            let new = link
+                .new_token
+                .and_then(|t| t.expires_at)
+                .unwrap_or_default();
+            Outcome::Changed(
+                format!(
+                    "renewed the token of remote Secret {} in {} (it expired within {days} days, at {old}): the new one expires at {new}",
+                    link.secret, primary.spec.context
+                ),
+                None,
+            )
+        }
+        crate::LinkOutcome::WouldRotate => Outcome::Changed(
+            format!(
+                "would renew the token of remote Secret {} in {} (it expires within {days} days, at {old})",
+                link.secret, primary.spec.context
+            ),
+            None,
+        ),
+        crate::LinkOutcome::Failed => {
+            return Err(Error::Kube {
+                cluster: rctx.to_owned(),
+                action: "renewing the link's token".into(),
+                reason: link.error.unwrap_or_default(),
+                status: None,
+                source: None,
+            });
+        }
+    })
 }
