@@ -64,13 +64,6 @@ fn join_cluster2() -> tempfile::TempDir {
     certs
 }
 
-fn status_of(clusters: &[(String, String)], id: &str) -> Option<String> {
-    clusters
-        .iter()
-        .find(|(c, _)| c == id)
-        .map(|(_, s)| s.clone())
-}
-
 #[test]
 #[ignore = "needs the test bed: cargo xtask test"]
 fn istiod_syncs_the_joined_remote_uses_the_cacerts_and_drops_the_remote_after_unjoin() {
@@ -81,7 +74,7 @@ fn istiod_syncs_the_joined_remote_uses_the_cacerts_and_drops_the_remote_after_un
     // istiod read the remote secret, accepted its kubeconfig and listed everything it
     // watches in cluster2 with the reader token.
     istiod.wait_until("clusterz: cluster2 synced", SETTLE, |i| {
-        let status = status_of(&i.clusters()?, "cluster2")?;
+        let status = common::istiod::status_of(&i.clusters()?, "cluster2")?;
         // `timeout`: istiod gave up listing what it watches in cluster2 (permissions).
         assert_ne!(
             status,
@@ -103,7 +96,7 @@ fn istiod_syncs_the_joined_remote_uses_the_cacerts_and_drops_the_remote_after_un
         "{clusterz}"
     );
     assert_eq!(
-        status_of(&istiod.clusters().unwrap(), "cluster1").as_deref(),
+        common::istiod::status_of(&istiod.clusters().unwrap(), "cluster1").as_deref(),
         Some("synced"),
         "{clusterz}"
     );
@@ -140,8 +133,9 @@ fn istiod_syncs_the_joined_remote_uses_the_cacerts_and_drops_the_remote_after_un
     );
     istiod.wait_until("clusterz: cluster2 gone after unjoin", SETTLE, |i| {
         let clusters = i.clusters()?;
-        (status_of(&clusters, "cluster1").is_some() && status_of(&clusters, "cluster2").is_none())
-            .then_some(())
+        (common::istiod::status_of(&clusters, "cluster1").is_some()
+            && common::istiod::status_of(&clusters, "cluster2").is_none())
+        .then_some(())
     });
 }
 

@@ -72,36 +72,26 @@ fn joined(s: &Setup, extra: &[&str]) -> String {
     text(&out.stdout)
 }
 
+/// The names of the `resource` objects (with `-l selector`, if any) in `ctx`'s Istio
+/// namespace.
+fn names(ctx: &str, resource: &str, selector: Option<&str>) -> Vec<String> {
+    let mut args = vec!["--context", ctx, "-n", NAMESPACE, "get", resource];
+    args.extend(selector.map(|s| ["-l", s]).into_iter().flatten());
+    args.extend(["-o", "jsonpath={.items[*].metadata.name}"]);
+    kubectl(&args)
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+}
+
 /// The names of the remote secrets (label `istio/multiCluster=true`) in `ctx`.
 fn remote_secrets(ctx: &str) -> Vec<String> {
-    let names = kubectl(&[
-        "--context",
-        ctx,
-        "-n",
-        NAMESPACE,
-        "get",
-        "secrets",
-        "-l",
-        "istio/multiCluster=true",
-        "-o",
-        "jsonpath={.items[*].metadata.name}",
-    ]);
-    names.split_whitespace().map(str::to_owned).collect()
+    names(ctx, "secrets", Some("istio/multiCluster=true"))
 }
 
 /// The Istio Gateways in `ctx`'s Istio namespace, by name.
 fn gateways(ctx: &str) -> Vec<String> {
-    let names = kubectl(&[
-        "--context",
-        ctx,
-        "-n",
-        NAMESPACE,
-        "get",
-        "gateways.networking.istio.io",
-        "-o",
-        "jsonpath={.items[*].metadata.name}",
-    ]);
-    names.split_whitespace().map(str::to_owned).collect()
+    names(ctx, "gateways.networking.istio.io", None)
 }
 
 fn network_label(ctx: &str) -> String {

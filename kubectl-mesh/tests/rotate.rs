@@ -141,13 +141,6 @@ fn assert_ok(what: &str, out: &std::process::Output) {
     );
 }
 
-fn status_of(clusters: &[(String, String)], id: &str) -> Option<String> {
-    clusters
-        .iter()
-        .find(|(c, _)| c == id)
-        .map(|(_, s)| s.clone())
-}
-
 #[test]
 #[ignore = "needs the test bed: cargo xtask test"]
 fn istiod_keeps_reading_the_remote_while_its_token_is_rotated_and_the_old_one_is_rejected() {
@@ -157,7 +150,7 @@ fn istiod_keeps_reading_the_remote_while_its_token_is_rotated_and_the_old_one_is
     joined(certs.path(), &[]);
     let mut istiod = Istiod::start("cluster1");
     istiod.wait_until("clusterz: cluster2 synced", SETTLE, |i| {
-        (status_of(&i.clusters()?, "cluster2")? == "synced").then_some(())
+        (common::istiod::status_of(&i.clusters()?, "cluster2")? == "synced").then_some(())
     });
     let old = link_token("cluster2");
     assert!(authenticates("cluster2", &old));
@@ -171,7 +164,7 @@ fn istiod_keeps_reading_the_remote_while_its_token_is_rotated_and_the_old_one_is
             while !done.load(Ordering::SeqCst) {
                 let status = istiod
                     .clusters()
-                    .map(|c| status_of(&c, "cluster2"))
+                    .map(|c| common::istiod::status_of(&c, "cluster2"))
                     .unwrap_or(Some("clusterz did not answer".into()));
                 seen.lock().unwrap().push((started.elapsed(), status));
                 std::thread::sleep(Duration::from_millis(100));
@@ -257,7 +250,7 @@ fn istiod_keeps_reading_the_remote_while_its_token_is_rotated_and_the_old_one_is
     );
     // istiod still reads cluster2, with the new token.
     assert_eq!(
-        status_of(&istiod.clusters().unwrap(), "cluster2").as_deref(),
+        common::istiod::status_of(&istiod.clusters().unwrap(), "cluster2").as_deref(),
         Some("synced")
     );
     let objects = our_token_objects("cluster2");

@@ -246,18 +246,33 @@ pub fn primary_releases(
             chart: charts.base.clone(),
             values: json!({"global": {"externalIstiod": true}}),
         },
-        Release {
-            name: ISTIOD_RELEASE,
-            chart: charts.istiod.clone(),
-            values: json!({"global": {
-                "meshID": mesh_id,
-                "multiCluster": {"clusterName": cluster},
-                "network": network,
-                "externalIstiod": true,
-            }}),
-        },
+        istiod_release(charts, mesh_id, cluster, network, true),
         eastwest_release(charts, network),
     ]
+}
+
+/// istiod with the mesh ID, cluster name and network; `serves_remotes` sets
+/// `externalIstiod` (a primary-remote primary's).
+fn istiod_release(
+    charts: &Charts,
+    mesh_id: &str,
+    cluster: &str,
+    network: &str,
+    serves_remotes: bool,
+) -> Release {
+    let mut global = json!({
+        "meshID": mesh_id,
+        "multiCluster": {"clusterName": cluster},
+        "network": network,
+    });
+    if serves_remotes {
+        global["externalIstiod"] = json!(true);
+    }
+    Release {
+        name: ISTIOD_RELEASE,
+        chart: charts.istiod.clone(),
+        values: json!({ "global": global }),
+    }
 }
 
 /// A multi-primary member's releases, in install order: Istio's multi-primary install —
@@ -284,15 +299,7 @@ pub fn member_releases(
             chart: charts.base.clone(),
             values: json!({}),
         },
-        Release {
-            name: ISTIOD_RELEASE,
-            chart: charts.istiod.clone(),
-            values: json!({"global": {
-                "meshID": mesh_id,
-                "multiCluster": {"clusterName": cluster},
-                "network": network,
-            }}),
-        },
+        istiod_release(charts, mesh_id, cluster, network, false),
         eastwest_release(charts, network),
     ]
 }

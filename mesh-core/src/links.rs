@@ -381,11 +381,12 @@ pub(crate) fn annotated_for(secret: &Secret, name: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use base64::Engine as _;
 
-    fn jwt(claims: serde_json::Value) -> SecretString {
+    /// An unsigned JWT with `claims`, as a ServiceAccount token's payload reads.
+    pub(crate) fn jwt(claims: serde_json::Value) -> SecretString {
         let b = |v: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
         SecretString::from(format!(
             "{}.{}.sig",

@@ -1488,15 +1488,7 @@ async fn revoke(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn jwt(claims: serde_json::Value) -> SecretString {
-        let b = |v: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
-        SecretString::from(format!(
-            "{}.{}.sig",
-            b(br#"{"alg":"RS256"}"#),
-            b(claims.to_string().as_bytes())
-        ))
-    }
+    use crate::links::tests::jwt;
 
     #[test]
     fn a_tokens_object_is_its_secret_or_the_secret_it_is_bound_to() {

@@ -27,23 +27,7 @@ const REMOTES: [&str; 2] = ["cluster2", "cluster3"];
 /// `join`: concurrency ratio, wall time and requests against the guide.
 pub fn join(bench: &Bench) -> Result<Section> {
     // The test bed is async; benchmarks are not: bring it up on a thread of its own.
-    std::thread::spawn(|| {
-        tokio::runtime::Runtime::new()?.block_on(testbed::up(&testbed::UpOptions {
-            clusters: 3,
-            with_istio: true,
-            bare: 0,
-            versions: testbed::KubernetesVersions::default(),
-        }))
-    })
-    .join()
-    .map_err(|_| anyhow::anyhow!("bringing the test bed up panicked"))??;
-    let env = testbed::env_vars();
-    let lock = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(testbed::state_dir().join("mesh.lock"))?;
-    lock.lock()?;
+    let (env, lock) = testbed_locked(0)?;
     let certs = testbed::state_dir().join("bench-certs");
     if !certs.join("cluster3").is_dir() {
         run(
@@ -164,23 +148,7 @@ const MEMBERS: [&str; 3] = ["cluster4", "cluster5", "cluster6"];
 /// command (12 links) next to `join cluster2 --primary cluster1` (one link), each from a
 /// reset state, medians of the runs, and their ratio.
 pub fn multi_primary(bench: &Bench) -> Result<Section> {
-    std::thread::spawn(|| {
-        tokio::runtime::Runtime::new()?.block_on(testbed::up(&testbed::UpOptions {
-            clusters: 3,
-            with_istio: true,
-            bare: MEMBERS.len(),
-            versions: testbed::KubernetesVersions::default(),
-        }))
-    })
-    .join()
-    .map_err(|_| anyhow::anyhow!("bringing the test bed up panicked"))??;
-    let env = testbed::env_vars();
-    let lock = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(testbed::state_dir().join("mesh.lock"))?;
-    lock.lock()?;
+    let (env, lock) = testbed_locked(MEMBERS.len())?;
     let all: Vec<&str> = ["cluster1", "cluster2", "cluster3"]
         .into_iter()
         .chain(MEMBERS)
@@ -309,6 +277,29 @@ pub fn multi_primary(bench: &Bench) -> Result<Section> {
             ),
         ],
     })
+}
+
+/// The test bed up (three clusters with Istio and `bare` without), its environment, and
+/// its mesh lock held: tests and benchmarks do not disturb each other.
+fn testbed_locked(bare: usize) -> Result<(Vec<(String, String)>, File)> {
+    // The test bed is async; benchmarks are not: bring it up on a thread of its own.
+    std::thread::spawn(move || {
+        tokio::runtime::Runtime::new()?.block_on(testbed::up(&testbed::UpOptions {
+            clusters: 3,
+            with_istio: true,
+            bare,
+            versions: testbed::KubernetesVersions::default(),
+        }))
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("bringing the test bed up panicked"))??;
+    let lock = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(testbed::state_dir().join("mesh.lock"))?;
+    lock.lock()?;
+    Ok((testbed::env_vars(), lock))
 }
 
 fn median(times: &[Duration]) -> Duration {

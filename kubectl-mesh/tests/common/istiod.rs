@@ -199,6 +199,14 @@ impl Istiod {
     }
 }
 
+/// The sync status `/debug/clusterz` gives cluster `id`, in [`Istiod::clusters`]'s list.
+pub fn status_of(clusters: &[(String, String)], id: &str) -> Option<String> {
+    clusters
+        .iter()
+        .find(|(c, _)| c == id)
+        .map(|(_, s)| s.clone())
+}
+
 impl Drop for Istiod {
     fn drop(&mut self) {
         // SIGTERM first: istiod then releases its leader leases, so the next istiod does
