@@ -21,6 +21,18 @@ pub(crate) struct Link {
     pub kubeconfig: SecretString,
 }
 
+/// Every context of `kubeconfigs` with the API server URL it names, as `(context,
+/// server)`: how a cluster a link reaches is found among the user's contexts.
+pub(crate) fn contexts_by_server(
+    kubeconfigs: &mesh_kubeconfig::Kubeconfigs,
+) -> Vec<(String, String)> {
+    kubeconfigs
+        .contexts()
+        .into_iter()
+        .filter_map(|c| Some((c.to_owned(), kubeconfigs.resolve(c).ok()?.server)))
+        .collect()
+}
+
 /// The Secrets labelled `istio/multiCluster=true` in the primary's Istio namespace.
 pub(crate) async fn remote_secrets(
     client: &Client,

@@ -684,11 +684,8 @@ async fn users(
     // In a multi-primary mesh every member runs istiod and reads every other one (its
     // members name no controlPlaneClusters): each cluster this primary reads may read
     // the remote with the same reader account.
-    let multi_primary = namespace
-        .as_ref()
-        .and_then(|n| n.metadata.annotations.as_ref())
-        .and_then(|a| a.get(cluster::MODEL_ANNOTATION))
-        .is_some_and(|m| m == cluster::ControlPlanes::MultiPrimary.id());
+    let multi_primary =
+        cluster::recorded_model(namespace.as_ref()) == Some(cluster::ControlPlanes::MultiPrimary);
     if multi_primary {
         for other in links::links(&secrets) {
             if other.key != key && !planes.contains(&other.key) {

@@ -32,8 +32,8 @@ use serde::Serialize;
 
 use crate::address::GatewayAddress;
 use crate::cluster::{
-    self, CACERTS, ControlPlanes, MESH_CONFIG_MAP, MODEL_ANNOTATION, Model, NETWORK_LABEL,
-    Networks, Permissions, Role, default_cluster_id,
+    self, CACERTS, ControlPlanes, MESH_CONFIG_MAP, Model, NETWORK_LABEL, Networks, Permissions,
+    Role, default_cluster_id,
 };
 use crate::error::{Result, kube};
 use crate::links;
@@ -590,11 +590,8 @@ async fn status_of(kubeconfigs: &Kubeconfigs, opts: &StatusOptions) -> Result<Me
 
     // The model: multi-primary as recorded; one network when links exist but nothing
     // names a network.
-    let multi_primary = facts
-        .istio_namespace
-        .as_ref()
-        .and_then(|n| n.metadata.annotations.as_ref()?.get(MODEL_ANNOTATION))
-        .is_some_and(|v| v == ControlPlanes::MultiPrimary.id());
+    let multi_primary = cluster::recorded_model(facts.istio_namespace.as_ref())
+        == Some(ControlPlanes::MultiPrimary);
     let labelled = facts
         .istio_namespace
         .as_ref()
@@ -619,11 +616,7 @@ async fn status_of(kubeconfigs: &Kubeconfigs, opts: &StatusOptions) -> Result<Me
     };
 
     // The user's contexts, by server, to read remotes with the user's own rights.
-    let contexts: Vec<(String, String)> = kubeconfigs
-        .contexts()
-        .into_iter()
-        .filter_map(|c| Some((c.to_owned(), kubeconfigs.resolve(c).ok()?.server)))
-        .collect();
+    let contexts = links::contexts_by_server(kubeconfigs);
     // The primary.
     let mut checks = Checks::new(&primary_id, Role::Primary);
     let primary_server = kubeconfigs.resolve(pctx).ok().map(|r| r.server);

@@ -246,15 +246,7 @@ async fn multi_primary_member(client: &Client, ctx: &str, ns: &str) -> Result<bo
         .get_opt(ns)
         .await
         .map_err(|e| kube(ctx, "reaching the API server", e))?;
-    Ok(namespace
-        .as_ref()
-        .and_then(|n| {
-            n.metadata
-                .annotations
-                .as_ref()?
-                .get(cluster::MODEL_ANNOTATION)
-        })
-        .is_some_and(|v| v == cluster::ControlPlanes::MultiPrimary.id()))
+    Ok(cluster::recorded_model(namespace.as_ref()) == Some(cluster::ControlPlanes::MultiPrimary))
 }
 
 /// Takes a member out of a multi-primary mesh, every direction of its links: first
@@ -275,11 +267,7 @@ async fn unjoin_member(
     facts.require_readable()?;
     let primary_id = default_cluster_id(Role::Primary, pctx, facts.istiod_cluster_id.as_deref());
     // The members: the primary and every cluster it reads, each with the user's context.
-    let contexts: Vec<(String, String)> = kubeconfigs
-        .contexts()
-        .into_iter()
-        .filter_map(|c| Some((c.to_owned(), kubeconfigs.resolve(c).ok()?.server)))
-        .collect();
+    let contexts = links::contexts_by_server(kubeconfigs);
     let secrets = links::remote_secrets(&primary, pctx, ns).await?;
     let mut members = Vec::new();
     let mut problems = Vec::new();

@@ -39,7 +39,7 @@ pub(crate) use names::owned_selector;
 pub use names::{
     CACERTS, CONTROL_PLANE_CLUSTERS_ANNOTATION, CROSS_NETWORK_GATEWAY, ControlPlanes,
     FIELD_MANAGER, ISTIOD_GATEWAY, ISTIOD_VIRTUAL_SERVICE, MANAGED_BY_LABEL, MESH_CONFIG_MAP,
-    MODEL_ANNOTATION, Model, NETWORK_LABEL, Networks, Role, default_cluster_id,
+    MODEL_ANNOTATION, Model, NETWORK_LABEL, Networks, Role, default_cluster_id, recorded_model,
 };
 pub(crate) use objects::gateway_does_the_job;
 pub use objects::{cacerts_secret, cross_network_gateway, expose_istiod, gateway_resource};

@@ -93,6 +93,31 @@ pub fn default_cluster_id(role: Role, context: &str, istiod_cluster_id: Option<&
 /// mesh built by hand is read the same way.
 pub const MODEL_ANNOTATION: &str = "kubectl-mesh/model";
 
+/// The model a cluster's Istio namespace records ([`MODEL_ANNOTATION`]), if any: the one
+/// reader of that record for join, status, unjoin and rotate.
+///
+/// ```
+/// use k8s_openapi::api::core::v1::Namespace;
+/// use mesh_core::cluster::{ControlPlanes, recorded_model};
+///
+/// let mut ns = Namespace::default();
+/// assert_eq!(recorded_model(Some(&ns)), None);
+/// ns.metadata.annotations =
+///     Some([("kubectl-mesh/model".to_owned(), "multi-primary".to_owned())].into());
+/// assert_eq!(recorded_model(Some(&ns)), Some(ControlPlanes::MultiPrimary));
+/// ```
+pub fn recorded_model(
+    namespace: Option<&k8s_openapi::api::core::v1::Namespace>,
+) -> Option<ControlPlanes> {
+    namespace?
+        .metadata
+        .annotations
+        .as_ref()?
+        .get(MODEL_ANNOTATION)?
+        .parse()
+        .ok()
+}
+
 /// Which clusters run a control plane: Istio's two multicluster models.
 ///
 /// ```

@@ -10,9 +10,7 @@ use super::JoinOptions;
 use super::adopt::{self, AdoptedGateway, LinkPlan};
 use super::read::{ClusterRead, Read};
 use super::releases::planned_gateway;
-use crate::cluster::{
-    self, CACERTS, ControlPlanes, MESH_CONFIG_MAP, MODEL_ANNOTATION, Model, Networks, Role,
-};
+use crate::cluster::{self, CACERTS, ControlPlanes, MESH_CONFIG_MAP, Model, Networks, Role};
 use crate::error::{Error, Problem, ProblemKind};
 use crate::install::{self, EASTWEST_RELEASE, ReleaseStatus};
 use crate::names::is_label_value;
@@ -367,15 +365,16 @@ fn judge_clusters(
     }
 }
 
+/// Whether the primary holds any link (a key of a remote secret): it is in a mesh already.
+fn primary_has_links(read: &Read) -> bool {
+    read.remote_secrets
+        .as_ref()
+        .is_ok_and(|s| !crate::links::links(s).is_empty())
+}
+
 /// The model recorded in a cluster's Istio namespace by a multi-primary join.
 fn recorded_model(facts: &cluster::ClusterFacts) -> Option<ControlPlanes> {
-    let ns = facts.istio_namespace.as_ref()?;
-    ns.metadata
-        .annotations
-        .as_ref()?
-        .get(MODEL_ANNOTATION)?
-        .parse()
-        .ok()
+    cluster::recorded_model(facts.istio_namespace.as_ref())
 }
 
 /// Which clusters run istiod: what the options ask for, else what the mesh around the
@@ -396,10 +395,7 @@ fn control_planes(
     let planes = |f: &cluster::ClusterFacts| {
         super::control_plane_clusters(f.istio_namespace.as_ref().map(|n| &n.metadata))
     };
-    let has_links = read
-        .remote_secrets
-        .as_ref()
-        .is_ok_and(|s| !crate::links::links(s).is_empty());
+    let has_links = primary_has_links(read);
     let recorded = recorded_model(primary).or_else(|| {
         has_links.then(|| {
             let reads_a_primary = read.links.iter().enumerate().any(|(i, found)| {
@@ -491,10 +487,7 @@ fn network_model(
                 .or_else(|| c.facts.declared_network().map(|(n, _)| n))
         })
         .collect();
-    let has_links = read
-        .remote_secrets
-        .as_ref()
-        .is_ok_and(|s| !crate::links::links(s).is_empty());
+    let has_links = primary_has_links(read);
     // A mesh on one network names no networks in meshNetworks.
     let names_networks = clusters[0]
         .facts
@@ -900,7 +893,7 @@ mod tests {
     use mesh_certs::generate::{IntermediateCa, IntermediateOptions, RootCa, RootOptions};
 
     use super::*;
-    use crate::cluster::{ClusterFacts, GatewayService};
+    use crate::cluster::{ClusterFacts, GatewayService, MODEL_ANNOTATION};
     use crate::install::{InstallOptions, Listed};
     use crate::join::adopt::{FoundLink, LinkCheck};
     use crate::join::read::PeerRead;

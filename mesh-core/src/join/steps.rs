@@ -517,20 +517,7 @@ pub(super) async fn remote_secret_step(
             if request.secret_name.is_none() {
                 request.secret_name = secret.clone();
             }
-            // A link of ours with a lifetime is renewed as rotate does it, inside the
-            // window status warns in, and kept outside it.
-            if let mesh_kubeconfig::TokenStrategy::TokenRequest { ttl } = request.token.strategy
-                && remote.model.control_planes == ControlPlanes::PrimaryRemote
-                && link_of_ours(
-                    primary,
-                    &request.secret_name_for(&remote.name),
-                    &run.opts.namespace,
-                )
-                .await?
-            {
-                return renew_link(run, kubeconfigs, primary, remote, ttl).await;
-            }
-            own_link(run, kubeconfigs, primary, remote, &request, minted).await
+            own_link(run, kubeconfigs, primary, remote, &request, minted, true).await
         }
         LinkPlan::Replace { old } => {
             // The hand-made link's reader account, when it may read what istiod needs
@@ -553,7 +540,7 @@ pub(super) async fn remote_secret_step(
             }
             let request = &request;
             let mut said =
-                match own_link(run, kubeconfigs, primary, remote, request, minted).await? {
+                match own_link(run, kubeconfigs, primary, remote, request, minted, false).await? {
                     Outcome::Changed(what, _) | Outcome::Found(what) => vec![what],
                     Outcome::Unchanged => Vec::new(),
                 };
@@ -734,22 +721,36 @@ async fn own_link(
     remote: &Target<'_>,
     request: &RemoteSecretRequest,
     minted: &Minted,
+    renew: bool,
 ) -> Result<Outcome> {
     let ns = run.opts.namespace.as_str();
     let pctx = primary.spec.context.as_str();
+    // The link as it is, read once for every decision below.
+    let name = request.secret_name_for(&remote.name);
+    let secrets: Api<Secret> = Api::namespaced(primary.client.clone(), ns);
+    let current = secrets
+        .get_opt(&name)
+        .await
+        .map_err(|e| kube(pctx, format!("reading Secret {ns}/{name}"), e))?;
+    let ours = current
+        .as_ref()
+        .filter(|s| links::managed_by_us(&s.metadata));
+    // A link of ours with a lifetime is renewed as rotate does it, inside the window
+    // status warns in, and kept outside it.
+    if let mesh_kubeconfig::TokenStrategy::TokenRequest { ttl } = request.token.strategy
+        && renew
+        && remote.model.control_planes == ControlPlanes::PrimaryRemote
+        && ours.is_some()
+    {
+        return renew_link(run, kubeconfigs, primary, remote, ttl).await;
+    }
     if run.opts.dry_run {
         // Making a token may create a token Secret in the remote: not in a dry run.
         let client = &remote.client;
         let account = mesh_kubeconfig::ReaderAccount::new(ns, request.service_account.clone());
         let changes =
             mesh_kubeconfig::check_reader_account(client, &remote.spec.context, &account).await?;
-        let name = request.secret_name_for(&remote.name);
-        let secrets: Api<Secret> = Api::namespaced(primary.client.clone(), ns);
-        let exists = secrets
-            .get_opt(&name)
-            .await
-            .map_err(|e| kube(pctx, format!("reading Secret {ns}/{name}"), e))?
-            .is_some();
+        let exists = current.is_some();
         if exists && changes.is_empty() {
             return Ok(Outcome::Unchanged);
         }
@@ -768,19 +769,12 @@ async fn own_link(
         // Made for this cluster by its first link of this join: the same credentials.
         Some((secret, source)) => (secret, source, Vec::new()),
         None => {
-            let (secret, source, what) =
-                mint_link(run, kubeconfigs, primary, remote, request).await?;
+            let (secret, source, what) = mint_link(run, kubeconfigs, remote, request, ours).await?;
             *minted.lock().expect("not poisoned") = Some((secret.clone(), source.clone()));
             (secret, source, what)
         }
     };
-    desired.metadata.name = Some(request.secret_name_for(&remote.name));
-    let name = desired.metadata.name.clone().unwrap_or_default();
-    let secrets: Api<Secret> = Api::namespaced(primary.client.clone(), ns);
-    let current = secrets
-        .get_opt(&name)
-        .await
-        .map_err(|e| kube(pctx, format!("reading Secret {ns}/{name}"), e))?;
+    desired.metadata.name = Some(name.clone());
     let same = current.as_ref().is_some_and(|c| {
         let contains = |have: &Option<BTreeMap<String, String>>,
                         want: &Option<BTreeMap<String, String>>| {
@@ -817,9 +811,9 @@ async fn own_link(
 async fn mint_link(
     run: &Run<'_>,
     kubeconfigs: &Kubeconfigs,
-    primary: &Target<'_>,
     remote: &Target<'_>,
     request: &RemoteSecretRequest,
+    link: Option<&Secret>,
 ) -> Result<(Secret, String, Vec<String>)> {
     let ns = run.opts.namespace.as_str();
     // The token Secret the link uses now is kept (a rotation, or another primary of a
@@ -827,7 +821,8 @@ async fn mint_link(
     let mut request = request.clone();
     if request.token.secret_name.is_none()
         && request.token.strategy == mesh_kubeconfig::TokenStrategy::Auto
-        && let Some(in_use) = token_secret_in_use(primary, remote, &request, ns).await?
+        && let Some(link) = link
+        && let Some(in_use) = token_secret_in_use(link, remote, &request).await?
     {
         request.token.secret_name = Some(in_use);
     }
@@ -861,26 +856,14 @@ async fn mint_link(
     Ok((generated.secret, generated.token_source.to_string(), what))
 }
 
-/// The token Secret (in the remote) whose token the link in `primary` holds now, when
-/// that link is kubectl-mesh's and the Secret is still there.
+/// The token Secret (in the remote) whose token `link` (kubectl-mesh's remote Secret)
+/// holds now, when that Secret is still there.
 async fn token_secret_in_use(
-    primary: &Target<'_>,
+    link: &Secret,
     remote: &Target<'_>,
     request: &RemoteSecretRequest,
-    ns: &str,
 ) -> Result<Option<String>> {
-    let pctx = primary.spec.context.as_str();
-    let name = request.secret_name_for(&remote.name);
-    let secrets: Api<Secret> = Api::namespaced(primary.client.clone(), ns);
-    let Some(link) = secrets
-        .get_opt(&name)
-        .await
-        .map_err(|e| kube(pctx, format!("reading Secret {ns}/{name}"), e))?
-        .filter(|s| links::managed_by_us(&s.metadata))
-    else {
-        return Ok(None);
-    };
-    let token = links::links(std::slice::from_ref(&link))
+    let token = links::links(std::slice::from_ref(link))
         .into_iter()
         .find(|l| l.key == remote.name)
         .and_then(|l| links::kubeconfig_token(&l.kubeconfig));
@@ -905,17 +888,6 @@ async fn token_secret_in_use(
         })?
         .is_some();
     Ok(exists.then_some(token_secret))
-}
-
-/// Whether `primary` holds a remote Secret of kubectl-mesh's named `name`.
-async fn link_of_ours(primary: &Target<'_>, name: &str, ns: &str) -> Result<bool> {
-    let pctx = primary.spec.context.as_str();
-    let secrets: Api<Secret> = Api::namespaced(primary.client.clone(), ns);
-    Ok(secrets
-        .get_opt(name)
-        .await
-        .map_err(|e| kube(pctx, format!("reading Secret {ns}/{name}"), e))?
-        .is_some_and(|s| links::managed_by_us(&s.metadata)))
 }
 
 /// The link's token renewed the way `rotate` replaces it (a new token bound to an
