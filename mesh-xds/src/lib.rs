@@ -69,9 +69,7 @@ use std::time::Duration;
 pub use envoy_types;
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
-use envoy_types::pb::envoy::config::core::v3::{
-    Locality, Metadata, Node, address, socket_address,
-};
+use envoy_types::pb::envoy::config::core::v3::{Locality, Metadata, Node, address, socket_address};
 use envoy_types::pb::envoy::config::endpoint::v3::{ClusterLoadAssignment, lb_endpoint};
 use envoy_types::pb::envoy::service::discovery::v3::{
     DiscoveryRequest, DiscoveryResponse,
@@ -83,9 +81,9 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tonic::Streaming;
-use tracing::Instrument;
 use tonic::metadata::{AsciiMetadataValue, MetadataValue};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tracing::Instrument;
 
 /// The type URL of an Envoy cluster (what CDS answers with).
 ///
@@ -418,7 +416,9 @@ pub enum Error {
         address: String,
     },
     /// A resource in istiod's answer is not what its type URL says.
-    #[error("cannot decode {type_url} from istiod at {address}: {source} — istiod and this client disagree on Envoy's API")]
+    #[error(
+        "cannot decode {type_url} from istiod at {address}: {source} — istiod and this client disagree on Envoy's API"
+    )]
     Decode {
         /// The resource's type URL.
         type_url: String,
@@ -429,7 +429,9 @@ pub enum Error {
         source: prost::DecodeError,
     },
     /// istiod ended the stream before answering.
-    #[error("istiod at {address} closed the xDS stream while waiting for {waited_for} — see istiod's log")]
+    #[error(
+        "istiod at {address} closed the xDS stream while waiting for {waited_for} — see istiod's log"
+    )]
     Closed {
         /// What was awaited.
         waited_for: &'static str,
@@ -468,7 +470,8 @@ pub async fn fetch(
     cluster: &str,
     timeout: Duration,
 ) -> Result<SidecarView, Error> {
-    let span = tracing::debug_span!("xds", address = %server.address, node = %proxy.node_id(), %cluster);
+    let span =
+        tracing::debug_span!("xds", address = %server.address, node = %proxy.node_id(), %cluster);
     ask(server, proxy, cluster, timeout).instrument(span).await
 }
 
@@ -510,7 +513,10 @@ async fn ask(
     });
     let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(outgoing));
     let headers = request.metadata_mut();
-    headers.insert("clusterid", header(address, "cluster ID", &proxy.cluster_id)?);
+    headers.insert(
+        "clusterid",
+        header(address, "cluster ID", &proxy.cluster_id)?,
+    );
     if let Transport::Tls { token, .. } = &server.transport {
         let mut bearer: AsciiMetadataValue =
             MetadataValue::try_from(format!("Bearer {}", token.expose_secret())).map_err(|_| {
@@ -523,16 +529,14 @@ async fn ask(
         headers.insert("authorization", bearer);
     }
 
-    let mut client = AggregatedDiscoveryServiceClient::new(channel)
-        .max_decoding_message_size(64 << 20);
-    let mut responses = tokio::time::timeout_at(
-        deadline,
-        client.stream_aggregated_resources(request),
-    )
-    .await
-    .map_err(within("the stream to open"))?
-    .map_err(|status| status_error(address, status))?
-    .into_inner();
+    let mut client =
+        AggregatedDiscoveryServiceClient::new(channel).max_decoding_message_size(64 << 20);
+    let mut responses =
+        tokio::time::timeout_at(deadline, client.stream_aggregated_resources(request))
+            .await
+            .map_err(within("the stream to open"))?
+            .map_err(|status| status_error(address, status))?
+            .into_inner();
 
     let cds = tokio::time::timeout_at(deadline, next_of(&mut responses, CLUSTER_TYPE, address))
         .await
@@ -575,15 +579,18 @@ async fn ask(
         .await
         .map_err(within("the endpoints (EDS)"))??;
     let mut endpoints = Vec::new();
-    for any in eds.resources.iter().filter(|a| a.type_url == ENDPOINTS_TYPE) {
-        let assignment =
-            ClusterLoadAssignment::decode(any.value.as_slice()).map_err(|source| {
-                Error::Decode {
-                    type_url: ENDPOINTS_TYPE.to_owned(),
-                    address: address.to_owned(),
-                    source,
-                }
-            })?;
+    for any in eds
+        .resources
+        .iter()
+        .filter(|a| a.type_url == ENDPOINTS_TYPE)
+    {
+        let assignment = ClusterLoadAssignment::decode(any.value.as_slice()).map_err(|source| {
+            Error::Decode {
+                type_url: ENDPOINTS_TYPE.to_owned(),
+                address: address.to_owned(),
+                source,
+            }
+        })?;
         if assignment.cluster_name == cluster {
             endpoints.extend(lb_endpoints(&assignment));
         }
@@ -713,14 +720,11 @@ pub fn lb_endpoints(assignment: &ClusterLoadAssignment) -> Vec<LbEndpoint> {
     for group in &assignment.endpoints {
         let locality = group.locality.as_ref().and_then(locality);
         for lb in &group.lb_endpoints {
-            let Some(lb_endpoint::HostIdentifier::Endpoint(endpoint)) = &lb.host_identifier
-            else {
+            let Some(lb_endpoint::HostIdentifier::Endpoint(endpoint)) = &lb.host_identifier else {
                 continue;
             };
-            let Some(address::Address::SocketAddress(socket)) = endpoint
-                .address
-                .as_ref()
-                .and_then(|a| a.address.as_ref())
+            let Some(address::Address::SocketAddress(socket)) =
+                endpoint.address.as_ref().and_then(|a| a.address.as_ref())
             else {
                 continue;
             };
@@ -885,7 +889,10 @@ mod tests {
             filter_metadata: HashMap::from([(
                 "istio".to_owned(),
                 Struct {
-                    fields: istio.iter().map(|(k, v)| ((*k).to_owned(), string(v))).collect(),
+                    fields: istio
+                        .iter()
+                        .map(|(k, v)| ((*k).to_owned(), string(v)))
+                        .collect(),
                 },
             )]),
             ..Metadata::default()

@@ -30,6 +30,8 @@ pub const NAMESPACE: &str = "istio-system";
 pub struct Istiod {
     child: Child,
     http: SocketAddr,
+    grpc: SocketAddr,
+    secure_grpc: SocketAddr,
     dir: Option<tempfile::TempDir>,
     log: PathBuf,
 }
@@ -87,6 +89,8 @@ impl Istiod {
         let mut istiod = Istiod {
             child,
             http: ([127, 0, 0, 1], http).into(),
+            grpc: ([127, 0, 0, 1], grpc).into(),
+            secure_grpc: ([127, 0, 0, 1], secure_grpc).into(),
             dir: Some(dir),
             log,
         };
@@ -102,6 +106,17 @@ impl Istiod {
     /// takes it.
     pub fn http_address(&self) -> String {
         self.http.to_string()
+    }
+
+    /// istiod's plaintext xDS address (`127.0.0.1:PORT`, a pod's 15010): no authentication.
+    pub fn grpc_address(&self) -> String {
+        self.grpc.to_string()
+    }
+
+    /// istiod's TLS xDS address (`127.0.0.1:PORT`, a pod's 15012), where sidecars connect
+    /// with a ServiceAccount token; its certificate is for `istiod.istio-system.svc`.
+    pub fn secure_grpc_address(&self) -> String {
+        self.secure_grpc.to_string()
     }
 
     /// `GET path` on istiod's HTTP port: (status, body). Debug endpoints answer loopback
