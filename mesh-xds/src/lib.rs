@@ -354,7 +354,8 @@ pub struct LbEndpoint {
 pub enum Error {
     /// istiod could not be reached (or the address is not `host:port`).
     #[error(
-        "cannot connect to istiod's xDS server at {address}: {source} — check the address and that istiod listens there"
+        "cannot connect to istiod's xDS server at {address}: {} — check the address, that istiod listens there and, over TLS, the root and server name",
+        chain(source)
     )]
     Connect {
         /// istiod's address.
@@ -438,6 +439,19 @@ pub enum Error {
         /// istiod's address.
         address: String,
     },
+}
+
+/// `error: its source: its source…` — tonic's transport error alone says only "transport
+/// error"; the cause (refused, unknown issuer, name mismatch) is in its sources.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// Connects to istiod as `proxy`, asks CDS and then EDS for `cluster`, and decodes the

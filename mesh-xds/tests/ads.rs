@@ -43,7 +43,7 @@ enum Mode {
 struct Seen {
     requests: Vec<DiscoveryRequest>,
     cluster_id: Option<String>,
-    authorization: bool,
+    authorization: Option<String>,
 }
 
 struct FakeIstiod {
@@ -101,7 +101,11 @@ impl AggregatedDiscoveryService for FakeIstiod {
                 .get("clusterid")
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned);
-            seen.authorization = request.metadata().contains_key("authorization");
+            seen.authorization = request
+                .metadata()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
         }
         if let Mode::Refuse = self.mode {
             return Err(Status::unauthenticated("authentication failure"));
@@ -158,6 +162,33 @@ impl AggregatedDiscoveryService for FakeIstiod {
 }
 
 async fn serve(mode: Mode) -> (SocketAddr, Arc<Mutex<Seen>>) {
+    serve_with(mode, None).await
+}
+
+/// A mesh root (PEM) and istiod's serving certificate and key under it, for `names`.
+fn istiod_certificate(names: &[&str]) -> (String, tonic::transport::Identity) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let root_key = KeyPair::generate().unwrap();
+    let mut root = CertificateParams::default();
+    root.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let root_pem = root.self_signed(&root_key).unwrap().pem();
+    let issuer = Issuer::new(root, root_key);
+    let key = KeyPair::generate().unwrap();
+    let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+    let cert = CertificateParams::new(names)
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    (
+        root_pem,
+        tonic::transport::Identity::from_pem(cert.pem(), key.serialize_pem()),
+    )
+}
+
+async fn serve_with(
+    mode: Mode,
+    tls: Option<tonic::transport::Identity>,
+) -> (SocketAddr, Arc<Mutex<Seen>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let seen = Arc::new(Mutex::new(Seen::default()));
@@ -165,10 +196,13 @@ async fn serve(mode: Mode) -> (SocketAddr, Arc<Mutex<Seen>>) {
         mode,
         seen: seen.clone(),
     });
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .serve_with_incoming(service, TcpListenerStream::new(listener)),
-    );
+    let mut server = tonic::transport::Server::builder();
+    if let Some(identity) = tls {
+        server = server
+            .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+            .unwrap();
+    }
+    tokio::spawn(server.serve_with_incoming(service, TcpListenerStream::new(listener)));
     (address, seen)
 }
 
@@ -212,7 +246,7 @@ async fn asks_cds_acks_it_then_asks_eds_for_the_one_cluster() {
 
     let seen = seen.lock().unwrap();
     assert_eq!(seen.cluster_id.as_deref(), Some("cluster1"));
-    assert!(!seen.authorization, "plaintext sends no token");
+    assert_eq!(seen.authorization, None, "plaintext sends no token");
     let steps: Vec<_> = seen
         .requests
         .iter()
@@ -307,4 +341,51 @@ async fn nothing_listening_is_a_connect_error() {
         .unwrap_err();
     assert!(matches!(err, Error::Connect { .. }), "{err:?}");
     assert!(err.to_string().contains(&address.to_string()), "{err}");
+    assert!(err.to_string().to_lowercase().contains("refused"), "{err}");
+}
+
+fn tls(address: SocketAddr, root_pem: &str, server_name: &str) -> XdsServer {
+    XdsServer {
+        address: address.to_string(),
+        transport: Transport::Tls {
+            root_pem: root_pem.into(),
+            server_name: server_name.into(),
+            token: secrecy::SecretString::from("t0ken-of-sleep"),
+        },
+    }
+}
+
+#[tokio::test]
+async fn over_tls_the_server_name_and_root_are_checked_and_the_token_is_sent() {
+    let (root, identity) = istiod_certificate(&[mesh_xds::DEFAULT_SERVER_NAME]);
+    let (address, seen) = serve_with(Mode::Answer, Some(identity)).await;
+    let server = tls(address, &root, mesh_xds::DEFAULT_SERVER_NAME);
+    let view = fetch(&server, &proxy(), &helloworld(), DEADLINE)
+        .await
+        .unwrap();
+    assert!(view.endpoints.is_some());
+    assert_eq!(
+        seen.lock().unwrap().authorization.as_deref(),
+        Some("Bearer t0ken-of-sleep")
+    );
+
+    // A name the certificate does not carry, and another root: no connection, and the
+    // error does not carry the token.
+    let (other_root, _) = istiod_certificate(&["other"]);
+    for server in [
+        tls(address, &root, "istiod.elsewhere.svc"),
+        tls(address, &other_root, mesh_xds::DEFAULT_SERVER_NAME),
+    ] {
+        let err = fetch(&server, &proxy(), &helloworld(), DEADLINE)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Connect { .. }), "{err:?}");
+        let message = format!("{err} {err:?}");
+        assert!(!message.contains("t0ken-of-sleep"), "{message}");
+        // The cause, not only tonic's "transport error".
+        assert!(
+            err.to_string().to_lowercase().contains("certificate"),
+            "{err}"
+        );
+    }
 }
