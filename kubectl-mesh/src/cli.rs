@@ -127,6 +127,15 @@ pub enum Command {
     /// cluster synced again (--istiod) — the old token revoked. An interrupted run is
     /// completed by running it again. --if-expiring-within makes it a scheduled job.
     Rotate(Box<crate::cmd::rotate::RotateArgs>),
+    /// Prove the mesh works: what istiod tells each cluster's sidecars about a service,
+    /// and, where pods run, which versions answer requests (the guide's last step).
+    ///
+    /// Deploys the guide's samples where missing (helloworld v1 in the primary, v2 in every
+    /// other cluster, sleep everywhere), asks istiod over xDS what sleep's sidecar in each
+    /// cluster is told for helloworld, judges it against Istio's split-horizon rules, sends
+    /// the guide's requests from sleep, and removes the samples it deployed. Changes
+    /// nothing else. Exits 1 when something fails, each failure with the cause found.
+    Verify(Box<crate::cmd::verify::VerifyArgs>),
     /// Print a shell completion script (bash, zsh, fish, …) for `kubectl-mesh`.
     ///
     /// kubectl (1.26 and later) completes `kubectl mesh …` itself with the help of the

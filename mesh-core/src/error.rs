@@ -66,6 +66,18 @@ pub enum Error {
         source: Option<Box<kube::Error>>,
     },
 
+    /// Asking istiod over xDS what a sidecar is told failed ([`verify`](crate::verify)).
+    #[error("{cluster}: asking istiod what {sidecar} is told failed: {source}")]
+    Xds {
+        /// The cluster of the sidecar asked about (its context).
+        cluster: String,
+        /// The sidecar, e.g. `cluster2's sleep sidecar`.
+        sidecar: String,
+        /// The xDS client's error: it names istiod's address and what to do.
+        #[source]
+        source: Box<mesh_xds::Error>,
+    },
+
     /// A wait ran out of time.
     #[error("{cluster}: gave up after {seconds}s waiting for {what}; {hint}")]
     Timeout {

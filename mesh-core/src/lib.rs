@@ -10,6 +10,7 @@
 //! | [`unjoin`] | [`UnjoinOptions`] | [`UnjoinSummary`] | only what the link provably owns |
 //! | [`status`] | [`StatusOptions`] | [`MeshStatus`] of typed [`Check`]s | nothing |
 //! | [`rotate`] | [`RotateOptions`] | [`RotateSummary`] | a link's token, never leaving it revoked |
+//! | [`verify::verify`] | [`verify::VerifyOptions`] | [`verify::VerifyReport`]: what istiod tells each sidecar, judged | only the samples it deploys (and removes) |
 //!
 //! Each reads every cluster first and judges what it read before it writes. A join that
 //! finds problems fails with [`Error::Preflight`], listing every [`Problem`] at once, each
@@ -40,7 +41,8 @@
 //!   names), the objects it writes, built without a request, and [`cluster::read_facts`];
 //! - [`install`]: Istio's helm releases as a join installs them;
 //! - [`networks`]: Istio's `meshNetworks` document;
-//! - [`address`]: gateway addresses, parsed once.
+//! - [`address`]: gateway addresses, parsed once;
+//! - [`verify`]: what istiod tells each sidecar about a service, judged ([`verify::judge`]).
 //!
 //! # Example
 //!
@@ -86,6 +88,7 @@ mod progress;
 mod rotate;
 mod status;
 mod unjoin;
+pub mod verify;
 
 // The entry points and what each takes and returns.
 pub use install::InstallOptions;

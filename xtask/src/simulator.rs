@@ -8,7 +8,12 @@
 //!   where Istio's remote profile puts the primary's gateway address;
 //! - pods are bound to the node, marked Running and Ready with a pod IP `10.<100+i>.x.y`,
 //!   so Deployments roll out and EndpointSlices fill;
-//! - pods being deleted are removed at once, as a kubelet confirms a deletion.
+//! - pods being deleted are removed at once, as a kubelet confirms a deletion;
+//! - pods Istio's injection webhook would give a sidecar (namespace label
+//!   `istio-injection=enabled`, or pod label `sidecar.istio.io/inject=true`) get the labels
+//!   the injector adds (`security.istio.io/tlsMode=istio`, the canonical name and
+//!   revision) — not its containers: no webhook can run against the test bed's local
+//!   istiod, and istiod sends a pod to other networks only when it has a sidecar.
 //!
 //! It runs as `xtask testbed simulate` in the background, with its own client
 //! certificate (`testbed-simulator`), so audit logs tell its requests apart.
@@ -179,6 +184,7 @@ impl ClusterSim {
             return Ok(());
         }
         if node.is_none() {
+            self.label_injected(&api, pod).await?;
             let binding = json!({
                 "apiVersion": "v1", "kind": "Binding",
                 "metadata": {"name": name, "namespace": ns},
@@ -226,6 +232,42 @@ impl ClusterSim {
         }});
         api.patch_status(&name, &PatchParams::default(), &Patch::Merge(patch))
             .await?;
+        Ok(())
+    }
+
+    /// The labels Istio's injector adds to a pod it gives a sidecar.
+    async fn label_injected(&self, api: &Api<Pod>, pod: &Pod) -> Result<()> {
+        let labels = pod.metadata.labels.clone().unwrap_or_default();
+        if labels.contains_key("security.istio.io/tlsMode") {
+            return Ok(());
+        }
+        let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(self.client.clone());
+        let ns = pod.namespace().unwrap_or_default();
+        let ns_injects = namespaces
+            .get_opt(&ns)
+            .await?
+            .and_then(|n| n.metadata.labels)
+            .is_some_and(|l| l.get("istio-injection").map(String::as_str) == Some("enabled"));
+        let pod_injects = labels.get("sidecar.istio.io/inject").map(String::as_str);
+        if pod_injects == Some("false") || !(ns_injects || pod_injects == Some("true")) {
+            return Ok(());
+        }
+        let name = labels.get("app").cloned().unwrap_or_else(|| pod.name_any());
+        let revision = labels
+            .get("version")
+            .cloned()
+            .unwrap_or_else(|| "latest".into());
+        let patch = json!({"metadata": {"labels": {
+            "security.istio.io/tlsMode": "istio",
+            "service.istio.io/canonical-name": name,
+            "service.istio.io/canonical-revision": revision,
+        }}});
+        api.patch(
+            &pod.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(patch),
+        )
+        .await?;
         Ok(())
     }
 

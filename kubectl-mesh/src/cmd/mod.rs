@@ -7,6 +7,7 @@ pub mod remote_secret;
 pub mod rotate;
 pub mod status;
 pub mod unjoin;
+pub mod verify;
 pub mod version;
 
 use std::process::ExitCode;
@@ -110,6 +111,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Unjoin(args) => unjoin::run(&cli.global, &args),
         Command::Status(args) => status::run(&cli.global, &args),
         Command::Rotate(args) => rotate::run(&cli.global, &args),
+        Command::Verify(args) => verify::run(&cli.global, &args),
         Command::Completion(args) => completion::run(&args),
     }
 }

@@ -11,14 +11,17 @@ use super::{kubectl, kubectl_ok};
 pub const SAMPLE: &str = "sample";
 
 /// The guide's helloworld: the Service in both clusters, `helloworld-v1` in cluster1 and
-/// `helloworld-v2` in cluster2. kube-controller-manager writes the EndpointSlices, the test
-/// bed's simulator schedules the pods and marks them Running and Ready with a pod IP.
+/// `helloworld-v2` in cluster2, in a namespace with sidecar injection on (as the guide
+/// labels it). kube-controller-manager writes the EndpointSlices, the test bed's simulator
+/// schedules the pods, marks them Running and Ready with a pod IP, and gives them the
+/// labels Istio's injector would (istiod sends a pod to other networks only with a sidecar).
 pub fn helloworld(version: &str) -> String {
     format!(
         r#"apiVersion: v1
 kind: Namespace
 metadata:
   name: {SAMPLE}
+  labels: {{istio-injection: enabled}}
 ---
 apiVersion: v1
 kind: Service
@@ -47,7 +50,7 @@ spec:
     spec:
       containers:
       - name: helloworld
-        image: docker.io/istio/examples-helloworld-{version}
+        image: istio/examples-helloworld-{version}
         ports:
         - containerPort: 5000
 "#
