@@ -199,6 +199,24 @@ fn verify_passes_and_each_sidecar_is_told_its_pod_ip_and_the_other_networks_gate
     assert!(stdout.contains(&format!("{gw2}:15443")), "{stdout}");
     assert!(stdout.contains("network2 (v2 in cluster2)"), "{stdout}");
 
+    // Without --istiod, verify port-forwards to istiod's pod through the API server, which
+    // needs a kubelet: on the test bed it fails, naming the pod, and removes its samples.
+    let out = mesh(&[
+        "verify",
+        "--primary",
+        "cluster1",
+        "--requests",
+        "0",
+        "--keep",
+    ]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("port-forwarding to pod istio-system/istiod-")
+            && stderr.contains("port 15012"),
+        "{stderr}"
+    );
+
     // --keep kept them; without it, verify removes what it deployed, in both clusters.
     assert!(sample_objects("cluster1").contains("deployment.apps/helloworld-v1"));
     assert!(sample_objects("cluster2").contains("deployment.apps/helloworld-v2"));

@@ -41,6 +41,7 @@ pub const SECTIONS: &[(&str, BenchFn)] = &[
     ("startup", startup),
     ("join", crate::bench_join::join),
     ("multi-primary", crate::bench_join::multi_primary),
+    ("verify", crate::bench_verify::verify),
 ];
 
 /// Builds the release binary, runs the chosen sections (all when `only` is empty) and

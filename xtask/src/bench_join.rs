@@ -281,7 +281,7 @@ pub fn multi_primary(bench: &Bench) -> Result<Section> {
 
 /// The test bed up (three clusters with Istio and `bare` without), its environment, and
 /// its mesh lock held: tests and benchmarks do not disturb each other.
-fn testbed_locked(bare: usize) -> Result<(Vec<(String, String)>, File)> {
+pub(crate) fn testbed_locked(bare: usize) -> Result<(Vec<(String, String)>, File)> {
     // The test bed is async; benchmarks are not: bring it up on a thread of its own.
     std::thread::spawn(move || {
         tokio::runtime::Runtime::new()?.block_on(testbed::up(&testbed::UpOptions {
@@ -302,7 +302,7 @@ fn testbed_locked(bare: usize) -> Result<(Vec<(String, String)>, File)> {
     Ok((testbed::env_vars(), lock))
 }
 
-fn median(times: &[Duration]) -> Duration {
+pub(crate) fn median(times: &[Duration]) -> Duration {
     let mut sorted = times.to_vec();
     sorted.sort();
     sorted[sorted.len() / 2]

@@ -4,10 +4,12 @@
 
 pub mod bench;
 pub mod bench_join;
+pub mod bench_verify;
 pub mod demo;
 pub mod dist;
 pub mod istio;
 pub mod krew;
+pub mod local_istiod;
 pub mod mesh_reset;
 pub mod pki;
 pub mod simulator;

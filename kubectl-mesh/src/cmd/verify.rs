@@ -31,8 +31,10 @@ without an address, a meshNetworks entry missing, a remote istiod does not read,
 Exit status: 0 when everything checked passed, 1 when something failed.
 
 Examples:
-  # Reach istiod through a port-forward you already have, and verify the guide's mesh
-  kubectl -n istio-system port-forward deploy/istiod 15012 &
+  # The guide's mesh; istiod is reached by a port-forward to its pod through the API
+  kubectl mesh verify --primary cluster1
+
+  # An istiod you already reach (a port-forward of yours, a local process)
   kubectl mesh verify --primary cluster1 --istiod 127.0.0.1:15012
 
   # Check that cluster2 is in cluster1's mesh, keeping the samples for a look afterwards
@@ -53,7 +55,8 @@ pub struct VerifyArgs {
 
     /// Where istiod's xDS port is reached, as `[CONTEXT=]HOST:PORT` (its TLS port 15012,
     /// or its plaintext port 15010 with --plaintext); one per primary of a multi-primary
-    /// mesh, each named by its context.
+    /// mesh, each named by its context. Default: a port-forward to a running istiod pod
+    /// (label app=istiod) through the Kubernetes API.
     #[arg(long, value_name = "[CONTEXT=]HOST:PORT", value_parser = parse_route)]
     pub istiod: Vec<IstiodRoute>,
 

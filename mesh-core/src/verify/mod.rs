@@ -160,8 +160,8 @@ pub struct VerifyOptions {
     pub service: Option<ServiceRef>,
     /// Keep the samples verify deployed.
     pub keep: bool,
-    /// Routes to istiod; a primary without one is reached by a port-forward to an istiod
-    /// pod through the Kubernetes API.
+    /// Routes to istiod; a primary without one is reached by a port-forward to a running
+    /// istiod pod (label `app=istiod`) through the Kubernetes API.
     pub istiod: Vec<IstiodRoute>,
     /// Speak to istiod's plaintext xDS port (no authentication) instead of its TLS port.
     pub plaintext: bool,
@@ -558,7 +558,39 @@ async fn run(
     let gateways: Vec<NetworkGateway> = mesh.clusters.iter().filter_map(gateway_of).collect();
     report.sample_millis = samples_started.elapsed().as_millis() as u64;
 
-    // 3. and 4. Ask istiod what each cluster's sleep sidecar is told, and judge it.
+    // 3. and 4. Ask istiod what each cluster's sleep sidecar is told, and judge it: each
+    // primary's istiod at the address given, else through a port-forward of ours.
+    let mut routes = BTreeMap::new();
+    let mut forwards = Forwards(Vec::new());
+    for primary in members.iter().filter(|m| m.in_mesh).map(|m| &m.istiod_of) {
+        if routes.contains_key(primary) {
+            continue;
+        }
+        let given = opts
+            .istiod
+            .iter()
+            .find(|r| r.context.as_deref() == Some(primary.as_str()))
+            .or_else(|| opts.istiod.iter().find(|r| r.context.is_none()));
+        let address = match given {
+            Some(route) => route.address.clone(),
+            None => {
+                let port = if opts.plaintext { 15010 } else { 15012 };
+                let t = Instant::now();
+                event(
+                    progress,
+                    primary,
+                    "xds",
+                    EventKind::Waiting(format!("a port-forward to istiod's port {port}")),
+                    t,
+                );
+                let (address, task) =
+                    forward_istiod(&clients[primary], primary, &opts.namespace, port).await?;
+                forwards.0.push(task);
+                address
+            }
+        };
+        routes.insert(primary.clone(), address);
+    }
     for m in members {
         if let Some(e) = interrupted() {
             return Err(e);
@@ -597,7 +629,7 @@ async fn run(
         let asked = Instant::now();
         let rows = loop {
             let exchange = Instant::now();
-            let view = ask_istiod(opts, clients, m, sleep, service).await?;
+            let view = ask_istiod(opts, clients, &routes[&m.istiod_of], m, sleep, service).await?;
             report.xds.push(XdsTiming {
                 client: m.id.clone(),
                 millis: exchange.elapsed().as_millis() as u64,
@@ -873,6 +905,80 @@ fn hint(row: &EndpointRow, members: &[Member], mesh: &MeshStatus, primary: &str)
     }
 }
 
+/// Port-forwards this verify opened; closed when dropped.
+struct Forwards(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for Forwards {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
+
+/// A local address forwarded, through the Kubernetes API, to `port` of a running istiod
+/// pod in `ns` (label `app=istiod`), with the task that serves it: one port-forward per
+/// connection accepted. The first is opened here, so that a cluster that cannot forward
+/// (no kubelet reachable) fails now, naming the pod.
+async fn forward_istiod(
+    client: &Client,
+    ctx: &str,
+    ns: &str,
+    port: u16,
+) -> Result<(String, tokio::task::JoinHandle<()>)> {
+    let pod = samples::running_pod(client, ctx, ns, "app=istiod", true)
+        .await?
+        .and_then(|p| p.metadata.name)
+        .ok_or_else(|| Error::Kube {
+            cluster: ctx.to_owned(),
+            action: format!("finding a running istiod pod in {ns} to forward its xDS port to"),
+            reason: "none is running and ready (label app=istiod); if istiod runs elsewhere, give its address".into(),
+            status: None,
+            source: None,
+        })?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let action = || format!("port-forwarding to pod {ns}/{pod} port {port}");
+    let first = pods
+        .portforward(&pod, &[port])
+        .await
+        .map_err(|e| kube(ctx, action(), e))?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| Error::Kube {
+            cluster: ctx.to_owned(),
+            action: action(),
+            reason: format!("cannot listen on a local port: {e}"),
+            status: None,
+            source: None,
+        })?;
+    let address = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let task = tokio::spawn(async move {
+        let mut first = Some(first);
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut forwarder = match first.take() {
+                Some(f) => f,
+                None => match pods.portforward(&pod, &[port]).await {
+                    Ok(f) => f,
+                    Err(e) => {
+                        tracing::warn!("port-forward to pod {pod} port {port}: {e}");
+                        continue;
+                    }
+                },
+            };
+            tokio::spawn(async move {
+                if let Some(mut upstream) = forwarder.take_stream(port) {
+                    let _ = tokio::io::copy_bidirectional(&mut socket, &mut upstream).await;
+                }
+                drop(forwarder);
+            });
+        }
+    });
+    Ok((address, task))
+}
+
 /// The trust root a sidecar of the mesh has: the primary's `istio-ca-root-cert`
 /// ConfigMap (what istiod publishes), else its `cacerts`' `root-cert.pem`.
 async fn mesh_root(client: &Client, ctx: &str, ns: &str) -> Result<String> {
@@ -940,25 +1046,12 @@ async fn sleep_token(client: &Client, ctx: &str, account: &str) -> Result<Secret
 async fn ask_istiod(
     opts: &VerifyOptions,
     clients: &BTreeMap<String, Client>,
+    address: &str,
     m: &Member,
     sleep: &Pod,
     service: &ServiceRef,
 ) -> Result<mesh_xds::SidecarView> {
     let primary = &m.istiod_of;
-    let route = opts
-        .istiod
-        .iter()
-        .find(|r| r.context.as_deref() == Some(primary.as_str()))
-        .or_else(|| opts.istiod.iter().find(|r| r.context.is_none()));
-    let Some(route) = route else {
-        return Err(Error::Kube {
-            cluster: primary.clone(),
-            action: "reaching istiod's xDS port".into(),
-            reason: "no route to istiod was given and a port-forward through the Kubernetes API is not built yet; forward istiod's port 15012 (kubectl port-forward -n istio-system deploy/istiod 15012) and give its local address".into(),
-            status: None,
-            source: None,
-        });
-    };
     let transport = if opts.plaintext {
         mesh_xds::Transport::Plaintext
     } else {
@@ -976,7 +1069,7 @@ async fn ask_istiod(
         }
     };
     let server = mesh_xds::XdsServer {
-        address: route.address.clone(),
+        address: address.to_owned(),
         transport,
     };
     let proxy = mesh_xds::ProxyIdentity {
