@@ -42,27 +42,11 @@ use std::time::Duration;
 use base64::Engine;
 use common::istiod::{Istiod, NAMESPACE};
 use common::sample::{Sample, pod_ip, shard};
-use common::{
-    generate_certs, join, kubectl, lb_address, mesh_lock, mesh_networks, reset_mesh, text, unjoin,
-};
+use common::{join_cluster2, kubectl, lb_address, mesh_lock, mesh_networks, text, unjoin};
 use serde_json::Value;
 
 /// How long istiod may take to reach a conclusion (sync a remote, see an endpoint).
 const SETTLE: Duration = Duration::from_secs(90);
-
-/// `kubectl mesh join cluster2 --primary cluster1` from a reset mesh; returns the certs.
-fn join_cluster2() -> tempfile::TempDir {
-    reset_mesh();
-    let certs = generate_certs(&["cluster1", "cluster2"]);
-    let out = join(certs.path(), &[]);
-    assert!(
-        out.status.success(),
-        "join failed:\n{}\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    certs
-}
 
 #[test]
 #[ignore = "needs the test bed: cargo xtask test"]

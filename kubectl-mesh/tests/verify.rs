@@ -17,9 +17,7 @@ use std::time::{Duration, Instant};
 
 use common::istiod::Istiod;
 use common::sample::{SAMPLE, pod_ip};
-use common::{
-    generate_certs, join, kubectl, kubectl_ok, lb_address, mesh, mesh_lock, reset_mesh, text,
-};
+use common::{join, join_cluster2, kubectl, kubectl_ok, lb_address, mesh, mesh_lock, text};
 use serde_json::Value;
 
 /// `kubectl mesh verify --primary cluster1 --istiod ADDR -o json EXTRA…`.
@@ -109,14 +107,6 @@ fn failed_hints(report: &Value) -> Vec<String> {
         .collect()
 }
 
-fn joined_mesh() -> tempfile::TempDir {
-    reset_mesh();
-    let certs = generate_certs(&["cluster1", "cluster2"]);
-    let out = join(certs.path(), &[]);
-    assert!(out.status.success(), "join: {}", text(&out.stderr));
-    certs
-}
-
 fn sample_objects(ctx: &str) -> String {
     kubectl(&[
         "--context",
@@ -137,7 +127,7 @@ fn sample_objects(ctx: &str) -> String {
 #[ignore = "needs the test bed: cargo xtask test"]
 fn verify_passes_and_each_sidecar_is_told_its_pod_ip_and_the_other_networks_gateway() {
     let _lock = mesh_lock();
-    let _certs = joined_mesh();
+    let _certs = join_cluster2();
     let istiod = Istiod::start("cluster1");
 
     let (out, report) = verify_until(&istiod, &["--keep"], "a pass", |o, _| o.status.success());
@@ -239,7 +229,7 @@ fn verify_passes_and_each_sidecar_is_told_its_pod_ip_and_the_other_networks_gate
 #[ignore = "needs the test bed: cargo xtask test"]
 fn verify_names_the_cause_of_each_fault_and_fails_after_unjoin() {
     let _lock = mesh_lock();
-    let certs = joined_mesh();
+    let certs = join_cluster2();
     let istiod = Istiod::start("cluster1");
     verify_until(&istiod, &["--keep"], "a pass", |o, _| o.status.success());
     let ns = ["-n", "istio-system"];

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::istiod::Istiod;
 use common::sample::{SAMPLE, Sample, pod_ip};
-use common::{generate_certs, join, kubectl, kubectl_ok, lb_address, mesh_lock, reset_mesh, text};
+use common::{join_cluster2, kubectl, kubectl_ok, lb_address, mesh_lock};
 use mesh_xds::{
     DEFAULT_SERVER_NAME, Error, LbEndpoint, ProxyIdentity, SidecarView, Transport, XdsServer,
     fetch, outbound_cluster,
@@ -24,20 +24,6 @@ use secrecy::SecretString;
 const SETTLE: Duration = Duration::from_secs(90);
 /// One xDS exchange.
 const EXCHANGE: Duration = Duration::from_secs(10);
-
-/// `kubectl mesh join cluster2 --primary cluster1` from a reset mesh; returns the certs.
-fn join_cluster2() -> tempfile::TempDir {
-    reset_mesh();
-    let certs = generate_certs(&["cluster1", "cluster2"]);
-    let out = join(certs.path(), &[]);
-    assert!(
-        out.status.success(),
-        "join failed:\n{}\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    certs
-}
 
 /// A `sleep` sidecar of `cluster` on `network` (no pod runs it: istiod answers a proxy by
 /// what it claims).

@@ -90,6 +90,30 @@ pub fn apply<T>(
     result
 }
 
+/// A text table: the header and each row as a line, columns padded to their widest cell
+/// and separated by two spaces, trailing space trimmed.
+pub fn table_lines<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> Vec<String> {
+    let mut widths = header.map(str::len);
+    for r in rows {
+        for (w, cell) in widths.iter_mut().zip(r) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &[String]| {
+        cells
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_owned()
+    };
+    std::iter::once(line(&header.map(str::to_owned)))
+        .chain(rows.iter().map(|r| line(r)))
+        .collect()
+}
+
 /// Prints `report` on stdout as JSON or YAML; `format` [`OutputFormat::Text`] prints
 /// nothing (each command writes its own text).
 pub fn print_data<T: serde::Serialize>(report: &T, format: OutputFormat) -> anyhow::Result<()> {

@@ -120,25 +120,8 @@ fn print_text(mesh: &MeshStatus) {
         "TOKEN",
         "TOKEN EXPIRES",
     ];
-    let mut widths = header.map(str::len);
-    for r in &rows {
-        for (w, cell) in widths.iter_mut().zip(r) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let line = |cells: &[String]| {
-        cells
-            .iter()
-            .zip(widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect::<Vec<_>>()
-            .join("  ")
-            .trim_end()
-            .to_owned()
-    };
-    println!("{}", line(&header.map(str::to_owned)));
-    for r in &rows {
-        println!("{}", line(r));
+    for line in super::table_lines(header, &rows) {
+        println!("{line}");
     }
     println!();
     // A link another primary of a multi-primary mesh holds: `reader→cluster`.

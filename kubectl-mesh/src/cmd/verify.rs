@@ -167,29 +167,14 @@ fn print_text(report: &VerifyReport) {
             ]
         })
         .collect();
-    let mut widths = header.map(str::len);
-    for r in &rows {
-        for (w, cell) in widths.iter_mut().zip(r) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let line = |cells: &[String]| {
-        cells
-            .iter()
-            .zip(widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect::<Vec<_>>()
-            .join("  ")
-            .trim_end()
-            .to_owned()
-    };
-    println!("  {}", line(&header.map(str::to_owned)));
-    for (row, cells) in report.endpoints.iter().zip(&rows) {
+    let lines = super::table_lines(header, &rows);
+    println!("  {}", lines[0]);
+    for (row, line) in report.endpoints.iter().zip(&lines[1..]) {
         let mark = match row.state {
             CheckState::Fail => style.failed(),
             _ => style.ok(),
         };
-        println!("{mark} {}", line(cells));
+        println!("{mark} {line}");
         if let Some(hint) = &row.hint {
             println!("  → {hint}");
         }

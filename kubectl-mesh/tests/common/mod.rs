@@ -192,6 +192,21 @@ pub fn reset_mesh() {
     xtask::mesh_reset::reset_mesh(&[]).expect("resetting the test bed's mesh");
 }
 
+/// `kubectl mesh join cluster2 --primary cluster1` from a reset mesh, which must succeed;
+/// returns the certificates it gave.
+pub fn join_cluster2() -> tempfile::TempDir {
+    reset_mesh();
+    let certs = generate_certs(&["cluster1", "cluster2"]);
+    let out = join(certs.path(), &[]);
+    assert!(
+        out.status.success(),
+        "join failed:\n{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    certs
+}
+
 /// `kubectl mesh certs generate --out DIR cluster1 cluster2` into a fresh temp dir.
 pub fn generate_certs(names: &[&str]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
