@@ -325,7 +325,8 @@ mod tests {
                 "{name} missing from {got:?}"
             );
         }
-        assert_eq!(values_of("ver"), ["version"]);
+        assert_eq!(values_of("ver"), ["version", "verify"]);
+        assert_eq!(values_of("veri"), ["verify"]);
         assert_eq!(complete(&words("")).directive, Directive::NoFileComp);
     }
 
