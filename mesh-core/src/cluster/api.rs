@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 
 use super::names::FIELD_MANAGER;
@@ -174,6 +174,19 @@ where
 /// Creates namespace `name` with nothing else in it, unless it exists: what
 /// [`update`] then writes into it stays conditional (a namespace applied into
 /// existence by two commands at once would keep only the last one's metadata).
+/// The EndpointSlices of namespace `ns`, as JSON objects: their Rust shape differs
+/// between the Kubernetes versions k8s-openapi can be built for.
+pub(crate) fn endpoint_slices(client: &Client, ns: &str) -> Api<DynamicObject> {
+    let resource = ApiResource {
+        group: "discovery.k8s.io".into(),
+        version: "v1".into(),
+        api_version: "discovery.k8s.io/v1".into(),
+        kind: "EndpointSlice".into(),
+        plural: "endpointslices".into(),
+    };
+    Api::namespaced_with(client.clone(), ns, &resource)
+}
+
 pub(crate) async fn create_namespace(client: &Client, context: &str, name: &str) -> Result<()> {
     let api: Api<Namespace> = Api::all(client.clone());
     let bare = Namespace {

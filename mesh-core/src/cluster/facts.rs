@@ -8,7 +8,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authorization::v1::SelfSubjectAccessReview;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{ApiResource, DynamicObject, PostParams};
+use kube::api::PostParams;
 use kube::{Api, Client};
 use serde_json::json;
 
@@ -402,15 +402,7 @@ pub(crate) async fn istiod_service(
             spec.external_name.into_iter().collect(),
         ));
     }
-    // As JSON: the EndpointSlice's Rust shape differs between Kubernetes versions.
-    let resource = ApiResource {
-        group: "discovery.k8s.io".into(),
-        version: "v1".into(),
-        api_version: "discovery.k8s.io/v1".into(),
-        kind: "EndpointSlice".into(),
-        plural: "endpointslices".into(),
-    };
-    let slices: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
+    let slices = super::api::endpoint_slices(client, namespace);
     let list = slices
         .list(&kube::api::ListParams::default().labels("kubernetes.io/service-name=istiod"))
         .await

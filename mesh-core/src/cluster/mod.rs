@@ -28,7 +28,8 @@ pub(crate) mod names;
 pub(crate) mod objects;
 
 pub(crate) use api::{
-    Attempt, create_namespace, delete_checked, retry_conflicts, update, update_from,
+    Attempt, create_namespace, delete_checked, endpoint_slices, retry_conflicts, update,
+    update_from,
 };
 pub(crate) use api::{apply, poll};
 pub use facts::{ClusterFacts, GatewayService, Permissions, find_gateway, read_facts};

@@ -347,11 +347,8 @@ pub fn judge(expected: &Expected, received: Option<&[ReceivedEndpoint]>) -> Vec<
             .map(|b| b.label())
             .collect::<Vec<_>>()
             .join(", ");
-        let clusters: Vec<&str> = {
-            let mut c: Vec<&str> = backends.iter().map(|b| b.cluster.as_str()).collect();
-            c.dedup();
-            c
-        };
+        let clusters: std::collections::BTreeSet<&str> =
+            backends.iter().map(|b| b.cluster.as_str()).collect();
         let target = format!("{} ({names})", network.unwrap_or("no network"));
         let gateways: Vec<&NetworkGateway> = expected
             .gateways
@@ -402,7 +399,10 @@ pub fn judge(expected: &Expected, received: Option<&[ReceivedEndpoint]>) -> Vec<
         rows.push(EndpointRow {
             client: client.clone(),
             target,
-            target_cluster: (clusters.len() == 1).then(|| clusters[0].to_owned()),
+            target_cluster: clusters
+                .first()
+                .filter(|_| clusters.len() == 1)
+                .map(|c| (*c).to_owned()),
             target_network: network.map(str::to_owned),
             expected: expected_text,
             received: leaked

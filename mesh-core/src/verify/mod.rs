@@ -27,7 +27,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service, ServiceAccount};
-use kube::api::{ApiResource, DynamicObject, ListParams, PostParams};
+use kube::api::{ListParams, PostParams};
 use kube::{Api, Client};
 use mesh_kubeconfig::Kubeconfigs;
 use secrecy::SecretString;
@@ -278,6 +278,9 @@ struct Member {
     in_mesh: bool,
     /// The context of the primary whose istiod serves its sidecars.
     istiod_of: String,
+    /// The helloworld version its samples run: v1 in the first cluster, v2 in the others
+    /// (`None` when an existing service is checked).
+    version: Option<&'static str>,
 }
 
 fn event(progress: &dyn Progress, cluster: &str, step: &str, kind: EventKind, since: Instant) {
@@ -313,14 +316,7 @@ pub async fn verify(
         ..StatusOptions::new(&opts.primary)
     };
     let mesh = crate::status(kubeconfigs, &status_opts).await?;
-    let members = members(kubeconfigs, opts, &mesh).await?;
-    let mut clients = BTreeMap::new();
-    for m in &members {
-        clients.insert(
-            m.context.clone(),
-            kubeconfigs.client(&m.context, opts.request_timeout).await?,
-        );
-    }
+    let (members, clients) = members(kubeconfigs, opts, &mesh).await?;
     let service = opts.service.clone().unwrap_or_else(ServiceRef::helloworld);
 
     // Samples: deploy what is missing, then the result always includes the cleanup.
@@ -379,14 +375,20 @@ pub async fn verify(
 }
 
 /// The clusters to look at: every cluster the mesh holds that a context reaches, then the
-/// clusters named that it does not hold.
+/// clusters named that it does not hold; with a client for each (by context).
 async fn members(
     kubeconfigs: &Kubeconfigs,
     opts: &VerifyOptions,
     mesh: &MeshStatus,
-) -> Result<Vec<Member>> {
+) -> Result<(Vec<Member>, BTreeMap<String, Client>)> {
     let multi = mesh.model.control_planes == ControlPlanes::MultiPrimary;
+    let version = |i: usize| {
+        opts.service
+            .is_none()
+            .then_some(if i == 0 { "v1" } else { "v2" })
+    };
     let mut members = Vec::new();
+    let mut clients = BTreeMap::new();
     for row in &mesh.clusters {
         let context = match (&row.context, row.role) {
             (_, Role::Primary) if members.is_empty() => opts.primary.clone(),
@@ -406,6 +408,7 @@ async fn members(
         };
         let client = kubeconfigs.client(&context, opts.request_timeout).await?;
         let sidecar_network = network_label(&client, &context, &opts.namespace).await?;
+        clients.insert(context.clone(), client);
         members.push(Member {
             id: row.cluster_id.clone(),
             context,
@@ -413,6 +416,7 @@ async fn members(
             sidecar_network,
             in_mesh: true,
             istiod_of,
+            version: version(members.len()),
         });
     }
     for ctx in &opts.clusters {
@@ -422,6 +426,7 @@ async fn members(
         // Named, but no link reads it: its pods are expected, and cannot be reached.
         let client = kubeconfigs.client(ctx, opts.request_timeout).await?;
         let network = network_label(&client, ctx, &opts.namespace).await?;
+        clients.insert(ctx.clone(), client);
         members.push(Member {
             id: ctx.clone(),
             context: ctx.clone(),
@@ -429,9 +434,10 @@ async fn members(
             sidecar_network: network,
             in_mesh: false,
             istiod_of: opts.primary.clone(),
+            version: version(members.len()),
         });
     }
-    Ok(members)
+    Ok((members, clients))
 }
 
 async fn network_label(client: &Client, ctx: &str, ns: &str) -> Result<Option<String>> {
@@ -466,16 +472,10 @@ async fn run(
     };
     let samples_started = Instant::now();
     // 2. Samples: helloworld v1 in the first cluster, v2 in the others; sleep everywhere.
-    let mut versions = Vec::new();
-    for (i, m) in members.iter().enumerate() {
-        let version = opts
-            .service
-            .is_none()
-            .then_some(if i == 0 { "v1" } else { "v2" });
-        versions.extend(version.map(str::to_owned));
+    for m in members {
         let t = Instant::now();
         event(progress, &m.context, "samples", EventKind::Started, t);
-        let created = samples::deploy(&clients[&m.context], &m.context, version).await?;
+        let created = samples::deploy(&clients[&m.context], &m.context, m.version).await?;
         if created.is_empty() {
             event(progress, &m.context, "samples", EventKind::Unchanged, t);
         }
@@ -495,15 +495,18 @@ async fn run(
             return Err(e);
         }
     }
+    let mut versions: Vec<String> = members
+        .iter()
+        .filter_map(|m| Some(m.version?.to_owned()))
+        .collect();
     versions.sort();
     versions.dedup();
     // Rollout: each cluster's sleep, and its helloworld version.
     let mut sleeps = BTreeMap::new();
-    for (i, m) in members.iter().enumerate() {
+    for m in members {
         let client = &clients[&m.context];
         let t = Instant::now();
-        if opts.service.is_none() {
-            let version = if i == 0 { "v1" } else { "v2" };
+        if let Some(version) = m.version {
             let selector = format!("app=helloworld,version={version}");
             event(
                 progress,
@@ -562,6 +565,7 @@ async fn run(
     // 3. and 4. Ask istiod what each cluster's sleep sidecar is told, and judge it: each
     // primary's istiod at the address given, else through a port-forward of ours.
     let mut routes = BTreeMap::new();
+    let mut roots = BTreeMap::new();
     let mut forwards = Forwards(Vec::new());
     for primary in members.iter().filter(|m| m.in_mesh).map(|m| &m.istiod_of) {
         if routes.contains_key(primary) {
@@ -591,6 +595,12 @@ async fn run(
             }
         };
         routes.insert(primary.clone(), address);
+        if !opts.plaintext {
+            roots.insert(
+                primary.clone(),
+                mesh_root(&clients[primary], primary, &opts.namespace).await?,
+            );
+        }
     }
     for m in members {
         if let Some(e) = interrupted() {
@@ -619,21 +629,37 @@ async fn run(
             t,
         );
         let sleep = &sleeps[&m.context];
+        let (server, proxy) = sidecar(
+            opts,
+            &clients[&m.context],
+            &routes[&m.istiod_of],
+            roots.get(&m.istiod_of),
+            m,
+            sleep,
+        )
+        .await?;
         let expected = Expected {
             client_cluster: m.id.clone(),
-            client_network: sidecar_network(sleep).or_else(|| m.sidecar_network.clone()),
+            client_network: proxy.network.clone(),
             backends: backends.clone(),
             gateways: gateways.clone(),
         };
+        let cluster = mesh_xds::outbound_cluster(&service.host(), service.port);
         // istiod pushes what changed within seconds: a wrong answer is asked again until
         // it is right or `settle` has passed, and the last one is judged.
         let asked = Instant::now();
         let rows = loop {
-            let (view, exchange) =
-                ask_istiod(opts, clients, &routes[&m.istiod_of], m, sleep, service).await?;
+            let exchange = Instant::now();
+            let view = mesh_xds::fetch(&server, &proxy, &cluster, opts.wait)
+                .await
+                .map_err(|e| Error::Xds {
+                    cluster: m.context.clone(),
+                    sidecar: format!("{}'s sleep sidecar", m.id),
+                    source: Box::new(e),
+                })?;
             report.xds.push(XdsTiming {
                 client: m.id.clone(),
-                millis: exchange.as_millis() as u64,
+                millis: exchange.elapsed().as_millis() as u64,
             });
             let received: Option<Vec<ReceivedEndpoint>> = view.endpoints.map(|eps| {
                 eps.into_iter()
@@ -759,15 +785,7 @@ async fn ready_backends(client: &Client, m: &Member, service: &ServiceRef) -> Re
         .find(|p| p.port == i32::from(service.port))
         .and_then(|p| p.name)
         .unwrap_or_default();
-    // As JSON: the EndpointSlice's Rust shape differs between Kubernetes versions.
-    let resource = ApiResource {
-        group: "discovery.k8s.io".into(),
-        version: "v1".into(),
-        api_version: "discovery.k8s.io/v1".into(),
-        kind: "EndpointSlice".into(),
-        plural: "endpointslices".into(),
-    };
-    let slices: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &resource);
+    let slices = crate::cluster::endpoint_slices(client, ns);
     let selector = format!("kubernetes.io/service-name={}", service.name);
     let list = slices
         .list(&ListParams::default().labels(&selector))
@@ -1043,38 +1061,36 @@ async fn sleep_token(client: &Client, ctx: &str, account: &str) -> Result<Secret
         })
 }
 
-/// Asks the istiod serving `m`'s sidecars what `sleep`'s sidecar is told for `service`;
-/// with the time of the xDS exchange alone (connect, TLS, CDS, EDS — not the token and
-/// root read from Kubernetes before it).
-async fn ask_istiod(
+/// Where and as whom `m`'s sleep sidecar asks istiod: the server (its address; over TLS
+/// the mesh `root` and a token for sleep's ServiceAccount from `m`'s cluster) and the
+/// proxy identity istio-agent would send. Made once per cluster; every xDS exchange of
+/// that cluster reuses it.
+async fn sidecar(
     opts: &VerifyOptions,
-    clients: &BTreeMap<String, Client>,
+    client: &Client,
     address: &str,
+    root: Option<&String>,
     m: &Member,
     sleep: &Pod,
-    service: &ServiceRef,
-) -> Result<(mesh_xds::SidecarView, Duration)> {
-    let primary = &m.istiod_of;
-    let transport = if opts.plaintext {
-        mesh_xds::Transport::Plaintext
-    } else {
-        let root = mesh_root(&clients[primary], primary, &opts.namespace).await?;
-        let account = sleep
-            .spec
-            .as_ref()
-            .and_then(|s| s.service_account_name.clone())
-            .unwrap_or_else(|| "default".into());
-        let token = sleep_token(&clients[&m.context], &m.context, &account).await?;
-        mesh_xds::Transport::Tls {
-            root_pem: root,
+) -> Result<(mesh_xds::XdsServer, mesh_xds::ProxyIdentity)> {
+    let account = sleep
+        .spec
+        .as_ref()
+        .and_then(|s| s.service_account_name.clone())
+        .unwrap_or_else(|| "default".into());
+    let transport = match root {
+        Some(root) if !opts.plaintext => mesh_xds::Transport::Tls {
+            root_pem: root.clone(),
             server_name: format!("istiod.{}.svc", opts.namespace),
-            token,
-        }
+            token: sleep_token(client, &m.context, &account).await?,
+        },
+        _ => mesh_xds::Transport::Plaintext,
     };
     let server = mesh_xds::XdsServer {
         address: address.to_owned(),
         transport,
     };
+    let labels = sleep.metadata.labels.clone().unwrap_or_default();
     let proxy = mesh_xds::ProxyIdentity {
         ip: sleep
             .status
@@ -1083,31 +1099,13 @@ async fn ask_istiod(
             .unwrap_or_default(),
         pod: sleep.metadata.name.clone().unwrap_or_default(),
         namespace: SAMPLE_NAMESPACE.into(),
-        service_account: sleep
-            .spec
-            .as_ref()
-            .and_then(|s| s.service_account_name.clone())
-            .unwrap_or_else(|| "default".into()),
+        service_account: account,
         cluster_id: m.id.clone(),
         network: sidecar_network(sleep).or_else(|| m.sidecar_network.clone()),
-        labels: sleep.metadata.labels.clone().unwrap_or_default(),
+        workload_name: labels.get("app").cloned().unwrap_or_else(|| "sleep".into()),
+        labels,
         mesh_id: None,
         istio_version: None,
-        workload_name: sleep
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get("app").cloned())
-            .unwrap_or_else(|| "sleep".into()),
     };
-    let cluster = mesh_xds::outbound_cluster(&service.host(), service.port);
-    let exchange = Instant::now();
-    let view = mesh_xds::fetch(&server, &proxy, &cluster, opts.wait)
-        .await
-        .map_err(|e| Error::Xds {
-            cluster: m.context.clone(),
-            sidecar: format!("{}'s sleep sidecar", m.id),
-            source: Box::new(e),
-        })?;
-    Ok((view, exchange.elapsed()))
+    Ok((server, proxy))
 }

@@ -11,12 +11,11 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service, ServiceAccount};
-use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::api::{ApiResource, DynamicObject, ListParams, PostParams};
 use kube::{Api, Client};
-use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use crate::cluster::{MANAGED_BY_LABEL, owned_selector};
+use crate::cluster::{MANAGED_BY_LABEL, delete_checked, owned_selector};
 use crate::error::{Error, Result, kube};
 use crate::interrupt::Interrupt;
 
@@ -119,82 +118,49 @@ pub(crate) fn objects(version: Option<&str>) -> Vec<(&'static str, String, serde
     objects
 }
 
-async fn create_missing<K>(
-    api: Api<K>,
-    ctx: &str,
-    kind: &str,
-    name: &str,
-    object: serde_json::Value,
-) -> Result<bool>
-where
-    K: kube::Resource + Clone + DeserializeOwned + serde::Serialize + std::fmt::Debug,
-{
-    let object: K = serde_json::from_value(object).map_err(|e| Error::Kube {
-        cluster: ctx.to_owned(),
-        action: format!("building {kind} {name}"),
-        reason: e.to_string(),
-        status: None,
-        source: None,
-    })?;
-    match api.create(&PostParams::default(), &object).await {
-        Ok(_) => Ok(true),
-        Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
-        Err(e) => Err(kube(
-            ctx,
-            format!("creating {kind} {SAMPLE_NAMESPACE}/{name}"),
-            e,
-        )),
+/// The API of a sample object's kind (every sample but the namespace lives in
+/// [`SAMPLE_NAMESPACE`]).
+fn api_of(client: &Client, kind: &str) -> Api<DynamicObject> {
+    let c = client.clone();
+    let ns = SAMPLE_NAMESPACE;
+    match kind {
+        "Namespace" => Api::all_with(c, &ApiResource::erase::<Namespace>(&())),
+        "ServiceAccount" => Api::namespaced_with(c, ns, &ApiResource::erase::<ServiceAccount>(&())),
+        "Service" => Api::namespaced_with(c, ns, &ApiResource::erase::<Service>(&())),
+        _ => Api::namespaced_with(c, ns, &ApiResource::erase::<Deployment>(&())),
     }
 }
 
 /// Creates what is missing of one cluster's samples; returns what it created
-/// (`Kind/name`).
+/// (`Kind/name`). An object that exists (the user's, or one a previous verify left) is
+/// used as it is: a POST answered 409 changes nothing.
 pub(crate) async fn deploy(
     client: &Client,
     ctx: &str,
     version: Option<&str>,
 ) -> Result<Vec<String>> {
-    let ns = SAMPLE_NAMESPACE;
     let mut created = Vec::new();
     for (kind, name, object) in objects(version) {
-        let made = match kind {
-            "Namespace" => {
-                create_missing::<Namespace>(Api::all(client.clone()), ctx, kind, &name, object)
-                    .await?
-            }
-            "ServiceAccount" => {
-                create_missing::<ServiceAccount>(
-                    Api::namespaced(client.clone(), ns),
+        let object: DynamicObject = serde_json::from_value(object).map_err(|e| Error::Kube {
+            cluster: ctx.to_owned(),
+            action: format!("building {kind} {name}"),
+            reason: e.to_string(),
+            status: None,
+            source: None,
+        })?;
+        match api_of(client, kind)
+            .create(&PostParams::default(), &object)
+            .await
+        {
+            Ok(_) => created.push(format!("{kind}/{name}")),
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(e) => {
+                return Err(kube(
                     ctx,
-                    kind,
-                    &name,
-                    object,
-                )
-                .await?
+                    format!("creating {kind} {SAMPLE_NAMESPACE}/{name}"),
+                    e,
+                ));
             }
-            "Service" => {
-                create_missing::<Service>(
-                    Api::namespaced(client.clone(), ns),
-                    ctx,
-                    kind,
-                    &name,
-                    object,
-                )
-                .await?
-            }
-            _ => {
-                create_missing::<Deployment>(
-                    Api::namespaced(client.clone(), ns),
-                    ctx,
-                    kind,
-                    &name,
-                    object,
-                )
-                .await?
-            }
-        };
-        if made {
-            created.push(format!("{kind}/{name}"));
         }
     }
     Ok(created)
@@ -277,34 +243,31 @@ pub(crate) async fn remove(client: &Client, ctx: &str) -> Result<Vec<String>> {
         .list(&lp.clone().fields(&format!("metadata.name={ns}")))
         .await
         .map_err(|e| kube(ctx, format!("reading namespace {ns}"), e))?;
-    if !ours.items.is_empty() {
-        match namespaces.delete(ns, &DeleteParams::background()).await {
-            Ok(_) => deleted.push(format!("Namespace/{ns}")),
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => return Err(kube(ctx, format!("deleting namespace {ns}"), e)),
-        }
+    // Each object only while it is still the one listed as ours (UID and
+    // resourceVersion as preconditions).
+    if let Some(namespace) = ours.items.first() {
+        delete_checked(
+            &namespaces,
+            ctx,
+            &format!("namespace {ns}"),
+            &namespace.metadata,
+        )
+        .await?;
+        deleted.push(format!("Namespace/{ns}"));
         return Ok(deleted);
     }
-    macro_rules! remove_kind {
-        ($kind:ty, $name:literal) => {{
-            let api: Api<$kind> = Api::namespaced(client.clone(), ns);
-            let list = api
-                .list(&lp)
-                .await
-                .map_err(|e| kube(ctx, format!("listing {}s in {ns}", $name), e))?;
-            for item in list.items {
-                let name = item.metadata.name.clone().unwrap_or_default();
-                match api.delete(&name, &DeleteParams::background()).await {
-                    Ok(_) => deleted.push(format!("{}/{name}", $name)),
-                    Err(kube::Error::Api(s)) if s.code == 404 => {}
-                    Err(e) => return Err(kube(ctx, format!("deleting {} {ns}/{name}", $name), e)),
-                }
-            }
-        }};
+    for kind in ["Deployment", "Service", "ServiceAccount"] {
+        let api = api_of(client, kind);
+        let list = api
+            .list(&lp)
+            .await
+            .map_err(|e| kube(ctx, format!("listing {kind}s in {ns}"), e))?;
+        for item in list.items {
+            let name = item.metadata.name.clone().unwrap_or_default();
+            delete_checked(&api, ctx, &format!("{kind} {ns}/{name}"), &item.metadata).await?;
+            deleted.push(format!("{kind}/{name}"));
+        }
     }
-    remove_kind!(Deployment, "Deployment");
-    remove_kind!(Service, "Service");
-    remove_kind!(ServiceAccount, "ServiceAccount");
     Ok(deleted)
 }
 
