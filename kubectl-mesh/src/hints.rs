@@ -150,10 +150,26 @@ fn error_hint(err: &anyhow::Error) -> Option<&'static str> {
 
 /// A command's error as the user reads it: its chain, with the flag that fixes it.
 pub fn error(err: &anyhow::Error) -> String {
+    let text = chain_text(err);
     match error_hint(err) {
-        Some(what) => format!("{err:#} (pass {what})"),
-        None => format!("{err:#}"),
+        Some(what) => format!("{text} (pass {what})"),
+        None => text,
     }
+}
+
+/// `err` and its causes joined by `: `, each cause only when the text so far does not
+/// already say it (many errors name their cause in their own message, and would
+/// otherwise be read two or three times over).
+fn chain_text(err: &anyhow::Error) -> String {
+    let mut text = err.to_string();
+    for cause in err.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
 }
 
 /// A warning of `remote-secret`, with the flag that fixes it.
@@ -406,5 +422,19 @@ mod tests {
             reason: s("y"),
         });
         assert_eq!(error(&other), other.to_string());
+    }
+
+    #[test]
+    fn a_cause_the_message_already_names_is_not_repeated() {
+        let refused = || anyhow::anyhow!("connection refused");
+        let names = refused()
+            .context("cannot connect to istiod at 127.0.0.1:1: connection refused")
+            .context("cluster1");
+        assert_eq!(
+            error(&names),
+            "cluster1: cannot connect to istiod at 127.0.0.1:1: connection refused"
+        );
+        let silent = refused().context("asking istiod failed");
+        assert_eq!(error(&silent), "asking istiod failed: connection refused");
     }
 }

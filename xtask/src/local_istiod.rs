@@ -86,13 +86,16 @@ impl LocalIstiod {
         (head.split_whitespace().nth(1) == Some("200")).then(|| body.to_owned())
     }
 
-    /// Waits (90 s deadline) until `/debug/clusterz` lists `remote` synced.
+    /// Waits (90 s deadline) until `/debug/clusterz` lists `remote` synced and the TLS
+    /// xDS port accepts connections (istiod serves its debug views before xDS).
     pub fn wait_synced(&mut self, remote: &str) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(90);
+        let xds: SocketAddr = self.secure_grpc.parse()?;
         loop {
             if let Some(body) = self.get("/debug/clusterz")
                 && body.contains(&format!("\"{remote}\""))
                 && !body.contains("\"syncing\"")
+                && TcpStream::connect_timeout(&xds, Duration::from_secs(2)).is_ok()
             {
                 return Ok(());
             }
@@ -101,7 +104,8 @@ impl LocalIstiod {
             }
             if Instant::now() > deadline {
                 bail!(
-                    "istiod did not list {remote} synced in /debug/clusterz within 90s; see {}",
+                    "istiod did not list {remote} synced in /debug/clusterz and serve xDS on {} within 90s; see {}",
+                    self.secure_grpc,
                     self.log.display()
                 );
             }
