@@ -16,6 +16,7 @@ use std::time::Duration;
 use common::bare::{RELEASES, TESTBED_VALUES, releases, wipe_istio};
 use common::istiod::{Istiod, NAMESPACE};
 use common::sample::{Sample, pod_ip, shard};
+use common::tokens::{REVOCATION, authenticates, link_token, rejected};
 use common::{audit_mark, generate_certs, istio_namespace, kubectl, lb_address, mesh, text};
 use serde_json::Value;
 
@@ -119,6 +120,39 @@ fn no_networks(mesh_networks: &Value) -> bool {
 }
 
 /// Waits until `istiod` reads `cluster` and reports it synced.
+/// The group of a `--dry-run -o yaml` plan whose `# ` header starts with `header`: the
+/// header line and the objects below it.
+fn plan_group(plan: &str, header: &str) -> Option<String> {
+    format!("\n{plan}")
+        .split("\n# ")
+        .find(|g| g.starts_with(header))
+        .map(str::to_owned)
+}
+
+/// The `# ` header lines of a `--dry-run -o yaml` plan, one per object or release.
+fn plan_headers(plan: &str) -> Vec<String> {
+    format!("\n{plan}")
+        .split("\n# ")
+        .skip(1)
+        .map(|g| g.lines().next().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// A dry run of `join … EXTRA` writes nothing in either cluster; its plan.
+fn dry_run(s: &Setup, extra: &[&str]) -> String {
+    let marks = [audit_mark(C4), audit_mark(C5)];
+    let mut args = extra.to_vec();
+    args.extend(["--dry-run", "-o", "yaml"]);
+    let plan = joined(s, &args);
+    for mark in &marks {
+        assert!(
+            mark.mutations_by(&["kubectl-mesh/", "Helm/"]).is_empty(),
+            "a dry run wrote"
+        );
+    }
+    plan
+}
+
 fn wait_synced(istiod: &mut Istiod, cluster: &str) {
     istiod.wait_until(
         &format!("{cluster} synced in /debug/clusterz"),
@@ -159,11 +193,8 @@ fn multi_primary_on_different_networks_every_istiod_reads_every_cluster() {
     let plan = joined(&s, &["--model", "multi-primary", "--dry-run", "-o", "yaml"]);
     for ctx in [C4, C5] {
         let group = |what: &str| {
-            format!("\n{plan}")
-                .split("\n# ")
-                .find(|g| g.starts_with(&format!("{ctx}: {what}")))
+            plan_group(&plan, &format!("{ctx}: {what}"))
                 .unwrap_or_else(|| panic!("no {ctx}: {what} in the plan:\n{plan}"))
-                .to_owned()
         };
         assert!(
             group("would have created namespace istio-system")
@@ -391,7 +422,45 @@ fn multi_primary_on_one_network_has_no_gateway_and_pods_reach_each_other() {
         );
     }
 
-    joined(&s, &["--model", "multi-primary", "--one-network"]);
+    // The dry run prints each cluster's istiod and its link, and nothing for
+    // cross-network traffic.
+    let plan = dry_run(&s, &["--model", "multi-primary", "--one-network"]);
+    let headers = plan_headers(&plan);
+    for ctx in [C4, C5] {
+        assert!(
+            plan_group(
+                &plan,
+                &format!("{ctx}: would have installed release istiod")
+            )
+            .is_some_and(|g| g.contains("kind: Deployment")),
+            "{headers:#?}"
+        );
+        assert!(
+            headers
+                .iter()
+                .any(|h| h.starts_with(&format!("{ctx}: ")) && h.contains("istio-remote-secret-")),
+            "no link in {ctx}: {headers:#?}"
+        );
+    }
+    assert!(
+        !headers
+            .iter()
+            .any(|h| h.contains("Gateway ") || h.contains("eastwestgateway")),
+        "one network needs no gateway: {headers:#?}"
+    );
+
+    // Tokens with a lifetime, bound to a Secret of ours: one for each cluster, given to
+    // the primary that reads it.
+    joined(
+        &s,
+        &[
+            "--model",
+            "multi-primary",
+            "--one-network",
+            "--token-ttl",
+            "1h",
+        ],
+    );
 
     // Istio's multi-primary install on one network: istiod in each cluster, a remote
     // secret for the other, and nothing for cross-network traffic.
@@ -429,9 +498,47 @@ fn multi_primary_on_one_network_has_no_gateway_and_pods_reach_each_other() {
         );
     }
 
-    // A second run infers the model from the mesh and changes nothing; status agrees.
-    let stdout = joined(&s, &[]);
-    assert!(stdout.contains("nothing changed"), "{stdout}");
+    // A second run, with no model given, infers it from the mesh. An hour is inside
+    // status's 7-day warning window, so it renews each primary's token as rotate does
+    // (the old one revoked once no link holds it), and writes nothing else.
+    let before = [
+        common::tokens::link_token(C4, C5),
+        common::tokens::link_token(C5, C4),
+    ];
+    let marks = [audit_mark(C4), audit_mark(C5)];
+    let stdout = joined(&s, &["--token-ttl", "1h"]);
+    for (primary, remote) in [(C4, C5), (C5, C4)] {
+        assert!(
+            stdout.contains(&format!(
+                "renewed the token of remote Secret istio-remote-secret-{remote} in {primary}"
+            )),
+            "{stdout}"
+        );
+    }
+    for mark in &marks {
+        let others: Vec<String> = mark
+            .mutations()
+            .into_iter()
+            .filter(|w| {
+                ![" secrets ", " leases ", " serviceaccounts/token "]
+                    .iter()
+                    .any(|r| w.contains(r))
+            })
+            .collect();
+        assert!(others.is_empty(), "a renewal wrote more: {others:#?}");
+    }
+    let after = [
+        common::tokens::link_token(C4, C5),
+        common::tokens::link_token(C5, C4),
+    ];
+    for ((old, new), remote) in before.iter().zip(&after).zip([C5, C4]) {
+        assert!(old != new, "the link to {remote} holds its old token");
+        assert!(authenticates(remote, new), "the renewed token for {remote}");
+        assert!(
+            rejected(remote, old),
+            "{remote}'s old token still authenticates after the renewal"
+        );
+    }
     let out = mesh(&["status", "--primary", C4]);
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}");
@@ -446,6 +553,51 @@ fn multi_primary_on_one_network_has_no_gateway_and_pods_reach_each_other() {
 fn primary_remote_on_one_network_exposes_istiod_and_adds_no_cross_network_gateway() {
     let _lock = BARE_CLUSTERS.lock().unwrap_or_else(|e| e.into_inner());
     let s = setup();
+    // The dry run prints the primary's istiod and the gateway that exposes it, the
+    // remote's istiod pointed at it, the link; no cross-network Gateway.
+    let plan = dry_run(&s, &["--one-network"]);
+    let headers = plan_headers(&plan);
+    for header in [
+        format!("{C4}: would have installed release istiod"),
+        format!("{C4}: would have installed release istio-eastwestgateway"),
+        format!("{C4}: would have created Gateway istio-system/istiod-gateway"),
+        format!("{C5}: would have installed release istiod"),
+    ] {
+        assert!(
+            plan_group(&plan, &header).is_some(),
+            "no {header}: {headers:#?}"
+        );
+    }
+    assert!(
+        !headers.iter().any(|h| h.contains("cross-network-gateway")),
+        "{headers:#?}"
+    );
+    // The link: the reader account in the remote, and the remote secret in the primary
+    // with a stand-in for the token only a real run makes.
+    let link = format!("\n{plan}")
+        .split("\n# ")
+        .find(|g| {
+            g.lines().next().is_some_and(|header| {
+                header.starts_with(&format!("{C5}: "))
+                    && header.contains("remote Secret istio-system/istio-remote-secret-cluster5")
+            })
+        })
+        .unwrap_or_else(|| panic!("no link in the plan: {headers:#?}"))
+        .to_owned();
+    for object in [
+        "kind: ServiceAccount",
+        "kind: ClusterRoleBinding",
+        "name: istio-remote-secret-cluster5",
+        "token: <made by a real run>",
+    ] {
+        assert!(link.contains(object), "no {object} in:\n{link}");
+    }
+    assert!(
+        !headers
+            .iter()
+            .any(|h| h.starts_with(&format!("{C5}: ")) && h.contains("eastwestgateway")),
+        "the remote needs no gateway: {headers:#?}"
+    );
     joined(&s, &["--one-network"]);
 
     // Istio's primary-remote install on one network: the primary's east-west gateway
@@ -580,6 +732,66 @@ fn a_third_primary_is_linked_with_every_member_and_leaves_the_others_linked() {
     for (mark, ctx) in marks.iter().zip(contexts) {
         let writes = mark.mutations();
         assert!(writes.is_empty(), "{ctx}: a second run wrote {writes:#?}");
+    }
+
+    // rotate in a multi-primary mesh, both of cluster1's readers at once. cluster1's
+    // credentials were made once for both primaries, and rotations of one account's
+    // tokens take turns (a Lease in cluster1), so neither deletes the other's new token:
+    // the first keeps the old token (the other primary's link holds it), the second
+    // revokes it.
+    let shared = link_token(C4, "cluster1");
+    assert!(
+        link_token(C5, "cluster1") == shared,
+        "cluster4 and cluster5 read cluster1 with different tokens"
+    );
+    let rotations = [C4, C5].map(|primary| {
+        common::mesh_command()
+            .args(["rotate", "cluster1", "--primary", primary, "-o", "json"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    });
+    let mut states: Vec<String> = rotations
+        .into_iter()
+        .map(|rotation| {
+            let out = rotation.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "rotate: {}\n{}",
+                text(&out.stdout),
+                text(&out.stderr)
+            );
+            let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(report["links"][0]["outcome"], "rotated", "{report:#}");
+            report["links"][0]["old_token_state"]["state"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    states.sort();
+    assert_eq!(states, ["not-revoked", "revoked"]);
+    let (in_c4, in_c5) = (link_token(C4, "cluster1"), link_token(C5, "cluster1"));
+    assert!(
+        in_c4 != in_c5 && in_c4 != shared && in_c5 != shared,
+        "each link holds a new token of its own"
+    );
+    assert!(authenticates("cluster1", &in_c4), "cluster4's new token");
+    assert!(authenticates("cluster1", &in_c5), "cluster5's new token");
+    assert!(
+        rejected("cluster1", &shared),
+        "the token no link uses any more still authenticates {REVOCATION:?} after both rotations"
+    );
+    assert!(
+        !names("cluster1", "lease", None)
+            .iter()
+            .any(|l| l.starts_with("kubectl-mesh-rotate-")),
+        "the rotation's Lease is left"
+    );
+    // Both istiods, started afresh, read cluster1 with their new tokens.
+    for ctx in [C4, C5] {
+        wait_synced(&mut Istiod::start(ctx), "cluster1");
     }
 
     // cluster1 leaves: its links go in both directions; cluster4 and cluster5 still read

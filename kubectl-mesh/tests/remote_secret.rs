@@ -309,9 +309,22 @@ async fn token_ttl_prints_json_with_an_expiring_token() {
         !stderr.contains("token Secret"),
         "no token Secret on path (d): {stderr}"
     );
+    // The token is bound to a Secret made for it, which the note names.
+    let bound = stderr
+        .split_once("Secret istio-system/")
+        .and_then(|(_, rest)| rest.split_once(" created; the token of ServiceAccount"))
+        .map(|(name, _)| name.to_owned())
+        .unwrap_or_else(|| panic!("no note naming the bound Secret: {stderr}"));
+    assert!(
+        bound.starts_with(&format!("{account}-bound-token-")),
+        "{bound}"
+    );
 
     let dp = DeleteParams::default();
     let remote = admin("cluster2").await;
+    let _ = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(remote.clone(), "istio-system")
+        .delete(&bound, &dp)
+        .await;
     let _ = Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(
         remote.clone(),
         "istio-system",

@@ -205,6 +205,16 @@ pub(crate) fn token_claims(token: &SecretString) -> Option<serde_json::Value> {
 /// Whether a ServiceAccount token is a token Secret's (legacy claims, naming the Secret)
 /// or a bound one from TokenRequest (the `kubernetes.io` claim), from its (unverified)
 /// claims; `None` for anything else.
+/// The lifetime a token was issued with (`exp` − `iat` of its claims, read without
+/// verifying them); `None` for a token without both (a token Secret's never expires).
+pub(crate) fn token_lifetime(token: &SecretString) -> Option<std::time::Duration> {
+    let claims = token_claims(token)?;
+    let lifetime = claims["exp"].as_i64()? - claims["iat"].as_i64()?;
+    u64::try_from(lifetime)
+        .ok()
+        .map(std::time::Duration::from_secs)
+}
+
 pub(crate) fn token_kind(token: &SecretString) -> Option<crate::status::TokenKind> {
     let claims = token_claims(token)?;
     if claims["kubernetes.io/serviceaccount/secret.name"].is_string() {
@@ -405,6 +415,19 @@ pub(crate) mod tests {
             b(br#"{"alg":"RS256"}"#),
             b(claims.to_string().as_bytes())
         ))
+    }
+
+    #[test]
+    fn a_tokens_lifetime_is_its_expiry_less_its_issue_time() {
+        let bound = jwt(serde_json::json!({"iat": 1000, "exp": 4600}));
+        assert_eq!(
+            token_lifetime(&bound),
+            Some(std::time::Duration::from_secs(3600))
+        );
+        let legacy = jwt(serde_json::json!({"kubernetes.io/serviceaccount/secret.name": "t"}));
+        assert_eq!(token_lifetime(&legacy), None);
+        let backwards = jwt(serde_json::json!({"iat": 10, "exp": 5}));
+        assert_eq!(token_lifetime(&backwards), None);
     }
 
     #[test]

@@ -17,10 +17,11 @@
 //!    read). Istio builds the new cluster client for the same Secret and cluster ID and
 //!    swaps only once it has synced; a second Secret for the same cluster ID would be
 //!    ignored, so the Secret is never duplicated;
-//! 4. **istiod sync**: wait until the stored kubeconfig authenticates, and, when istiod's
-//!    debug endpoint is given, until `/debug/clusterz` reports the cluster synced after
-//!    the change; without it a short grace period follows and a warning says that
-//!    istiod's view was not checked;
+//! 4. **istiod sync**: wait until the stored kubeconfig authenticates, and until istiod's
+//!    `/debug/clusterz` (at the address given, else through a port-forward to a running
+//!    istiod pod's port 8080) reports the cluster synced after the change; when istiod
+//!    cannot be reached a short grace period follows and a warning says that istiod's
+//!    view was not checked;
 //! 5. **revoke old token**: only now, unless asked to keep it, the old token's object (its
 //!    token Secret, or the Secret a bound token is bound to) is deleted — only when it
 //!    carries kubectl-mesh's ownership label and no link (of this primary or of another
@@ -42,6 +43,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{ListParams, ObjectMeta, Patch, PatchParams, PostParams};
@@ -64,13 +66,7 @@ use crate::status::TokenKind;
 /// assert_eq!(mesh_core::ROTATED_FROM_ANNOTATION, "kubectl-mesh.io/rotated-from");
 /// ```
 pub const ROTATED_FROM_ANNOTATION: &str = "kubectl-mesh.io/rotated-from";
-/// The annotation on the Secret a bound token is bound to, naming the ServiceAccount
-/// (in the Secret's namespace) the token is for.
-///
-/// ```
-/// assert_eq!(mesh_core::BOUND_TOKEN_FOR_ANNOTATION, "kubectl-mesh.io/bound-token-for");
-/// ```
-pub const BOUND_TOKEN_FOR_ANNOTATION: &str = "kubectl-mesh.io/bound-token-for";
+pub use mesh_kubeconfig::BOUND_TOKEN_FOR_ANNOTATION;
 
 const TOKEN_SECRET_TYPE: &str = "kubernetes.io/service-account-token";
 const SA_NAME_ANNOTATION: &str = "kubernetes.io/service-account.name";
@@ -103,7 +99,9 @@ pub struct RotateOptions {
     /// Keep the old token valid (do not delete its object).
     pub keep_old: bool,
     /// istiod's HTTP debug address (`HOST:PORT`, or `http://HOST:PORT`), read for
-    /// `/debug/clusterz`; `None`: istiod's view is not checked.
+    /// `/debug/clusterz`; `None`: a port-forward to a running istiod pod's port 8080
+    /// (label `app=istiod` in the primary's Istio namespace), and when that cannot be
+    /// opened istiod's view is not checked (said in a warning).
     pub istiod: Option<String>,
     /// Rotate only links whose token expires within this long (a token that never
     /// expires is never within it).
@@ -441,12 +439,41 @@ async fn rotate_all(kubeconfigs: &Kubeconfigs, run: &Run<'_>) -> Result<RotateSu
     let selected = select(kubeconfigs, opts, &secrets)?;
     run.emit(pctx, "preflight", crate::EventKind::Unchanged, started);
 
+    let view = IstiodView {
+        given: opts.istiod.clone(),
+        forwarded: tokio::sync::OnceCell::new(),
+    };
     let mut results = Vec::new();
     for link in &selected {
-        let result = rotate_link(kubeconfigs, run, &primary, &primary_id, link).await;
+        let mut result = rotate_link(kubeconfigs, run, &primary, &primary_id, link, &view).await;
+        if matches!(result, Ok(None)) {
+            // Another run changed the link while this one waited for the account's
+            // Lease: rotate it as it is now, once.
+            let fresh = links::remote_secrets(&primary, pctx, ns).await?;
+            let again = select(kubeconfigs, opts, &fresh)?
+                .into_iter()
+                .find(|l| l.key == link.key);
+            result = match again {
+                Some(again) => {
+                    rotate_link(kubeconfigs, run, &primary, &primary_id, &again, &view).await
+                }
+                None => Ok(None),
+            };
+        }
         if let Some(err) = run.interrupted() {
             return Err(err);
         }
+        let result = result.and_then(|r| {
+            r.ok_or_else(|| Error::Conflict {
+                cluster: pctx.to_owned(),
+                object: format!(
+                    "key {} of Secret {ns}/{}",
+                    link.key,
+                    link.secret.metadata.name.as_deref().unwrap_or_default()
+                ),
+                attempts: 2,
+            })
+        });
         results.push(match result {
             Ok(r) => r,
             Err(e) => RotatedLink {
@@ -747,13 +774,16 @@ async fn unused_objects(
 
 /// One link, in the order that never leaves it with a revoked token: mint, verify,
 /// write, wait until in use, and only then revoke. The one place that order is kept.
+/// `None`: another run changed the link while this one waited for the account's Lease
+/// (the link as selected is stale; nothing was done).
 async fn rotate_link(
     kubeconfigs: &Kubeconfigs,
     run: &Run<'_>,
     primary: &Client,
     primary_id: &str,
     link: &Selected,
-) -> Result<RotatedLink> {
+    view: &IstiodView,
+) -> Result<Option<RotatedLink>> {
     let opts = run.opts;
     let pctx = opts.primary.as_str();
     let rctx = link.context.as_str();
@@ -827,7 +857,7 @@ async fn rotate_link(
     {
         tracing::info!(cluster = rctx, link = %link.key, "token not expiring within the window");
         result.outcome = LinkOutcome::NotExpiring;
-        return Ok(result);
+        return Ok(Some(result));
     }
 
     if opts.dry_run {
@@ -852,131 +882,188 @@ async fn rotate_link(
         run.step(rctx, "rotate", async { Ok(Outcome::Changed(what, None)) })
             .await?;
         result.outcome = LinkOutcome::WouldRotate;
-        return Ok(result);
+        return Ok(Some(result));
     }
 
-    let stored = if resume {
-        result.outcome = LinkOutcome::Resumed;
-        result.new_token = Some(old_info.clone());
-        result.old_token = TokenInfo {
-            kind: None,
-            object: replaced.as_ref().map(|r| format!("{ans}/{r}")),
-            expires_at: None,
+    // One rotation of this account's tokens at a time: a rotation deletes the account's
+    // token objects no link uses, and another run's new token is one until it is written.
+    let leases: Api<Lease> = Api::namespaced(remote.clone(), ans);
+    let lease_name = format!("kubectl-mesh-rotate-{}", account.name);
+    let waited = Instant::now();
+    let lease = cluster::lease::acquire(
+        leases,
+        rctx,
+        &lease_name,
+        &format!("rotating the tokens of ServiceAccount {account}"),
+        opts.wait,
+        &|why| run.emit(rctx, STEP_NEW_TOKEN, crate::EventKind::Waiting(why), waited),
+    )
+    .await?;
+    // While this run waited, another may have rotated this very link: then the link
+    // read before is stale, and the caller reads it again.
+    if link_holds(primary, opts, link, &link.kubeconfig).await == Some(false) {
+        lease.release().await;
+        return Ok(None);
+    }
+    let rotated = async {
+        let stored = if resume {
+            result.outcome = LinkOutcome::Resumed;
+            result.new_token = Some(old_info.clone());
+            result.old_token = TokenInfo {
+                kind: None,
+                object: replaced.as_ref().map(|r| format!("{ans}/{r}")),
+                expires_at: None,
+            };
+            run.warn(
+                rctx,
+                STEP_NEW_TOKEN,
+                format!(
+                    "link {} holds a token that replaced {} (an interrupted rotation): completing it",
+                    link.key,
+                    replaced.as_deref().unwrap_or_default()
+                ),
+            );
+            link.kubeconfig.clone()
+        } else {
+            // 1. The new token.
+            let rotated_from = old_object
+                .as_ref()
+                .filter(|_| !opts.keep_old)
+                .map(|o| o.name.clone());
+            let mut minted = None;
+            run.step(rctx, STEP_NEW_TOKEN, async {
+                let m = mint(run, &remote, rctx, &account, rotated_from.as_deref()).await?;
+                let what = format!("created {} in {rctx}", m.describe(ans));
+                minted = Some(m);
+                Ok(Outcome::Changed(what, None))
+            })
+            .await?;
+            let minted = minted.expect("minted");
+            let new_kubeconfig = with_token(&link.kubeconfig, minted.token.clone())?;
+
+            // 2. Check it as join checks its credentials.
+            let verified = run
+                .step(rctx, STEP_VERIFY, async {
+                    verify(kubeconfigs, opts, rctx, &account, &new_kubeconfig).await
+                })
+                .await;
+            if let Err(e) = verified {
+                // Never used: ours to take back at once.
+                let _ =
+                    cluster::delete_checked(&secrets, rctx, &minted.describe(ans), &minted.meta).await;
+                return Err(e);
+            }
+
+            // 3. The link's key, in its own Secret, conditionally.
+            let written = run
+                .step(pctx, STEP_REMOTE_SECRET, async {
+                    write_link(
+                        run,
+                        primary,
+                        &link.secret,
+                        &link.key,
+                        &link.kubeconfig,
+                        &new_kubeconfig,
+                    )
+                    .await
+                })
+                .await;
+            if let Err(e) = written {
+                // Provably not written (the link, read again, holds something else):
+                // never used, ours to take back at once. Unknown: kept for a later run.
+                if link_holds(primary, opts, link, &new_kubeconfig).await == Some(false) {
+                    let _ = cluster::delete_checked(
+                        &secrets,
+                        rctx,
+                        &minted.describe(ans),
+                        &minted.meta,
+                    )
+                    .await;
+                }
+                return Err(e);
+            }
+            result.new_token = Some(token_info(&minted.token, ans));
+            new_kubeconfig
         };
-        run.warn(
-            rctx,
-            STEP_NEW_TOKEN,
-            format!(
-                "link {} holds a token that replaced {} (an interrupted rotation): completing it",
-                link.key,
-                replaced.as_deref().unwrap_or_default()
-            ),
-        );
-        link.kubeconfig.clone()
-    } else {
-        // 1. The new token.
-        let rotated_from = old_object
-            .as_ref()
-            .filter(|_| !opts.keep_old)
-            .map(|o| o.name.clone());
-        let mut minted = None;
-        run.step(rctx, STEP_NEW_TOKEN, async {
-            let m = mint(run, &remote, rctx, &account, rotated_from.as_deref()).await?;
-            let what = format!("created {} in {rctx}", m.describe(ans));
-            minted = Some(m);
-            Ok(Outcome::Changed(what, None))
+
+        // 4. In use: istiod reads the cluster with the new credentials.
+        let mut checked = false;
+        run.step(pctx, STEP_SYNC, async {
+            let (outcome, istiod) = wait_in_use(kubeconfigs, run, primary, link, &stored, view).await?;
+            checked = istiod;
+            Ok(outcome)
         })
         .await?;
-        let minted = minted.expect("minted");
-        let new_kubeconfig = with_token(&link.kubeconfig, minted.token.clone())?;
+        result.istiod_checked = checked;
 
-        // 2. Check it as join checks its credentials.
-        let verified = run
-            .step(rctx, STEP_VERIFY, async {
-                verify(kubeconfigs, opts, rctx, &account, &new_kubeconfig).await
-            })
-            .await;
-        if let Err(e) = verified {
-            // Never used: ours to take back at once.
-            let _ =
-                cluster::delete_checked(&secrets, rctx, &minted.describe(ans), &minted.meta).await;
-            return Err(e);
+        // 5. Only now: the old token (and what interrupted runs left) goes.
+        if opts.keep_old && !resume {
+            result.old_token_state = OldToken::Kept;
+            return Ok(result);
         }
-
-        // 3. The link's key, in its own Secret, conditionally.
-        run.step(pctx, STEP_REMOTE_SECRET, async {
-            write_link(
+        let mut state = OldToken::Untouched;
+        let current_token = if resume {
+            None
+        } else {
+            result.new_token.as_ref().and_then(|t| t.object.clone())
+        };
+        run.step_listing(rctx, STEP_REVOKE, async {
+            let users = users(
+                kubeconfigs,
                 run,
                 primary,
-                &link.secret,
+                primary_id,
+                &remote,
+                rctx,
                 &link.key,
-                &link.kubeconfig,
-                &new_kubeconfig,
+                &account,
             )
-            .await
+            .await?;
+            let (done, old_state) = revoke(
+                run,
+                &remote,
+                rctx,
+                &account,
+                sa_uid,
+                &users,
+                if resume {
+                    replaced.as_deref().map(|n| TokenObject {
+                        name: n.to_owned(),
+                        uid: None,
+                    })
+                } else {
+                    old_object.clone()
+                },
+                current_token.as_deref(),
+            )
+            .await?;
+            state = old_state;
+            Ok(done)
         })
         .await?;
-        result.new_token = Some(token_info(&minted.token, ans));
-        new_kubeconfig
-    };
-
-    // 4. In use: istiod reads the cluster with the new credentials.
-    let mut checked = false;
-    run.step(pctx, STEP_SYNC, async {
-        let (outcome, istiod) = wait_in_use(kubeconfigs, run, primary, link, &stored).await?;
-        checked = istiod;
-        Ok(outcome)
-    })
-    .await?;
-    result.istiod_checked = checked;
-
-    // 5. Only now: the old token (and what interrupted runs left) goes.
-    if opts.keep_old && !resume {
-        result.old_token_state = OldToken::Kept;
-        return Ok(result);
+        result.old_token_state = state;
+        Ok(result)
     }
-    let mut state = OldToken::Untouched;
-    let current_token = if resume {
-        None
-    } else {
-        result.new_token.as_ref().and_then(|t| t.object.clone())
-    };
-    run.step_listing(rctx, STEP_REVOKE, async {
-        let users = users(
-            kubeconfigs,
-            run,
-            primary,
-            primary_id,
-            &remote,
-            rctx,
-            &link.key,
-            &account,
-        )
-        .await?;
-        let (done, old_state) = revoke(
-            run,
-            &remote,
-            rctx,
-            &account,
-            sa_uid,
-            &users,
-            if resume {
-                replaced.as_deref().map(|n| TokenObject {
-                    name: n.to_owned(),
-                    uid: None,
-                })
-            } else {
-                old_object.clone()
-            },
-            current_token.as_deref(),
-        )
-        .await?;
-        state = old_state;
-        Ok(done)
-    })
-    .await?;
-    result.old_token_state = state;
-    Ok(result)
+    .await;
+    lease.release().await;
+    rotated.map(Some)
+}
+
+/// Whether `link`'s key in its remote Secret holds `kubeconfig` now; `None` when that
+/// cannot be read.
+async fn link_holds(
+    primary: &Client,
+    opts: &RotateOptions,
+    link: &Selected,
+    kubeconfig: &SecretString,
+) -> Option<bool> {
+    let name = link.secret.metadata.name.as_deref()?;
+    let api: Api<Secret> = Api::namespaced(primary.clone(), &opts.namespace);
+    let secret = api.get_opt(name).await.ok()?;
+    let stored = secret
+        .and_then(|s| s.data)
+        .and_then(|d| d.get(&link.key).cloned());
+    Some(stored.is_some_and(|b| b.0 == kubeconfig.expose_secret().as_bytes()))
 }
 
 /// A token rotate made, with the object that revokes it.
@@ -1012,25 +1099,25 @@ async fn mint(
     if let Some(old) = rotated_from {
         annotations.insert(ROTATED_FROM_ANNOTATION.to_owned(), old.to_owned());
     }
-    let (type_, prefix) = match run.opts.token_ttl {
-        None => {
-            annotations.insert(SA_NAME_ANNOTATION.to_owned(), account.name.clone());
-            (TOKEN_SECRET_TYPE, format!("{}-token-", account.name))
-        }
-        Some(_) => {
-            annotations.insert(BOUND_TOKEN_FOR_ANNOTATION.to_owned(), account.name.clone());
-            ("Opaque", format!("{}-bound-token-", account.name))
-        }
-    };
+    if let Some(ttl) = run.opts.token_ttl {
+        let token =
+            mesh_kubeconfig::request_bound_token(remote, rctx, account, ttl, annotations).await?;
+        return Ok(Minted {
+            token: token.token,
+            meta: token.bound_to.unwrap_or_default(),
+            bound: true,
+        });
+    }
+    annotations.insert(SA_NAME_ANNOTATION.to_owned(), account.name.clone());
     let object = Secret {
         metadata: ObjectMeta {
-            generate_name: Some(prefix),
+            generate_name: Some(format!("{}-token-", account.name)),
             namespace: Some(ns.to_owned()),
             labels: Some(cluster::names::owned_labels()),
             annotations: Some(annotations),
             ..ObjectMeta::default()
         },
-        type_: Some(type_.to_owned()),
+        type_: Some(TOKEN_SECRET_TYPE.to_owned()),
         ..Secret::default()
     };
     let pp = PostParams {
@@ -1043,85 +1130,32 @@ async fn mint(
         .map_err(|e| kube(rctx, format!("creating a token Secret in {ns}"), e))?;
     let name = created.metadata.name.clone().unwrap_or_default();
     tracing::info!(cluster = rctx, secret = %name, "created a token object");
-    match run.opts.token_ttl {
-        None => {
-            let filled = cluster::poll(mesh_kubeconfig::DEFAULT_TOKEN_WAIT, || async {
-                let s = secrets
-                    .get_opt(&name)
-                    .await
-                    .map_err(|e| kube(rctx, format!("reading Secret {ns}/{name}"), e))?;
-                Ok(s.and_then(|s| {
-                    let token = s.data.as_ref()?.get("token")?;
-                    let text = std::str::from_utf8(&token.0).ok()?.trim().to_owned();
-                    (!text.is_empty()).then(|| (SecretString::from(text), s.metadata.clone()))
-                }))
-            })
-            .await?;
-            let Some((token, meta)) = filled else {
-                let _ = cluster::delete_checked(&secrets, rctx, &name, &created.metadata).await;
-                return Err(Error::Timeout {
-                    cluster: rctx.to_owned(),
-                    what: format!("the token controller to fill token Secret {ns}/{name}"),
-                    seconds: mesh_kubeconfig::DEFAULT_TOKEN_WAIT.as_secs(),
-                    hint: "check that kube-controller-manager signs ServiceAccount tokens, or ask for a token with a lifetime instead".into(),
-                });
-            };
-            Ok(Minted {
-                token,
-                meta,
-                bound: false,
-            })
-        }
-        Some(ttl) => {
-            let request = serde_json::json!({
-                "apiVersion": "authentication.k8s.io/v1",
-                "kind": "TokenRequest",
-                "spec": {
-                    "expirationSeconds": ttl.as_secs(),
-                    "boundObjectRef": {
-                        "apiVersion": "v1",
-                        "kind": "Secret",
-                        "name": name,
-                        "uid": created.metadata.uid,
-                    },
-                },
-            });
-            let accounts: Api<ServiceAccount> = Api::namespaced(remote.clone(), ns);
-            let answer: Result<serde_json::Value> = accounts
-                .create_subresource("token", &account.name, &pp, &request)
-                .await
-                .map_err(|e| {
-                    kube(
-                        rctx,
-                        format!("requesting a token for ServiceAccount {account}"),
-                        e,
-                    )
-                });
-            let token = answer.ok().and_then(|a| {
-                a["status"]["token"]
-                    .as_str()
-                    .filter(|t| !t.is_empty())
-                    .map(|t| SecretString::from(t.to_owned()))
-            });
-            let Some(token) = token else {
-                let _ = cluster::delete_checked(&secrets, rctx, &name, &created.metadata).await;
-                return Err(Error::Kube {
-                    cluster: rctx.to_owned(),
-                    action: format!(
-                        "requesting a token for ServiceAccount {account} bound to Secret {ns}/{name}"
-                    ),
-                    reason: "the API server gave no token".into(),
-                    status: None,
-                    source: None,
-                });
-            };
-            Ok(Minted {
-                token,
-                meta: created.metadata,
-                bound: true,
-            })
-        }
-    }
+    let filled = cluster::poll(mesh_kubeconfig::DEFAULT_TOKEN_WAIT, || async {
+        let s = secrets
+            .get_opt(&name)
+            .await
+            .map_err(|e| kube(rctx, format!("reading Secret {ns}/{name}"), e))?;
+        Ok(s.and_then(|s| {
+            let token = s.data.as_ref()?.get("token")?;
+            let text = std::str::from_utf8(&token.0).ok()?.trim().to_owned();
+            (!text.is_empty()).then(|| (SecretString::from(text), s.metadata.clone()))
+        }))
+    })
+    .await?;
+    let Some((token, meta)) = filled else {
+        let _ = cluster::delete_checked(&secrets, rctx, &name, &created.metadata).await;
+        return Err(Error::Timeout {
+            cluster: rctx.to_owned(),
+            what: format!("the token controller to fill token Secret {ns}/{name}"),
+            seconds: mesh_kubeconfig::DEFAULT_TOKEN_WAIT.as_secs(),
+            hint: "check that kube-controller-manager signs ServiceAccount tokens, or ask for a token with a lifetime instead".into(),
+        });
+    };
+    Ok(Minted {
+        token,
+        meta,
+        bound: false,
+    })
 }
 
 /// Step 2: the new kubeconfig authenticates as the same account, may read what istiod
@@ -1242,6 +1276,43 @@ fn changed_meanwhile(pctx: &str, object: &str, key: &str, why: &str) -> Error {
     }
 }
 
+/// istiod's HTTP debug port, where `/debug/clusterz` is served.
+const ISTIOD_DEBUG_PORT: u16 = 8080;
+
+/// istiod's debug view as rotate reads it: the address given, else a port-forward of
+/// ours (as `verify` reaches istiod) to a running istiod pod's debug port, opened at the
+/// first link that reaches step 4 and closed when the rotation ends.
+struct IstiodView {
+    given: Option<String>,
+    forwarded:
+        tokio::sync::OnceCell<std::result::Result<(String, crate::verify::Forwards), String>>,
+}
+
+impl IstiodView {
+    /// The address to read `/debug/clusterz` at, or why there is none.
+    async fn address(
+        &self,
+        primary: &Client,
+        pctx: &str,
+        ns: &str,
+    ) -> std::result::Result<String, String> {
+        if let Some(given) = &self.given {
+            return Ok(given.clone());
+        }
+        self.forwarded
+            .get_or_init(|| async {
+                crate::verify::forward_istiod(primary, pctx, ns, ISTIOD_DEBUG_PORT)
+                    .await
+                    .map(|(address, task)| (address, crate::verify::Forwards(vec![task])))
+                    .map_err(|e| format!("no --istiod, and {e}"))
+            })
+            .await
+            .as_ref()
+            .map(|(address, _)| address.clone())
+            .map_err(Clone::clone)
+    }
+}
+
 /// Step 4: the stored kubeconfig authenticates; then istiod's view (when reachable)
 /// reports the cluster synced after the change. Returns the outcome and whether istiod
 /// was checked.
@@ -1251,6 +1322,7 @@ async fn wait_in_use(
     primary: &Client,
     link: &Selected,
     expected: &SecretString,
+    view: &IstiodView,
 ) -> Result<(Outcome, bool)> {
     let opts = run.opts;
     let ns = opts.namespace.as_str();
@@ -1298,25 +1370,29 @@ async fn wait_in_use(
             hint: "the old token was not revoked; run the command again".into(),
         });
     }
-    let Some(address) = &opts.istiod else {
-        tokio::time::sleep(opts.settle).await;
-        run.warn(
-            pctx,
-            STEP_SYNC,
-            format!(
-                "istiod's view was not checked (no istiod address): link {}'s new kubeconfig authenticates; waited {}s for istiod to pick it up before revoking the old token",
-                link.key,
-                opts.settle.as_secs()
-            ),
-        );
-        return Ok((
-            Outcome::Found(format!(
-                "the new kubeconfig of link {} authenticates",
-                link.key
-            )),
-            false,
-        ));
+    let address = match view.address(primary, pctx, ns).await {
+        Ok(address) => address,
+        Err(why) => {
+            tokio::time::sleep(opts.settle).await;
+            run.warn(
+                pctx,
+                STEP_SYNC,
+                format!(
+                    "istiod's view was not checked ({why}): link {}'s new kubeconfig authenticates; waited {}s for istiod to pick it up before revoking the old token",
+                    link.key,
+                    opts.settle.as_secs()
+                ),
+            );
+            return Ok((
+                Outcome::Found(format!(
+                    "the new kubeconfig of link {} authenticates",
+                    link.key
+                )),
+                false,
+            ));
+        }
     };
+    let address = address.as_str();
     // istiod rebuilds the cluster for the changed Secret and swaps once it synced; its
     // debug view names no kubeconfig version, so: synced after a re-sync was seen, or
     // synced without a break for the settle time.

@@ -223,6 +223,43 @@ pub async fn generate_remote_secret(
     kubeconfigs: &Kubeconfigs,
     request: &RemoteSecretRequest,
 ) -> Result<GeneratedRemoteSecret> {
+    build(kubeconfigs, request, false).await
+}
+
+/// The token a [`preview_remote_secret`]'s kubeconfig holds in place of a real one.
+///
+/// ```
+/// assert_eq!(mesh_kubeconfig::PREVIEW_TOKEN, "<made by a real run>");
+/// ```
+pub const PREVIEW_TOKEN: &str = "<made by a real run>";
+
+/// What [`generate_remote_secret`] would make, changing nothing: the reader account's
+/// changes as [`check_reader_account`](crate::check_reader_account) reports them (each
+/// with its object), the CA chosen as a real run chooses it (from the namespace's
+/// `kube-root-ca.crt`, else the kubeconfig), and the Secret with [`PREVIEW_TOKEN`] in
+/// place of a token. It makes no token and does not verify the kubeconfig: for a dry run.
+///
+/// ```no_run
+/// # async fn f() -> mesh_kubeconfig::Result<()> {
+/// use mesh_kubeconfig::{KubeconfigSource, Kubeconfigs, RemoteSecretRequest, preview_remote_secret};
+/// let kc = Kubeconfigs::load(&KubeconfigSource::Default)?;
+/// let preview = preview_remote_secret(&kc, &RemoteSecretRequest::new("cluster2")).await?;
+/// for change in &preview.changes { println!("would be {change}"); }
+/// # Ok(()) }
+/// ```
+pub async fn preview_remote_secret(
+    kubeconfigs: &Kubeconfigs,
+    request: &RemoteSecretRequest,
+) -> Result<GeneratedRemoteSecret> {
+    build(kubeconfigs, request, true).await
+}
+
+/// [`generate_remote_secret`], or with `preview` [`preview_remote_secret`].
+async fn build(
+    kubeconfigs: &Kubeconfigs,
+    request: &RemoteSecretRequest,
+    preview: bool,
+) -> Result<GeneratedRemoteSecret> {
     let Prepared {
         resolved,
         cluster_name,
@@ -241,12 +278,24 @@ pub async fn generate_remote_secret(
         .await?;
     let ctx = request.context.as_str();
     let account = ReaderAccount::new(&request.namespace, &request.service_account);
-    let changes = ensure_reader_account(&client, ctx, &account)
-        .await
-        .map_err(|e| e.with_server(&resolved.server))?;
-    let token = obtain_token(&client, ctx, &account, &request.token)
-        .await
-        .map_err(|e| e.with_server(&resolved.server))?;
+    let token = if preview {
+        let changes = crate::check_reader_account(&client, ctx, &account)
+            .await
+            .map_err(|e| e.with_server(&resolved.server))?;
+        (
+            changes,
+            preview_token(&client, ctx, &account, &request.token).await?,
+        )
+    } else {
+        let changes = ensure_reader_account(&client, ctx, &account)
+            .await
+            .map_err(|e| e.with_server(&resolved.server))?;
+        let token = obtain_token(&client, ctx, &account, &request.token)
+            .await
+            .map_err(|e| e.with_server(&resolved.server))?;
+        (changes, token)
+    };
+    let (changes, token) = token;
 
     let mut candidates = Vec::new();
     if let Some(ca) = given_ca {
@@ -297,7 +346,7 @@ pub async fn generate_remote_secret(
         .key(request.secret_key.clone())
         .build(&kubeconfig)?;
 
-    let verification = if request.verify {
+    let verification = if request.verify && !preview {
         // Verify through the URL we can reach; the primary's may differ.
         let via = (server != resolved.server).then_some(resolved.server.as_str());
         let v = verify_remote_kubeconfig(&kubeconfig, via, request.timeout).await?;
@@ -339,5 +388,29 @@ pub async fn generate_remote_secret(
         changes,
         warnings,
         verification,
+    })
+}
+
+/// The stand-in token of a preview: [`PREVIEW_TOKEN`], with the CA the cluster publishes
+/// to its ServiceAccounts (`kube-root-ca.crt` in the account's namespace), read only.
+async fn preview_token(
+    client: &kube::Client,
+    cluster: &str,
+    account: &ReaderAccount,
+    options: &crate::TokenOptions,
+) -> Result<crate::ReaderToken> {
+    let ca_crt = crate::token::published_ca(client, cluster, &account.namespace).await?;
+    let source = match options.strategy {
+        crate::TokenStrategy::TokenRequest { .. } => TokenSource::TokenRequest,
+        _ => TokenSource::CreatedSecret,
+    };
+    Ok(crate::ReaderToken {
+        token: SecretString::from(PREVIEW_TOKEN.to_owned()),
+        ca_crt,
+        source,
+        secret_name: None,
+        created: false,
+        bound_to: None,
+        expires_at: None,
     })
 }

@@ -8,7 +8,8 @@
 //! 2. [`ensure_reader_account`] makes sure the reader ServiceAccount exists in the
 //!    remote cluster, bound to a ClusterRole equivalent to Istio's reader role.
 //! 3. [`obtain_token`] gets a token for it: the legacy `secrets[]` reference, an
-//!    existing token Secret, a token Secret it creates, or a TokenRequest.
+//!    existing token Secret, a token Secret it creates, or a TokenRequest token bound to a Secret it creates
+//!    (deleting that Secret revokes the token).
 //! 4. [`choose_ca`] picks the CA that validates the server the primary will use.
 //! 5. [`RemoteKubeconfig`] and [`RemoteSecret`] build the Secret istiod watches.
 //! 6. [`verify_remote_kubeconfig`] proves the kubeconfig authenticates, may read
@@ -59,7 +60,10 @@ mod verify;
 pub use ca::{CaCandidate, CaChoice, CaOrigin, choose_ca};
 pub use deadline::{DEFAULT_REQUEST_TIMEOUT, PendingRequest, RequestTimedOut, pending_requests};
 pub use error::{Error, Result};
-pub use generate::{GeneratedRemoteSecret, RemoteSecretRequest, generate_remote_secret};
+pub use generate::{
+    GeneratedRemoteSecret, PREVIEW_TOKEN, RemoteSecretRequest, generate_remote_secret,
+    preview_remote_secret,
+};
 pub use kubeconfig::{
     DEFAULT_CONNECT_TIMEOUT, KubeconfigSource, Kubeconfigs, MAX_FILE_SIZE, ResolvedContext,
     USER_AGENT, client_from_config, require_https,
@@ -75,8 +79,8 @@ pub use remote::{
     remote_secret_name, server_warnings,
 };
 pub use token::{
-    DEFAULT_TOKEN_WAIT, MIN_TOKEN_TTL, ReaderToken, TokenOptions, TokenSource, TokenStrategy,
-    jwt_expiry, obtain_token,
+    BOUND_TOKEN_FOR_ANNOTATION, DEFAULT_TOKEN_WAIT, MIN_TOKEN_TTL, ReaderToken, TokenOptions,
+    TokenSource, TokenStrategy, jwt_expiry, obtain_token, request_bound_token,
 };
 pub use verify::{Access, Verification, verify_remote_kubeconfig};
 

@@ -93,6 +93,9 @@ pub struct Change {
     pub kind: ChangeKind,
     /// `Kind namespace/name` or `Kind name`.
     pub object: String,
+    /// The object as it is (or would be) applied, with `apiVersion` and `kind`: what a
+    /// dry run shows.
+    pub desired: serde_json::Value,
 }
 
 impl std::fmt::Display for Change {
@@ -293,7 +296,7 @@ async fn reconcile(
         if apply {
             apply_obj(&namespaces, ns, &obj, cluster, "Namespace").await?;
         }
-        changes.push(created(format!("Namespace {ns}")));
+        changes.push(created(format!("Namespace {ns}"), &obj));
     }
 
     // ServiceAccount: created if missing, never modified.
@@ -315,7 +318,7 @@ async fn reconcile(
         if apply {
             apply_obj(&accounts, &account.name, &obj, cluster, &label).await?;
         }
-        changes.push(created(label));
+        changes.push(created(label, &obj));
     }
 
     // ClusterRole: applied when missing or its rules differ.
@@ -340,6 +343,7 @@ async fn reconcile(
         changes.push(Change {
             kind,
             object: label,
+            desired: manifest(&want),
         });
     }
 
@@ -362,6 +366,7 @@ async fn reconcile(
         changes.push(Change {
             kind,
             object: label,
+            desired: manifest(&want),
         });
     }
 
@@ -375,11 +380,17 @@ async fn reconcile(
     Ok(changes)
 }
 
-fn created(object: String) -> Change {
+fn created<K: serde::Serialize>(object: String, desired: &K) -> Change {
     Change {
         kind: ChangeKind::Created,
         object,
+        desired: manifest(desired),
     }
+}
+
+/// An object as JSON (k8s-openapi's types serialize their `apiVersion` and `kind`).
+fn manifest<K: serde::Serialize>(object: &K) -> serde_json::Value {
+    serde_json::to_value(object).unwrap_or_default()
 }
 
 pub(crate) async fn get_opt<K>(

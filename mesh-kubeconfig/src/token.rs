@@ -25,6 +25,14 @@ pub const DEFAULT_TOKEN_WAIT: Duration = Duration::from_secs(30);
 /// The shortest lifetime the TokenRequest API grants.
 pub const MIN_TOKEN_TTL: Duration = Duration::from_secs(600);
 
+/// The annotation on the Secret a bound token is bound to, naming the ServiceAccount
+/// the token is for. Deleting that Secret revokes the token.
+///
+/// ```
+/// assert_eq!(mesh_kubeconfig::BOUND_TOKEN_FOR_ANNOTATION, "kubectl-mesh.io/bound-token-for");
+/// ```
+pub const BOUND_TOKEN_FOR_ANNOTATION: &str = "kubectl-mesh.io/bound-token-for";
+
 /// Which way to get a token.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum TokenStrategy {
@@ -41,7 +49,8 @@ pub enum TokenStrategy {
     /// (c) only: create such a Secret (or reuse one of that name) and wait until the
     /// token controller fills it.
     CreateSecret,
-    /// (d) a bound token from the TokenRequest API with this lifetime.
+    /// (d) a token from the TokenRequest API with this lifetime, bound to a Secret
+    /// created for it (see [`request_bound_token`]): deleting that Secret revokes it.
     TokenRequest {
         /// The lifetime asked for (the server may grant less).
         ttl: Duration,
@@ -78,7 +87,7 @@ pub enum TokenSource {
     ExistingSecret,
     /// (c) a token Secret kubectl-mesh created (or found under the name it creates).
     CreatedSecret,
-    /// (d) the TokenRequest API.
+    /// (d) the TokenRequest API, bound to a Secret created for it.
     TokenRequest,
 }
 
@@ -103,10 +112,14 @@ pub struct ReaderToken {
     pub ca_crt: Option<Vec<u8>>,
     /// Which path produced it.
     pub source: TokenSource,
-    /// The token Secret it was read from.
+    /// The token Secret it was read from, or the Secret a TokenRequest token is bound
+    /// to (deleting either revokes the token).
     pub secret_name: Option<String>,
     /// Whether that Secret was created by this call.
     pub created: bool,
+    /// The Secret a TokenRequest token is bound to, as created (its UID and
+    /// resourceVersion, for a conditional delete); `None` for a token Secret's token.
+    pub bound_to: Option<ObjectMeta>,
     /// When it expires; `None` for tokens that never do (token Secrets).
     pub expires_at: Option<Timestamp>,
 }
@@ -122,6 +135,10 @@ impl std::fmt::Debug for ReaderToken {
             .field("source", &self.source)
             .field("secret_name", &self.secret_name)
             .field("created", &self.created)
+            .field(
+                "bound_to",
+                &self.bound_to.as_ref().and_then(|m| m.name.as_deref()),
+            )
             .field("expires_at", &self.expires_at)
             .finish()
     }
@@ -169,7 +186,9 @@ pub async fn obtain_token(
         TokenStrategy::LegacySecretsRef => ctx.legacy(&sa).await?,
         TokenStrategy::ExistingSecret => ctx.existing().await?,
         TokenStrategy::CreateSecret => ctx.create().await?,
-        TokenStrategy::TokenRequest { ttl } => ctx.token_request(*ttl).await?,
+        TokenStrategy::TokenRequest { ttl } => {
+            request_bound_token(client, cluster, account, *ttl, BTreeMap::new()).await?
+        }
         TokenStrategy::Auto => match ctx.legacy(&sa).await {
             Ok(t) => t,
             Err(Error::NoLegacyTokenSecret { .. }) => match ctx.existing().await {
@@ -267,6 +286,7 @@ impl Ctx<'_> {
             source,
             secret_name: secret.metadata.name.clone(),
             created,
+            bound_to: None,
         })
     }
 
@@ -458,70 +478,172 @@ impl Ctx<'_> {
             delay = (delay * 2).min(Duration::from_secs(1));
         }
     }
+}
 
-    /// (d) A bound token from the TokenRequest API.
-    async fn token_request(&self, ttl: Duration) -> Result<ReaderToken> {
-        if ttl < MIN_TOKEN_TTL {
-            return Err(Error::TokenTtlTooShort { ttl });
-        }
-        let accounts: Api<ServiceAccount> =
-            Api::namespaced(self.client.clone(), &self.account.namespace);
-        // Built and read as JSON: the shape of TokenRequest's Rust type differs between
-        // the Kubernetes versions k8s-openapi can be built for.
-        let request = serde_json::json!({
-            "apiVersion": "authentication.k8s.io/v1",
-            "kind": "TokenRequest",
-            "spec": { "expirationSeconds": ttl.as_secs() },
-        });
-        let pp = PostParams {
-            field_manager: Some(FIELD_MANAGER.to_owned()),
-            ..PostParams::default()
-        };
-        let response: TokenRequestAnswer = accounts
-            .create_subresource("token", &self.account.name, &pp, &request)
-            .await
-            .map_err(|e| {
-                Error::from_kube(
-                    e,
-                    self.cluster,
-                    format!("request a token for ServiceAccount {}", self.account),
-                )
-            })?;
-        let empty = || Error::EmptyTokenRequest {
-            cluster: self.cluster.to_owned(),
-            namespace: self.account.namespace.clone(),
-            name: self.account.name.clone(),
-        };
-        let status = response.status.ok_or_else(empty)?;
-        let token = status
-            .token
-            .filter(|t| !t.expose_secret().is_empty())
-            .ok_or_else(empty)?;
-        let expires = status
-            .expiration_timestamp
-            .and_then(|t| t.parse::<Timestamp>().ok())
-            .or_else(|| jwt_expiry(&token));
-        // A bound token has no Secret; the cluster publishes its CA in every namespace.
-        let maps: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.account.namespace);
-        let ca_crt = get_opt(
-            &maps,
-            "kube-root-ca.crt",
-            self.cluster,
-            "ConfigMap kube-root-ca.crt",
+/// (d) A TokenRequest token for `account` with lifetime `ttl`, bound to an `Opaque`
+/// Secret created for it in the account's namespace (named `<account>-bound-token-…`,
+/// labelled [`MANAGED_BY_LABEL`](crate::MANAGED_BY_LABEL), annotated
+/// [`BOUND_TOKEN_FOR_ANNOTATION`] and with `annotations`). Deleting that Secret revokes
+/// the token, so a token with a lifetime can be replaced before it expires and the old
+/// one invalidated. When the API server gives no token, the Secret is deleted again.
+///
+/// ```no_run
+/// # async fn f(client: kube::Client) -> mesh_kubeconfig::Result<()> {
+/// use mesh_kubeconfig::{ReaderAccount, request_bound_token};
+/// let account = ReaderAccount::istio_default("istio-system");
+/// let ttl = std::time::Duration::from_secs(86_400);
+/// let token = request_bound_token(&client, "cluster2", &account, ttl, Default::default()).await?;
+/// println!("revoke it with: kubectl delete secret -n istio-system {}", token.secret_name.unwrap_or_default());
+/// # Ok(()) }
+/// ```
+pub async fn request_bound_token(
+    client: &Client,
+    cluster: &str,
+    account: &ReaderAccount,
+    ttl: Duration,
+    annotations: BTreeMap<String, String>,
+) -> Result<ReaderToken> {
+    if ttl < MIN_TOKEN_TTL {
+        return Err(Error::TokenTtlTooShort { ttl });
+    }
+    let ns = account.namespace.as_str();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let mut annotations = annotations;
+    annotations.insert(BOUND_TOKEN_FOR_ANNOTATION.to_owned(), account.name.clone());
+    let object = Secret {
+        metadata: ObjectMeta {
+            generate_name: Some(format!("{}-bound-token-", account.name)),
+            namespace: Some(ns.to_owned()),
+            labels: Some(BTreeMap::from([(
+                crate::MANAGED_BY_LABEL.0.to_owned(),
+                crate::MANAGED_BY_LABEL.1.to_owned(),
+            )])),
+            annotations: Some(annotations),
+            ..ObjectMeta::default()
+        },
+        type_: Some("Opaque".to_owned()),
+        ..Secret::default()
+    };
+    let pp = PostParams {
+        field_manager: Some(FIELD_MANAGER.to_owned()),
+        ..PostParams::default()
+    };
+    let created = secrets.create(&pp, &object).await.map_err(|e| {
+        Error::from_kube(
+            e,
+            cluster,
+            format!("create a Secret in {ns} to bind a token of ServiceAccount {account} to"),
         )
-        .await?
+    })?;
+    let name = created.metadata.name.clone().unwrap_or_default();
+    tracing::info!(cluster, secret = %name, "created the Secret a token is bound to");
+    match bound_token(client, cluster, account, ttl, &created.metadata).await {
+        Ok(token) => Ok(token),
+        Err(e) => {
+            // Nothing holds a token bound to it: take it back, only if it is still ours.
+            let dp = kube::api::DeleteParams {
+                preconditions: Some(kube::api::Preconditions {
+                    uid: created.metadata.uid.clone(),
+                    resource_version: None,
+                }),
+                ..kube::api::DeleteParams::default()
+            };
+            if let Err(gone) = secrets.delete(&name, &dp).await {
+                tracing::warn!(cluster, secret = %name, error = %gone, "could not delete the Secret of a token that was not issued");
+            }
+            Err(e)
+        }
+    }
+}
+
+/// The TokenRequest of [`request_bound_token`], once `object` exists.
+async fn bound_token(
+    client: &Client,
+    cluster: &str,
+    account: &ReaderAccount,
+    ttl: Duration,
+    object: &ObjectMeta,
+) -> Result<ReaderToken> {
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &account.namespace);
+    // Built and read as JSON: the shape of TokenRequest's Rust type differs between
+    // the Kubernetes versions k8s-openapi can be built for.
+    let request = serde_json::json!({
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "TokenRequest",
+        "spec": {
+            "expirationSeconds": ttl.as_secs(),
+            "boundObjectRef": {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "name": object.name,
+                "uid": object.uid,
+            },
+        },
+    });
+    let pp = PostParams {
+        field_manager: Some(FIELD_MANAGER.to_owned()),
+        ..PostParams::default()
+    };
+    let response: TokenRequestAnswer = accounts
+        .create_subresource("token", &account.name, &pp, &request)
+        .await
+        .map_err(|e| {
+            Error::from_kube(
+                e,
+                cluster,
+                format!(
+                    "request a token for ServiceAccount {account} bound to Secret {}/{}",
+                    account.namespace,
+                    object.name.as_deref().unwrap_or_default()
+                ),
+            )
+        })?;
+    let empty = || Error::EmptyTokenRequest {
+        cluster: cluster.to_owned(),
+        namespace: account.namespace.clone(),
+        name: account.name.clone(),
+    };
+    let status = response.status.ok_or_else(empty)?;
+    let token = status
+        .token
+        .filter(|t| !t.expose_secret().is_empty())
+        .ok_or_else(empty)?;
+    let expires = status
+        .expiration_timestamp
+        .and_then(|t| t.parse::<Timestamp>().ok())
+        .or_else(|| jwt_expiry(&token));
+    // A TokenRequest token comes with no CA; the cluster publishes it in every namespace.
+    let ca_crt = published_ca(client, cluster, &account.namespace).await?;
+    Ok(ReaderToken {
+        token,
+        ca_crt,
+        source: TokenSource::TokenRequest,
+        secret_name: object.name.clone(),
+        created: true,
+        bound_to: Some(object.clone()),
+        expires_at: expires,
+    })
+}
+
+/// The CA the cluster publishes to every namespace's ServiceAccounts (`ca.crt` of the
+/// `kube-root-ca.crt` ConfigMap in `namespace`), if there is one.
+pub(crate) async fn published_ca(
+    client: &Client,
+    cluster: &str,
+    namespace: &str,
+) -> Result<Option<Vec<u8>>> {
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    let map = get_opt(
+        &maps,
+        "kube-root-ca.crt",
+        cluster,
+        "ConfigMap kube-root-ca.crt",
+    )
+    .await?;
+    Ok(map
         .and_then(|m| m.data)
         .and_then(|d| d.get("ca.crt").cloned())
-        .map(String::into_bytes);
-        Ok(ReaderToken {
-            token,
-            ca_crt,
-            source: TokenSource::TokenRequest,
-            secret_name: None,
-            created: false,
-            expires_at: expires,
-        })
-    }
+        .map(String::into_bytes))
 }
 
 #[derive(serde::Deserialize)]
@@ -611,6 +733,7 @@ mod tests {
             source: TokenSource::TokenRequest,
             secret_name: None,
             created: false,
+            bound_to: None,
             expires_at: None,
         };
         assert!(!format!("{t:?}").contains("super-secret"));

@@ -238,7 +238,25 @@ async fn path_d_token_request_with_ttl() {
     .await
     .unwrap();
     assert_eq!(t.source, TokenSource::TokenRequest);
-    assert_eq!(t.secret_name, None);
+    // The token is bound to a Secret made for it, labelled and annotated as ours.
+    let bound = t
+        .secret_name
+        .clone()
+        .expect("the Secret the token is bound to");
+    assert!(bound.starts_with("reader-bound-token-"), "{bound}");
+    assert!(t.created);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &account.namespace);
+    let object = secrets.get(&bound).await.unwrap();
+    assert_eq!(object.metadata.uid, t.bound_to.as_ref().unwrap().uid);
+    assert_eq!(
+        object.metadata.annotations.unwrap_or_default()
+            [mesh_kubeconfig::BOUND_TOKEN_FOR_ANNOTATION],
+        "reader"
+    );
+    assert_eq!(
+        object.metadata.labels.unwrap_or_default()[mesh_kubeconfig::MANAGED_BY_LABEL.0],
+        mesh_kubeconfig::MANAGED_BY_LABEL.1
+    );
     let expires = t.expires_at.expect("bound tokens expire").as_second();
     let now = k8s_openapi::jiff::Timestamp::now().as_second();
     assert!(
@@ -261,7 +279,54 @@ async fn path_d_token_request_with_ttl() {
     .await
     .unwrap_err();
     assert!(matches!(err, Error::TokenTtlTooShort { .. }), "{err}");
+    let left = secrets.list(&Default::default()).await.unwrap();
+    assert_eq!(
+        left.items
+            .iter()
+            .filter(|s| s
+                .metadata
+                .annotations
+                .as_ref()
+                .is_some_and(|a| a.contains_key(mesh_kubeconfig::BOUND_TOKEN_FOR_ANNOTATION)))
+            .count(),
+        1,
+        "a refused lifetime made no Secret"
+    );
+
+    // Deleting the Secret revokes the token (the API server caches an authentication
+    // for 10 s).
+    assert!(
+        token_review(&client, &t.token).await,
+        "the new token authenticates"
+    );
+    secrets
+        .delete(&bound, &DeleteParams::default())
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while token_review(&client, &t.token).await {
+        assert!(
+            Instant::now() < deadline,
+            "the token still authenticates 30 s after its Secret was deleted"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
     cleanup(&client, &account).await;
+}
+
+/// Whether the cluster authenticates `token` (a TokenReview).
+async fn token_review(client: &Client, token: &secrecy::SecretString) -> bool {
+    let review = serde_json::json!({
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "TokenReview",
+        "spec": {"token": token.expose_secret()},
+    });
+    let request = http::Request::post("/apis/authentication.k8s.io/v1/tokenreviews")
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(&review).unwrap())
+        .unwrap();
+    let answer: serde_json::Value = client.request(request).await.unwrap();
+    answer["status"]["authenticated"] == true
 }
 
 #[tokio::test]

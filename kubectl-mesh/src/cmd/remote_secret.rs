@@ -69,7 +69,8 @@ pub struct CredentialArgs {
     pub secret_name: Option<String>,
 
     /// Use a TokenRequest token that expires after this long (e.g. 24h; at least 10m)
-    /// instead of a token Secret.
+    /// instead of a token Secret. It is bound to a Secret created for it in REMOTE's
+    /// Istio namespace (<service-account>-bound-token-…): deleting that Secret revokes it.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub token_ttl: Option<Duration>,
 
@@ -206,13 +207,18 @@ fn report(out: &GeneratedRemoteSecret, request: &RemoteSecretRequest) {
         eprintln!("note: {}: {change}", request.context);
     }
     if out.token_secret_created {
-        eprintln!(
-            "note: {}: token Secret {}/{} created for ServiceAccount {}",
-            request.context,
-            request.namespace,
-            out.token_secret.as_deref().unwrap_or("?"),
-            request.service_account
-        );
+        let secret = out.token_secret.as_deref().unwrap_or("?");
+        if out.token_source == mesh_kubeconfig::TokenSource::TokenRequest {
+            eprintln!(
+                "note: {}: Secret {}/{secret} created; the token of ServiceAccount {} is bound to it (delete it to revoke the token)",
+                request.context, request.namespace, request.service_account
+            );
+        } else {
+            eprintln!(
+                "note: {}: token Secret {}/{secret} created for ServiceAccount {}",
+                request.context, request.namespace, request.service_account
+            );
+        }
     }
     if out.ca_had_alternatives || !out.ca_validated {
         let how = if out.ca_validated {

@@ -20,19 +20,25 @@ use crate::duration::{parse_duration, parse_duration_or_days};
                     may not write
   3. remote secret  the link's key in its own remote Secret is rewritten (conditionally)
   4. istiod sync    the stored kubeconfig authenticates and istiod reports the cluster
-                    synced again (--istiod); without --istiod, a grace period and a
-                    warning that istiod's view was not checked
+                    synced again in /debug/clusterz (at --istiod, else through a
+                    port-forward to a running istiod pod's port 8080); when neither
+                    works, a grace period and a warning that istiod's view was not checked
   5. revoke         only then: the old token's Secret is deleted (unless --keep-old),
                     with any token of kubectl-mesh's that no link uses
-Interrupted? Run the same command again: it completes, and exactly one token stays valid.
+Rotations of one reader account's tokens take turns (Lease kubectl-mesh-rotate-<account>
+in the remote). Interrupted? Run the same command again: it completes, and exactly one
+token stays valid.
 
 Exit status: 0 when every selected link was rotated or had nothing to do, 1 when one
 failed (its link still holds a working token). Only links kubectl-mesh made are rotated:
 for a hand-made one, `kubectl mesh join REMOTE --primary P --replace-links` takes it over.
 
 Examples:
-  # Replace cluster2's credentials in cluster1, watching istiod's own view
-  kubectl -n istio-system port-forward deploy/istiod 8080:8080 &
+  # Replace cluster2's credentials in cluster1, watching istiod's own view through a
+  # port-forward to the istiod pod
+  kubectl mesh rotate cluster2 --primary cluster1
+
+  # ... or at an address of istiod's debug port you give
   kubectl mesh rotate cluster2 --primary cluster1 --istiod 127.0.0.1:8080
 
   # Every link, with tokens that expire after 30 days (and are revocable)
@@ -69,9 +75,9 @@ pub struct RotateArgs {
     #[arg(long)]
     pub keep_old: bool,
 
-    /// istiod's HTTP debug address (HOST:PORT, e.g. a port-forward of istiod's 8080):
-    /// rotate then waits until /debug/clusterz reports the cluster synced again before
-    /// it revokes the old token.
+    /// istiod's HTTP debug address (HOST:PORT): rotate waits until /debug/clusterz
+    /// there reports the cluster synced again before it revokes the old token. Default:
+    /// a port-forward of its own to a running istiod pod's port 8080 in the primary.
     #[arg(long, value_name = "ADDRESS")]
     pub istiod: Option<String>,
 

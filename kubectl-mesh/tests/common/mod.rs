@@ -5,6 +5,7 @@ pub mod bare;
 pub mod guide;
 pub mod istiod;
 pub mod sample;
+pub mod tokens;
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
@@ -51,6 +52,10 @@ pub fn audit_mark(cluster: &str) -> AuditMark {
     AuditMark { path, offset }
 }
 
+/// Pod subresources that open a stream (a port-forward to istiod, an exec in a sample)
+/// and persist nothing.
+const STREAMS: &[&str] = &["portforward", "exec", "attach"];
+
 /// Reviews that are `create` requests but persist nothing.
 const NON_PERSISTENT: &[&str] = &[
     "selfsubjectaccessreviews",
@@ -92,6 +97,11 @@ impl AuditMark {
                     "create" | "update" | "patch" | "delete" | "deletecollection"
                 )
                 || NON_PERSISTENT.contains(&resource)
+                || STREAMS.contains(
+                    &event["objectRef"]["subresource"]
+                        .as_str()
+                        .unwrap_or_default(),
+                )
             {
                 continue;
             }

@@ -22,6 +22,7 @@
 
 pub(crate) mod api;
 pub(crate) mod facts;
+pub(crate) mod lease;
 #[cfg(test)]
 pub(crate) mod mock;
 pub(crate) mod names;

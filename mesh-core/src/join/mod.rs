@@ -240,11 +240,20 @@ impl JoinOptions {
 
     /// How the reader credentials of the cluster at `i` (in the order of
     /// [`JoinOptions::specs`]) are made: a remote's own request; for the primary, read
-    /// by the other primaries of a multi-primary mesh, the defaults.
+    /// by the other primaries of a multi-primary mesh, the defaults with the kind of
+    /// token asked for (`--token-ttl` makes every link's token expire, not only the
+    /// remotes').
     fn credentials_of(&self, i: usize) -> RemoteSecretRequest {
         match i.checked_sub(1) {
             Some(r) => self.remotes[r].credentials().clone(),
-            None => RemoteSecretRequest::new(self.primary.context.clone()),
+            None => {
+                let mut request = RemoteSecretRequest::new(self.primary.context.clone());
+                if let Some(first) = self.remotes.first() {
+                    request.token.strategy = first.credentials().token.strategy.clone();
+                    request.token.wait = first.credentials().token.wait;
+                }
+                request
+            }
         }
     }
 

@@ -120,6 +120,11 @@ fn needs_repair(t: &Target<'_>, release: &str) -> bool {
         .is_some_and(|r| r.status.needs_repair())
 }
 
+/// What a dry run's remote istiod shows for the primary's east-west gateway address
+/// when that gateway is not installed yet: an address reserved for documentation
+/// (RFC 5737), never a real one.
+const DRY_RUN_GATEWAY_ADDRESS: &str = "192.0.2.1";
+
 /// A remote's istiod with the remote profile: installed when missing, pointed at the
 /// primary's east-west gateway (`remotePilotAddress`) — where its proxies reach istiod —
 /// and, when a release of ours points elsewhere (the primary's gateway moved), re-pointed
@@ -156,12 +161,23 @@ async fn remote_istiod_step(
         }
         Some(address) => address.host().to_owned(),
         None if run.opts.dry_run && install => {
+            // The objects, rendered with a documentation address standing in for the
+            // gateway's.
+            let [_, istiod, _] = install::remote_releases(
+                &inst.charts,
+                &t.name,
+                &t.network,
+                DRY_RUN_GATEWAY_ADDRESS,
+            );
+            let objects = inst.helm.template(ctx, &istiod).await?;
+            let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": objects});
             return Ok(Outcome::Changed(
                 format!(
-                    "installed release istiod (remote profile, injection path {}) with remotePilotAddress set to the primary's east-west gateway address, known once that gateway is installed",
-                    install::injection_path(&t.name, &t.network)
+                    "installed release istiod (remote profile, injection path {}, {} objects) with remotePilotAddress set to the primary's east-west gateway address, known once that gateway is installed (shown as {DRY_RUN_GATEWAY_ADDRESS})",
+                    install::injection_path(&t.name, &t.network),
+                    objects.len()
                 ),
-                None,
+                Some(list),
             ));
         }
         None => {

@@ -736,25 +736,47 @@ async fn own_link(
         .as_ref()
         .filter(|s| links::managed_by_us(&s.metadata));
     // A link of ours with a lifetime is renewed as rotate does it, inside the window
-    // status warns in, and kept outside it.
+    // status warns in, and kept outside it. In a multi-primary mesh each primary's link
+    // to the remote is renewed by its own rotation; rotations of one account take turns.
     if let mesh_kubeconfig::TokenStrategy::TokenRequest { ttl } = request.token.strategy
         && renew
-        && remote.model.control_planes == ControlPlanes::PrimaryRemote
         && ours.is_some()
     {
         return renew_link(run, kubeconfigs, primary, remote, ttl).await;
     }
+    // No kind of token asked for, and the link holds a bound token of ours with a
+    // lifetime: the link keeps that kind. Inside the warning window it is renewed with
+    // its own lifetime; outside it, it is kept (only what else differs is written).
+    let held = ours.and_then(|link| {
+        links::links(std::slice::from_ref(link))
+            .into_iter()
+            .find(|l| l.key == remote.name)
+            .and_then(|l| links::kubeconfig_token(&l.kubeconfig))
+    });
+    if request.token.strategy == mesh_kubeconfig::TokenStrategy::Auto
+        && request.token.secret_name.is_none()
+        && renew
+        && let Some(token) = held
+        && links::token_kind(&token) == Some(crate::status::TokenKind::Bound)
+        && let Some(lifetime) = links::token_lifetime(&token)
+    {
+        let expires = mesh_kubeconfig::jwt_expiry(&token);
+        let now = k8s_openapi::jiff::Timestamp::now();
+        if crate::rotate::expiring_within(expires, now, crate::status::EXPIRY_WARNING) {
+            return renew_link(run, kubeconfigs, primary, remote, lifetime).await;
+        }
+        return keep_bound_token(run, kubeconfigs, primary, remote, request, current, token).await;
+    }
     if run.opts.dry_run {
-        // Making a token may create a token Secret in the remote: not in a dry run.
-        let client = &remote.client;
-        let account = mesh_kubeconfig::ReaderAccount::new(ns, request.service_account.clone());
-        let changes =
-            mesh_kubeconfig::check_reader_account(client, &remote.spec.context, &account).await?;
+        // Making a token may create a token Secret in the remote: not in a dry run. The
+        // preview holds every object a real run applies, with a stand-in token.
+        let preview = mesh_kubeconfig::preview_remote_secret(kubeconfigs, request).await?;
         let exists = current.is_some();
-        if exists && changes.is_empty() {
+        if exists && preview.changes.is_empty() {
             return Ok(Outcome::Unchanged);
         }
-        let mut what: Vec<String> = changes
+        let mut what: Vec<String> = preview
+            .changes
             .iter()
             .map(|c| format!("{} in {}", c, remote.spec.context))
             .collect();
@@ -762,7 +784,21 @@ async fn own_link(
             "{} remote Secret {ns}/{name} in {pctx} (its token is only made by a real run)",
             if exists { "refreshed" } else { "created" }
         ));
-        return Ok(Outcome::Changed(what.join("; "), None));
+        let mut secret = preview.secret;
+        secret.metadata.name = Some(name.clone());
+        // Shown as text: the kubeconfig is readable, and its token a stand-in.
+        if let Some(data) = secret.data.take() {
+            secret.string_data = Some(
+                data.into_iter()
+                    .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
+                    .collect(),
+            );
+        }
+        let mut items: Vec<serde_json::Value> =
+            preview.changes.into_iter().map(|c| c.desired).collect();
+        items.push(serde_json::to_value(&secret).unwrap_or_default());
+        let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items});
+        return Ok(Outcome::Changed(what.join("; "), Some(list)));
     }
     let reused = minted.lock().expect("not poisoned").clone();
     let (mut desired, token_source, mut what) = match reused {
@@ -775,18 +811,7 @@ async fn own_link(
         }
     };
     desired.metadata.name = Some(name.clone());
-    let same = current.as_ref().is_some_and(|c| {
-        let contains = |have: &Option<BTreeMap<String, String>>,
-                        want: &Option<BTreeMap<String, String>>| {
-            want.iter()
-                .flatten()
-                .all(|(k, v)| have.as_ref().and_then(|h| h.get(k)) == Some(v))
-        };
-        c.data == desired.data
-            && contains(&c.metadata.labels, &desired.metadata.labels)
-            && contains(&c.metadata.annotations, &desired.metadata.annotations)
-    });
-    if !same {
+    if !same_link(current.as_ref(), &desired) {
         cluster::apply(&secrets, pctx, &name, &desired).await?;
         what.push(format!(
             "{} remote Secret {ns}/{name} in {pctx} (token from {})",
@@ -803,6 +828,80 @@ async fn own_link(
     } else {
         Ok(Outcome::Changed(what.join("; "), None))
     }
+}
+
+/// A link of ours that holds a bound token with time left, when no kind of token was
+/// asked for: the token is kept, and the rest of the link (server, CA, labels) and the
+/// reader account are brought to what join makes — nothing is minted.
+async fn keep_bound_token(
+    run: &Run<'_>,
+    kubeconfigs: &Kubeconfigs,
+    primary: &Target<'_>,
+    remote: &Target<'_>,
+    request: &RemoteSecretRequest,
+    current: Option<Secret>,
+    token: secrecy::SecretString,
+) -> Result<Outcome> {
+    let ns = run.opts.namespace.as_str();
+    let pctx = primary.spec.context.as_str();
+    let rctx = remote.spec.context.as_str();
+    let name = request.secret_name_for(&remote.name);
+    let preview = mesh_kubeconfig::preview_remote_secret(kubeconfigs, request).await?;
+    let mut what: Vec<String> = preview
+        .changes
+        .iter()
+        .map(|c| format!("{c} in {rctx}"))
+        .collect();
+    if !preview.changes.is_empty() && !run.opts.dry_run {
+        let account = mesh_kubeconfig::ReaderAccount::new(ns, request.service_account.clone());
+        mesh_kubeconfig::ensure_reader_account(&remote.client, rctx, &account).await?;
+    }
+    let kubeconfig = crate::rotate::with_token(&preview.kubeconfig, token)?;
+    let mut desired = mesh_kubeconfig::RemoteSecret::new(&preview.cluster_name, ns)
+        .secret_name(Some(name.clone()))
+        .key(request.secret_key.clone())
+        .build(&kubeconfig)?;
+    desired.metadata.name = Some(name.clone());
+    if !same_link(current.as_ref(), &desired) {
+        if !run.opts.dry_run {
+            let secrets: Api<Secret> = Api::namespaced(primary.client.clone(), ns);
+            cluster::apply(&secrets, pctx, &name, &desired).await?;
+        }
+        what.push(format!(
+            "updated remote Secret {ns}/{name} in {pctx} (its bound token kept)"
+        ));
+    }
+    let expires = mesh_kubeconfig::jwt_expiry(&kubeconfig_token_of(&kubeconfig))
+        .map(|t| t.to_string())
+        .unwrap_or_default();
+    Ok(if what.is_empty() {
+        Outcome::Found(format!(
+            "kept the link's bound token: it expires at {expires}; pass --token-ttl to renew it earlier, or rotate it"
+        ))
+    } else {
+        Outcome::Changed(what.join("; "), None)
+    })
+}
+
+/// The token in a remote kubeconfig kubectl-mesh built (empty when it has none).
+fn kubeconfig_token_of(kubeconfig: &secrecy::SecretString) -> secrecy::SecretString {
+    links::kubeconfig_token(kubeconfig).unwrap_or_else(|| secrecy::SecretString::from(""))
+}
+
+/// Whether the link `current` already is `desired`: the same data, and every label and
+/// annotation `desired` has.
+fn same_link(current: Option<&Secret>, desired: &Secret) -> bool {
+    current.is_some_and(|c| {
+        let contains = |have: &Option<BTreeMap<String, String>>,
+                        want: &Option<BTreeMap<String, String>>| {
+            want.iter()
+                .flatten()
+                .all(|(k, v)| have.as_ref().and_then(|h| h.get(k)) == Some(v))
+        };
+        c.data == desired.data
+            && contains(&c.metadata.labels, &desired.metadata.labels)
+            && contains(&c.metadata.annotations, &desired.metadata.annotations)
+    })
 }
 
 /// The remote's reader credentials (its account, made or checked, and a token for it)
@@ -847,11 +946,17 @@ async fn mint_link(
         .map(|c| format!("{c} in {}", remote.spec.context))
         .collect();
     if generated.token_secret_created {
-        what.push(format!(
-            "created token Secret {ns}/{} in {}",
-            generated.token_secret.clone().unwrap_or_default(),
-            remote.spec.context
-        ));
+        let secret = generated.token_secret.clone().unwrap_or_default();
+        let rctx = &remote.spec.context;
+        what.push(
+            if generated.token_source == mesh_kubeconfig::TokenSource::TokenRequest {
+                format!(
+                    "created Secret {ns}/{secret} in {rctx} and a TokenRequest token bound to it (deleting the Secret revokes the token)"
+                )
+            } else {
+                format!("created token Secret {ns}/{secret} in {rctx}")
+            },
+        );
     }
     Ok((generated.secret, generated.token_source.to_string(), what))
 }

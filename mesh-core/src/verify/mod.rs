@@ -925,7 +925,7 @@ fn hint(row: &EndpointRow, members: &[Member], mesh: &MeshStatus, primary: &str)
 }
 
 /// Port-forwards this verify opened; closed when dropped.
-struct Forwards(Vec<tokio::task::JoinHandle<()>>);
+pub(crate) struct Forwards(pub(crate) Vec<tokio::task::JoinHandle<()>>);
 
 impl Drop for Forwards {
     fn drop(&mut self) {
@@ -939,7 +939,7 @@ impl Drop for Forwards {
 /// pod in `ns` (label `app=istiod`), with the task that serves it: one port-forward per
 /// connection accepted. The first is opened here, so that a cluster that cannot forward
 /// (no kubelet reachable) fails now, naming the pod.
-async fn forward_istiod(
+pub(crate) async fn forward_istiod(
     client: &Client,
     ctx: &str,
     ns: &str,
@@ -950,7 +950,7 @@ async fn forward_istiod(
         .and_then(|p| p.metadata.name)
         .ok_or_else(|| Error::Kube {
             cluster: ctx.to_owned(),
-            action: format!("finding a running istiod pod in {ns} to forward its xDS port to"),
+            action: format!("finding a running istiod pod in {ns} to forward port {port} to"),
             reason: "none is running and ready (label app=istiod); if istiod runs elsewhere, give its address".into(),
             status: None,
             source: None,
