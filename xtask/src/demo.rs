@@ -26,6 +26,9 @@ pub async fn run(kubectl_mesh: &Path) -> Result<()> {
         "The test bed: real Kubernetes control planes on loopback (each on its own release), Istio installed by helm",
     );
     testbed::status().await?;
+    // The guide's starting point, whatever earlier demos or tests left: Istio installed,
+    // no mesh (no cacerts of another root, no links, no network labels).
+    crate::mesh_reset::reset_clusters(&env, &["cluster1", "cluster2"])?;
 
     step("1. One root, one intermediate CA per cluster (kubectl mesh certs generate)");
     if certs.join("cluster1").is_dir() && certs.join("cluster2").is_dir() {
@@ -56,8 +59,20 @@ pub async fn run(kubectl_mesh: &Path) -> Result<()> {
     )?;
 
     step("2. kubectl mesh join cluster2 --primary cluster1 --certs …");
-    mesh(kubectl_mesh, &env, &["join", "cluster2", "--primary", "cluster1", "--certs", path(&certs), "--yes"])
-        .context("the join failed; if the test bed holds cacerts from another root (left by tests), run `cargo xtask testbed down` and the demo again")?;
+    mesh(
+        kubectl_mesh,
+        &env,
+        &[
+            "join",
+            "cluster2",
+            "--primary",
+            "cluster1",
+            "--certs",
+            path(&certs),
+            "--yes",
+        ],
+    )
+    .context("the join failed; its output above names the cluster and the object")?;
 
     step("3. Again: a second join changes nothing");
     mesh(
