@@ -7,6 +7,8 @@
 //! istiod (`pilot-discovery`) per primary, asking it what it reads
 //! (`/debug/clusterz`), which endpoints it holds (`/debug/endpointShardz`, the guide's
 //! helloworld v1 in cluster4 and v2 in cluster5) and which gateways (`/debug/networkz`).
+//! In multi-primary, `verify` asks each member's own istiod, and `rotate` replaces both
+//! readers' tokens of one cluster at once.
 
 mod common;
 
@@ -285,6 +287,100 @@ fn multi_primary_on_different_networks_every_istiod_reads_every_cluster() {
             },
         );
     }
+
+    // verify asks each member's own istiod what that member's sidecars are told: its
+    // version's pod, and the other network's gateway.
+    let (mut at4, mut at5) = (Istiod::start(C4), Istiod::start(C5));
+    wait_synced(&mut at4, C5);
+    wait_synced(&mut at5, C4);
+    let routes = [
+        format!("{C4}={}", at4.secure_grpc_address()),
+        format!("{C5}={}", at5.secure_grpc_address()),
+    ];
+    let deadline = std::time::Instant::now() + SETTLE;
+    let (out, report) = loop {
+        let out = mesh(&[
+            "verify",
+            "--primary",
+            C4,
+            "--istiod",
+            &routes[0],
+            "--istiod",
+            &routes[1],
+            "-o",
+            "json",
+            "--requests",
+            "0",
+            "--settle",
+            "5s",
+            "--keep",
+        ]);
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        if out.status.success() || std::time::Instant::now() > deadline {
+            break (out, report);
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    };
+    assert!(
+        out.status.success(),
+        "verify of the multi-primary mesh:\n{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    for (client, version, other) in [(C4, "v1", C5), (C5, "v2", C4)] {
+        let mut received: Vec<String> = report["endpoints"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| r["client"] == client)
+            .flat_map(|r| r["received"].as_array().cloned().unwrap_or_default())
+            .filter_map(|v| Some(v.as_str()?.split(' ').next()?.to_owned()))
+            .collect();
+        received.sort();
+        let pod = pod_ip(client, version).expect("the local version runs");
+        let mut expected = vec![
+            format!("{pod}:5000"),
+            format!("{}:15443", lb_address(other)),
+        ];
+        expected.sort();
+        assert_eq!(received, expected, "{client}: {report:#}");
+    }
+    // Each member's sidecar asked that member's own istiod (its log names the sidecar's
+    // node), not the other's. --keep kept the sleep pods to name them.
+    let sleep = |ctx: &str| {
+        kubectl(&[
+            "--context",
+            ctx,
+            "-n",
+            "sample",
+            "get",
+            "pods",
+            "-l",
+            "app=sleep",
+            "-o",
+            "jsonpath={.items[0].metadata.name}",
+        ])
+        .trim()
+        .to_owned()
+    };
+    let (sleep4, sleep5) = (sleep(C4), sleep(C5));
+    assert!(!sleep4.is_empty() && !sleep5.is_empty());
+    let connected = |istiod: &Istiod, pod: &str| {
+        istiod
+            .log_text()
+            .contains(&format!("new connection for node:{pod}."))
+    };
+    assert!(
+        connected(&at4, &sleep4) && !connected(&at4, &sleep5),
+        "{}",
+        at4.log_tail(20)
+    );
+    assert!(
+        connected(&at5, &sleep5) && !connected(&at5, &sleep4),
+        "{}",
+        at5.log_tail(20)
+    );
+    drop((at4, at5));
 
     // A second run, with no model given (the mesh records it): no write at all.
     let marks = [audit_mark(C4), audit_mark(C5)];
