@@ -64,6 +64,15 @@ pub(crate) fn links(secrets: &[Secret]) -> Vec<Link> {
     out
 }
 
+/// The token in key `key` of the remote secret `secret`, if that key holds a kubeconfig
+/// with one.
+pub(crate) fn link_token(secret: &Secret, key: &str) -> Option<SecretString> {
+    links(std::slice::from_ref(secret))
+        .into_iter()
+        .find(|l| l.key == key)
+        .and_then(|l| kubeconfig_token(&l.kubeconfig))
+}
+
 /// Two API server URLs name the same server once normalised ([`normalized_server`]).
 pub(crate) fn same_server(a: &str, b: &str) -> bool {
     normalized_server(a) == normalized_server(b)
@@ -202,9 +211,6 @@ pub(crate) fn token_claims(token: &SecretString) -> Option<serde_json::Value> {
     serde_json::from_slice(&bytes).ok()
 }
 
-/// Whether a ServiceAccount token is a token Secret's (legacy claims, naming the Secret)
-/// or a bound one from TokenRequest (the `kubernetes.io` claim), from its (unverified)
-/// claims; `None` for anything else.
 /// The lifetime a token was issued with (`exp` − `iat` of its claims, read without
 /// verifying them); `None` for a token without both (a token Secret's never expires).
 pub(crate) fn token_lifetime(token: &SecretString) -> Option<std::time::Duration> {
@@ -215,6 +221,9 @@ pub(crate) fn token_lifetime(token: &SecretString) -> Option<std::time::Duration
         .map(std::time::Duration::from_secs)
 }
 
+/// Whether a ServiceAccount token is a token Secret's (legacy claims, naming the Secret)
+/// or a bound one from TokenRequest (the `kubernetes.io` claim), from its (unverified)
+/// claims; `None` for anything else.
 pub(crate) fn token_kind(token: &SecretString) -> Option<crate::status::TokenKind> {
     let claims = token_claims(token)?;
     if claims["kubernetes.io/serviceaccount/secret.name"].is_string() {

@@ -448,17 +448,20 @@ async fn rotate_all(kubeconfigs: &Kubeconfigs, run: &Run<'_>) -> Result<RotateSu
         let mut result = rotate_link(kubeconfigs, run, &primary, &primary_id, link, &view).await;
         if matches!(result, Ok(None)) {
             // Another run changed the link while this one waited for the account's
-            // Lease: rotate it as it is now, once.
-            let fresh = links::remote_secrets(&primary, pctx, ns).await?;
-            let again = select(kubeconfigs, opts, &fresh)?
-                .into_iter()
-                .find(|l| l.key == link.key);
-            result = match again {
-                Some(again) => {
-                    rotate_link(kubeconfigs, run, &primary, &primary_id, &again, &view).await
+            // Lease: rotate it as it is now, once (a failure is this link's only).
+            result = async {
+                let fresh = links::remote_secrets(&primary, pctx, ns).await?;
+                let again = select(kubeconfigs, opts, &fresh)?
+                    .into_iter()
+                    .find(|l| l.key == link.key);
+                match again {
+                    Some(again) => {
+                        rotate_link(kubeconfigs, run, &primary, &primary_id, &again, &view).await
+                    }
+                    None => Ok(None),
                 }
-                None => Ok(None),
-            };
+            }
+            .await;
         }
         if let Some(err) = run.interrupted() {
             return Err(err);
@@ -896,14 +899,18 @@ async fn rotate_link(
         &lease_name,
         &format!("rotating the tokens of ServiceAccount {account}"),
         opts.wait,
+        &opts.interrupt,
         &|why| run.emit(rctx, STEP_NEW_TOKEN, crate::EventKind::Waiting(why), waited),
     )
     .await?;
     // While this run waited, another may have rotated this very link: then the link
     // read before is stale, and the caller reads it again.
-    if link_holds(primary, opts, link, &link.kubeconfig).await == Some(false) {
-        lease.release().await;
-        return Ok(None);
+    match link_holds(primary, opts, link, &link.kubeconfig).await {
+        Ok(true) => {}
+        stale_or_unknown => {
+            lease.release().await;
+            return stale_or_unknown.map(|_| None);
+        }
     }
     let rotated = async {
         let stored = if resume {
@@ -971,7 +978,7 @@ async fn rotate_link(
             if let Err(e) = written {
                 // Provably not written (the link, read again, holds something else):
                 // never used, ours to take back at once. Unknown: kept for a later run.
-                if link_holds(primary, opts, link, &new_kubeconfig).await == Some(false) {
+                if matches!(link_holds(primary, opts, link, &new_kubeconfig).await, Ok(false)) {
                     let _ = cluster::delete_checked(
                         &secrets,
                         rctx,
@@ -1049,21 +1056,23 @@ async fn rotate_link(
     rotated.map(Some)
 }
 
-/// Whether `link`'s key in its remote Secret holds `kubeconfig` now; `None` when that
-/// cannot be read.
+/// Whether `link`'s key in its remote Secret (read now) holds `kubeconfig`.
 async fn link_holds(
     primary: &Client,
     opts: &RotateOptions,
     link: &Selected,
     kubeconfig: &SecretString,
-) -> Option<bool> {
-    let name = link.secret.metadata.name.as_deref()?;
-    let api: Api<Secret> = Api::namespaced(primary.clone(), &opts.namespace);
-    let secret = api.get_opt(name).await.ok()?;
-    let stored = secret
+) -> Result<bool> {
+    let (ns, pctx) = (opts.namespace.as_str(), opts.primary.as_str());
+    let name = link.secret.metadata.name.as_deref().unwrap_or_default();
+    let api: Api<Secret> = Api::namespaced(primary.clone(), ns);
+    let stored = api
+        .get_opt(name)
+        .await
+        .map_err(|e| kube(pctx, format!("reading Secret {ns}/{name}"), e))?
         .and_then(|s| s.data)
         .and_then(|d| d.get(&link.key).cloned());
-    Some(stored.is_some_and(|b| b.0 == kubeconfig.expose_secret().as_bytes()))
+    Ok(stored.is_some_and(|b| b.0 == kubeconfig.expose_secret().as_bytes()))
 }
 
 /// A token rotate made, with the object that revokes it.
@@ -1328,15 +1337,8 @@ async fn wait_in_use(
     let ns = opts.namespace.as_str();
     let pctx = opts.primary.as_str();
     let rctx = link.context.as_str();
-    let name = link.secret.metadata.name.clone().unwrap_or_default();
-    let api: Api<Secret> = Api::namespaced(primary.clone(), ns);
-    let stored = api
-        .get_opt(&name)
-        .await
-        .map_err(|e| kube(pctx, format!("reading Secret {ns}/{name}"), e))?
-        .and_then(|s| s.data)
-        .and_then(|d| d.get(&link.key).cloned());
-    if stored.as_ref().map(|b| b.0.as_slice()) != Some(expected.expose_secret().as_bytes()) {
+    if !link_holds(primary, opts, link, expected).await? {
+        let name = link.secret.metadata.name.as_deref().unwrap_or_default();
         return Err(changed_meanwhile(
             pctx,
             &format!("Secret {ns}/{name}"),

@@ -278,14 +278,12 @@ async fn build(
         .await?;
     let ctx = request.context.as_str();
     let account = ReaderAccount::new(&request.namespace, &request.service_account);
-    let token = if preview {
+    let (changes, token) = if preview {
         let changes = crate::check_reader_account(&client, ctx, &account)
             .await
             .map_err(|e| e.with_server(&resolved.server))?;
-        (
-            changes,
-            preview_token(&client, ctx, &account, &request.token).await?,
-        )
+        let token = preview_token(&client, ctx, &account, &request.token).await?;
+        (changes, token)
     } else {
         let changes = ensure_reader_account(&client, ctx, &account)
             .await
@@ -295,7 +293,6 @@ async fn build(
             .map_err(|e| e.with_server(&resolved.server))?;
         (changes, token)
     };
-    let (changes, token) = token;
 
     let mut candidates = Vec::new();
     if let Some(ca) = given_ca {

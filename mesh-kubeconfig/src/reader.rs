@@ -179,7 +179,7 @@ pub fn reader_cluster_role() -> ClusterRole {
     }
 }
 
-fn managed_labels() -> BTreeMap<String, String> {
+pub(crate) fn managed_labels() -> BTreeMap<String, String> {
     BTreeMap::from([(MANAGED_BY_LABEL.0.to_owned(), MANAGED_BY_LABEL.1.to_owned())])
 }
 

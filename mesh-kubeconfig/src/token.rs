@@ -415,10 +415,7 @@ impl Ctx<'_> {
                     SA_NAME_ANNOTATION.to_owned(),
                     self.account.name.clone(),
                 )])),
-                labels: Some(BTreeMap::from([(
-                    crate::MANAGED_BY_LABEL.0.to_owned(),
-                    crate::MANAGED_BY_LABEL.1.to_owned(),
-                )])),
+                labels: Some(crate::reader::managed_labels()),
                 ..ObjectMeta::default()
             },
             type_: Some(TOKEN_SECRET_TYPE.to_owned()),
@@ -514,10 +511,7 @@ pub async fn request_bound_token(
         metadata: ObjectMeta {
             generate_name: Some(format!("{}-bound-token-", account.name)),
             namespace: Some(ns.to_owned()),
-            labels: Some(BTreeMap::from([(
-                crate::MANAGED_BY_LABEL.0.to_owned(),
-                crate::MANAGED_BY_LABEL.1.to_owned(),
-            )])),
+            labels: Some(crate::reader::managed_labels()),
             annotations: Some(annotations),
             ..ObjectMeta::default()
         },

@@ -214,15 +214,7 @@ pub fn multi_primary(bench: &Bench) -> Result<Section> {
         run(
             &bench.binary,
             &env,
-            &[
-                "join",
-                "cluster2",
-                "--primary",
-                "cluster1",
-                "--certs",
-                s(&certs),
-                "--yes",
-            ],
+            &crate::testbed::guide_join_args(s(&certs)),
         )?;
         single.push(t.elapsed());
         reset_clusters(&env, &all)?;

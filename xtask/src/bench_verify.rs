@@ -29,15 +29,7 @@ pub fn verify(bench: &Bench) -> Result<Section> {
     run(
         &bench.binary,
         &env,
-        &[
-            "join",
-            "cluster2",
-            "--primary",
-            "cluster1",
-            "--certs",
-            &certs,
-            "--yes",
-        ],
+        &crate::testbed::guide_join_args(&certs),
     )?;
     let mut istiod = LocalIstiod::start("cluster1", "bench-istiod", &env)?;
     istiod.wait_synced("cluster2")?;

@@ -59,35 +59,11 @@ pub async fn run(kubectl_mesh: &Path) -> Result<()> {
     )?;
 
     step("2. kubectl mesh join cluster2 --primary cluster1 --certs …");
-    mesh(
-        kubectl_mesh,
-        &env,
-        &[
-            "join",
-            "cluster2",
-            "--primary",
-            "cluster1",
-            "--certs",
-            path(&certs),
-            "--yes",
-        ],
-    )
-    .context("the join failed; its output above names the cluster and the object")?;
+    mesh(kubectl_mesh, &env, &testbed::guide_join_args(path(&certs)))
+        .context("the join failed; its output above names the cluster and the object")?;
 
     step("3. Again: a second join changes nothing");
-    mesh(
-        kubectl_mesh,
-        &env,
-        &[
-            "join",
-            "cluster2",
-            "--primary",
-            "cluster1",
-            "--certs",
-            path(&certs),
-            "--yes",
-        ],
-    )?;
+    mesh(kubectl_mesh, &env, &testbed::guide_join_args(path(&certs)))?;
 
     if subcommand_exists(kubectl_mesh, "status") {
         step("4. kubectl mesh status --context cluster1: every link checked");

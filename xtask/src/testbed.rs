@@ -733,6 +733,20 @@ pub fn env_lines() -> Result<String> {
     Ok(lines)
 }
 
+/// `kubectl mesh` arguments of the guide's join on the test bed: cluster2 into
+/// cluster1's mesh with the CA bundles in `certs`, unprompted (demo and benchmarks).
+pub fn guide_join_args(certs: &str) -> [&str; 7] {
+    [
+        "join",
+        "cluster2",
+        "--primary",
+        "cluster1",
+        "--certs",
+        certs,
+        "--yes",
+    ]
+}
+
 /// The environment variables of [`env_lines`], for child processes.
 pub fn env_vars() -> Vec<(String, String)> {
     let mut path: Vec<PathBuf> = vec![tools::tool_dir("kubernetes", tools::NEWEST_KUBERNETES)];

@@ -76,15 +76,17 @@ fn holding(lease: &Lease) -> Option<(String, Option<String>)> {
     Some((holder, spec.renew_time.as_ref().map(|t| t.0.to_string())))
 }
 
-/// Takes Lease `name` in `api`'s namespace of `cluster`, waiting (up to `wait`) while
-/// another run holds it; `waiting` is told, once, who holds it. `purpose` says what the
-/// Lease guards, on the object and in errors.
+/// Takes Lease `name` in `api`'s namespace of `cluster`, waiting (up to `wait`, or until
+/// `interrupt` is raised) while another run holds it; `waiting` is told, once, who holds
+/// it. `purpose` says what the Lease guards, on the object and in errors. A Lease of
+/// that name without kubectl-mesh's label is not taken over: it is somebody else's.
 pub(crate) async fn acquire(
     api: Api<Lease>,
     cluster: &str,
     name: &str,
     purpose: &str,
     wait: Duration,
+    interrupt: &crate::Interrupt,
     waiting: &(dyn Fn(String) + Send + Sync),
 ) -> Result<HeldLease> {
     let holder = holder_identity();
@@ -102,6 +104,19 @@ pub(crate) async fn acquire(
             .get_opt(name)
             .await
             .map_err(|e| kube(cluster, format!("reading {what}"), e))?;
+        if let Some(lease) = &current
+            && !crate::links::managed_by_us(&lease.metadata)
+        {
+            return Err(Error::Malformed {
+                cluster: cluster.to_owned(),
+                object: what,
+                reason: format!(
+                    "it was not made by kubectl-mesh (no {}={} label), so it is not taken over; rename or delete it if nothing uses it",
+                    super::MANAGED_BY_LABEL.0,
+                    super::MANAGED_BY_LABEL.1
+                ),
+            });
+        }
         let now = Instant::now();
         let free = match current.as_ref().and_then(holding) {
             None => true,
@@ -152,6 +167,12 @@ pub(crate) async fn acquire(
                     ));
                 }
             }
+        }
+        if let Some(signal) = interrupt.raised() {
+            return Err(Error::Interrupted {
+                signal,
+                completed: Vec::new(),
+            });
         }
         if now >= deadline {
             return Err(Error::Timeout {
@@ -221,7 +242,76 @@ impl HeldLease {
 
 #[cfg(test)]
 mod tests {
+    use http::{Request, Response, StatusCode};
+    use kube::client::Body;
+
     use super::*;
+    use crate::cluster::mock;
+
+    /// `acquire` against a mock API server whose Lease is `lease`: its result, and the
+    /// requests made (`METHOD path`).
+    async fn acquire_against(
+        lease: serde_json::Value,
+        interrupt: &crate::Interrupt,
+    ) -> (Result<HeldLease>, Vec<String>) {
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let server = tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while let Some((request, send)) = handle.next_request().await {
+                seen.push(format!("{} {}", request.method(), request.uri().path()));
+                send.send_response(mock::json(StatusCode::OK, lease.clone()));
+            }
+            seen
+        });
+        let client = kube::Client::new(service, "default");
+        let api: Api<Lease> = Api::namespaced(client.clone(), "istio-system");
+        let result = acquire(
+            api,
+            "c2",
+            "kubectl-mesh-rotate-reader",
+            "rotating",
+            Duration::from_secs(5),
+            interrupt,
+            &|_| {},
+        )
+        .await;
+        drop(client);
+        (result, server.await.unwrap())
+    }
+
+    fn lease(labels: serde_json::Value) -> serde_json::Value {
+        serde_json::json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": "kubectl-mesh-rotate-reader", "namespace": "istio-system",
+                "resourceVersion": "7", "labels": labels},
+            "spec": {"holderIdentity": "someone", "leaseDurationSeconds": 15,
+                "renewTime": "2026-12-03T04:00:00.000000Z"}})
+    }
+
+    #[tokio::test]
+    async fn a_lease_somebody_else_made_is_never_taken_over() {
+        let (result, seen) =
+            acquire_against(lease(serde_json::json!({})), &crate::Interrupt::default()).await;
+        let err = result.err().expect("refused");
+        assert!(
+            err.to_string().contains("not made by kubectl-mesh"),
+            "{err}"
+        );
+        assert!(seen.iter().all(|r| r.starts_with("GET ")), "{seen:?}");
+    }
+
+    #[tokio::test]
+    async fn a_signal_stops_the_wait_for_a_held_lease_without_a_write() {
+        let interrupt = crate::Interrupt::default();
+        interrupt.raise(15);
+        let ours = serde_json::json!({"app.kubernetes.io/managed-by": "kubectl-mesh"});
+        let (result, seen) = acquire_against(lease(ours), &interrupt).await;
+        assert!(
+            matches!(result, Err(Error::Interrupted { signal: 15, .. })),
+            "{:?}",
+            result.err()
+        );
+        assert!(seen.iter().all(|r| r.starts_with("GET ")), "{seen:?}");
+    }
 
     #[test]
     fn taking_a_lease_over_counts_a_transition_and_renewing_it_does_not() {

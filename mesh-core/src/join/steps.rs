@@ -747,12 +747,7 @@ async fn own_link(
     // No kind of token asked for, and the link holds a bound token of ours with a
     // lifetime: the link keeps that kind. Inside the warning window it is renewed with
     // its own lifetime; outside it, it is kept (only what else differs is written).
-    let held = ours.and_then(|link| {
-        links::links(std::slice::from_ref(link))
-            .into_iter()
-            .find(|l| l.key == remote.name)
-            .and_then(|l| links::kubeconfig_token(&l.kubeconfig))
-    });
+    let held = ours.and_then(|link| links::link_token(link, &remote.name));
     if request.token.strategy == mesh_kubeconfig::TokenStrategy::Auto
         && request.token.secret_name.is_none()
         && renew
@@ -856,12 +851,14 @@ async fn keep_bound_token(
         let account = mesh_kubeconfig::ReaderAccount::new(ns, request.service_account.clone());
         mesh_kubeconfig::ensure_reader_account(&remote.client, rctx, &account).await?;
     }
+    let expires = mesh_kubeconfig::jwt_expiry(&token)
+        .map(|t| t.to_string())
+        .unwrap_or_default();
     let kubeconfig = crate::rotate::with_token(&preview.kubeconfig, token)?;
-    let mut desired = mesh_kubeconfig::RemoteSecret::new(&preview.cluster_name, ns)
+    let desired = mesh_kubeconfig::RemoteSecret::new(&preview.cluster_name, ns)
         .secret_name(Some(name.clone()))
         .key(request.secret_key.clone())
         .build(&kubeconfig)?;
-    desired.metadata.name = Some(name.clone());
     if !same_link(current.as_ref(), &desired) {
         if !run.opts.dry_run {
             let secrets: Api<Secret> = Api::namespaced(primary.client.clone(), ns);
@@ -871,9 +868,6 @@ async fn keep_bound_token(
             "updated remote Secret {ns}/{name} in {pctx} (its bound token kept)"
         ));
     }
-    let expires = mesh_kubeconfig::jwt_expiry(&kubeconfig_token_of(&kubeconfig))
-        .map(|t| t.to_string())
-        .unwrap_or_default();
     Ok(if what.is_empty() {
         Outcome::Found(format!(
             "kept the link's bound token: it expires at {expires}; pass --token-ttl to renew it earlier, or rotate it"
@@ -881,11 +875,6 @@ async fn keep_bound_token(
     } else {
         Outcome::Changed(what.join("; "), None)
     })
-}
-
-/// The token in a remote kubeconfig kubectl-mesh built (empty when it has none).
-fn kubeconfig_token_of(kubeconfig: &secrecy::SecretString) -> secrecy::SecretString {
-    links::kubeconfig_token(kubeconfig).unwrap_or_else(|| secrecy::SecretString::from(""))
 }
 
 /// Whether the link `current` already is `desired`: the same data, and every label and
@@ -968,10 +957,7 @@ async fn token_secret_in_use(
     remote: &Target<'_>,
     request: &RemoteSecretRequest,
 ) -> Result<Option<String>> {
-    let token = links::links(std::slice::from_ref(link))
-        .into_iter()
-        .find(|l| l.key == remote.name)
-        .and_then(|l| links::kubeconfig_token(&l.kubeconfig));
+    let token = links::link_token(link, &remote.name);
     let Some(token_secret) = token.as_ref().and_then(links::token_claims).and_then(|c| {
         c["kubernetes.io/serviceaccount/secret.name"]
             .as_str()
